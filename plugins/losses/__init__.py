@@ -1,0 +1,1 @@
+"""Losses: adversarial and consistency."""

@@ -1,0 +1,1 @@
+"""Networks: generators, discriminators and weight initialisation."""

@@ -1,0 +1,69 @@
+"""Optimizers and learning-rate schedules.
+
+Schedules follow the reference implementation (Zhu et al., ICCV 2017; ``networks.get_scheduler``)
+and are stepped once at the end of each epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import lr_scheduler
+
+from unpaired import Component, hookimpl
+
+
+def adam(params, lr: float = 0.0002, betas: tuple = (0.5, 0.999), weight_decay: float = 0.0,
+         fused: bool | None = None, foreach: bool | None = None):
+    """Adam (Kingma & Ba 2015) with the CycleGAN defaults lr 2e-4, betas (0.5, 0.999)."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused, foreach=foreach)
+
+
+def adamw(params, lr: float = 0.0002, betas: tuple = (0.5, 0.999), weight_decay: float = 0.01,
+          fused: bool | None = None, foreach: bool | None = None):
+    """AdamW (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused, foreach=foreach)
+
+
+def sgd(params, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0):
+    """Stochastic gradient descent, optionally with momentum."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def linear(optimizer, n_epochs: int = 100, n_epochs_decay: int = 100, epoch_count: int = 1):
+    """Constant LR for ``n_epochs``, then linear decay over ``n_epochs_decay`` (the CycleGAN schedule).
+
+    Multiplier after e epochs: 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1),
+    exactly the reference's ``lambda_rule``.
+    """
+    def rule(epoch: int) -> float:
+        return 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1)
+
+    return lr_scheduler.LambdaLR(optimizer, rule)
+
+
+def step(optimizer, step_size: int = 50, gamma: float = 0.1):
+    """Multiply the LR by ``gamma`` every ``step_size`` epochs (reference: lr_decay_iters=50)."""
+    return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+def plateau(optimizer, factor: float = 0.2, threshold: float = 0.01, patience: int = 5):
+    """Reduce the LR by ``factor`` when the step's mean epoch loss stops falling (reference values)."""
+    return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=factor, threshold=threshold, patience=patience)
+
+
+def cosine(optimizer, t_max: int = 200, eta_min: float = 0.0):
+    """Cosine annealing to ``eta_min`` over ``t_max`` epochs (reference: T_max=n_epochs, eta_min=0)."""
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=eta_min)
+
+
+def constant(optimizer):
+    """Keep the LR unchanged."""
+    return lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+@hookimpl
+def unpaired_components():
+    return [
+        *(Component("optimizer", f.__name__, f) for f in (adam, adamw, sgd)),
+        *(Component("scheduler", f.__name__, f) for f in (linear, step, plateau, cosine, constant)),
+    ]

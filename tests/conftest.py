@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny recipes on the embedded Fashion-MNIST subset, small image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from unpaired.recipe import load_recipe
+
+#: The demo recipe shrunk to seconds: tiny networks, 32 images per domain, fp32, no workers.
+TINY = [
+    "data.args.limit=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "networks.G_AB.type=resnet",
+    "networks.G_BA.type=resnet",
+    "networks.G_AB.args.n_blocks=1",
+    "networks.G_BA.args.n_blocks=1",
+    "networks.G_AB.args.ngf=8",
+    "networks.G_BA.args.ngf=8",
+    "networks.D_A.args.ndf=8",
+    "networks.D_B.args.ndf=8",
+    "train.precision=fp32",
+    "train.epochs=2",
+    "train.scheduler.args.n_epochs=1",
+    "train.scheduler.args.n_epochs_decay=1",
+    "train.log_every=2",
+    "train.sample_every=1000",
+    "train.checkpoint_every=1000",
+    "device=cpu",
+]
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    """``tiny_recipe(*overrides)``: the fashion demo at toy size, writing into tmp_path/run."""
+
+    def make(*overrides):
+        return load_recipe("cyclegan-fashion", TINY + [f"out_dir={tmp_path / 'run'}", *overrides])
+
+    return make
+
+
+def write_images(folder: Path, count: int, channels: int = 3, size: int = 16, seed: int = 0) -> list[Path]:
+    """``count`` random PNG images (channels 1, 3 or 4) of ``size`` x ``size`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    paths = []
+    for i in range(count):
+        img = torch.randint(0, 256, (channels, size, size), dtype=torch.uint8, generator=g)
+        path = folder / f"img_{i:03d}.png"
+        write_png(img, str(path))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_root(tmp_path):
+    """A dataset folder in the CycleGAN layout with 8 RGB images per domain and split."""
+    root = tmp_path / "data"
+    for i, sub in enumerate(("trainA", "trainB", "testA", "testB")):
+        write_images(root / sub, 8, seed=i)
+    return root

@@ -1,0 +1,135 @@
+"""Network and init plugins: reference parameter counts, shapes, input checks, registration."""
+
+import pytest
+import torch
+from torch import nn
+
+import unpaired
+from unpaired_plugins.networks import init, patchgan, resnet, timm_networks, unet
+from unpaired_plugins.networks.layers import norm_layer, padding
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (resnet.resnet_9blocks, 11_378_179),
+        (resnet.resnet_6blocks, 7_837_699),
+        (patchgan.basic, 2_764_737),
+        (patchgan.PixelDiscriminator, 8_705),
+    ],
+)
+def test_reference_parameter_counts(build, expected):
+    assert n_params(build()) == expected
+
+
+@torch.no_grad()
+def test_resnet_keeps_shape_and_range():
+    x = torch.rand(1, 3, 64, 48) * 2 - 1
+    y = resnet.resnet_9blocks()(x)
+    assert y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1
+
+
+def test_resnet_checks_input():
+    net = resnet.resnet_6blocks()
+    with pytest.raises(ValueError, match=r"resnet_6blocks expects images of shape \(N, 3, H, W\)"):
+        net(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(torch.zeros(1, 3, 66, 64))
+
+
+@torch.no_grad()
+def test_patchgan_shapes():
+    assert patchgan.basic()(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
+    assert patchgan.PixelDiscriminator(in_channels=1)(torch.zeros(1, 1, 8, 8)).shape == (1, 1, 8, 8)
+
+
+@torch.no_grad()
+def test_multiscale_returns_maps_coarser_later():
+    maps = patchgan.MultiscaleDiscriminator(ndf=8)(torch.zeros(1, 3, 128, 128))
+    assert isinstance(maps, list) and len(maps) == 3
+    sides = [m.shape[-1] for m in maps]
+    assert all(m.shape[:2] == (1, 1) for m in maps) and sides == sorted(sides, reverse=True)
+    assert len(set(sides)) == 3
+
+
+def test_unet_rejects_indivisible_input_before_forward():
+    net = unet.unet_256(ngf=8)
+    ran = []
+    net.model.register_forward_pre_hook(lambda *_: ran.append(True))
+    with pytest.raises(ValueError, match="unet_256 needs .* divisible by 256; got 100x120") as err:
+        net(torch.zeros(1, 3, 100, 120))
+    assert "crop_size: 256" in str(err.value) and not ran
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        net(torch.zeros(1, 4, 256, 256))
+
+
+@torch.no_grad()
+def test_unet_128_forward():
+    net = unet.unet_128()
+    assert net.size_divisor == 128
+    y = net(torch.zeros(1, 3, 128, 128))
+    assert y.shape == (1, 3, 128, 128) and y.abs().max() <= 1
+
+
+@torch.no_grad()
+def test_timm_unet_forward():
+    net = timm_networks.TimmUnet("resnet18", in_channels=1, out_channels=3)
+    assert net.size_divisor == 32
+    y = net.eval()(torch.zeros(2, 1, 64, 64))
+    assert y.shape == (2, 3, 64, 64) and y.abs().max() <= 1
+    with pytest.raises(ValueError, match="divisible by 32"):
+        net(torch.zeros(2, 1, 48, 64))
+
+
+@torch.no_grad()
+def test_timm_features_forward():
+    x = torch.zeros(2, 3, 64, 64)
+    assert timm_networks.TimmFeaturesDiscriminator("resnet18")(x).shape == (2, 1, 2, 2)
+    maps = timm_networks.TimmFeaturesDiscriminator("resnet18", num_maps=2)(x)
+    assert [m.shape for m in maps] == [(2, 1, 4, 4), (2, 1, 2, 2)]
+    with pytest.raises(ValueError, match="num_maps"):
+        timm_networks.TimmFeaturesDiscriminator("resnet18", num_maps=9)
+
+
+def test_normal_init_matches_reference():
+    net = nn.Sequential(nn.Conv2d(256, 512, 4), nn.BatchNorm2d(512), nn.Linear(64, 64))
+    init.normal(net, gain=0.02)
+    assert net[0].weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert net[1].weight.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert all(torch.count_nonzero(m.bias) == 0 for m in net)
+
+
+@pytest.mark.parametrize("scheme", [init.xavier, init.kaiming, init.orthogonal])
+def test_other_inits_zero_biases(scheme):
+    net = patchgan.basic(ndf=8)
+    scheme(net, gain=0.02)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert all(torch.count_nonzero(c.bias) == 0 for c in convs if c.bias is not None)
+
+
+def test_bad_norm_and_padding_name_accepted_values():
+    with pytest.raises(ValueError, match="instance, batch, none"):
+        norm_layer("group")
+    with pytest.raises(ValueError, match="reflect, replicate, zero"):
+        padding("circular", 1)
+
+
+def test_registry_lists_network_components():
+    registry = unpaired.Registry()
+    expected = {
+        "generator": {"resnet_9blocks", "resnet_6blocks", "resnet", "unet_256", "unet_128",
+                      "unet", "timm_unet"},
+        "discriminator": {"basic", "n_layers", "pixel", "multiscale", "timm_features"},
+        "init": {"normal", "xavier", "kaiming", "orthogonal"},
+    }
+    for kind, names in expected.items():
+        assert names <= set(registry.names(kind))
+        for name in names:
+            assert "unpaired" in registry.get(kind, name).provider
+    net = registry.create("generator", "resnet_6blocks", ngf=8)
+    assert isinstance(net, resnet.ResnetGenerator) and net.name == "resnet_6blocks"

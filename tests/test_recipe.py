@@ -1,0 +1,151 @@
+"""Recipes: loading, inheritance, overrides, and a clear error for each kind of mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from unpaired import RecipeError
+from unpaired.cli import main
+from unpaired.recipe import check, find_recipe, from_yaml, load_recipe, to_yaml, validate
+from unpaired.trainer import Trainer
+
+
+def test_reference_recipe_matches_the_paper():
+    r = load_recipe("cyclegan", ["data.args.root=/data"])
+    assert r.networks.G_AB.type == "resnet_9blocks" and r.networks.D_B.type == "basic"
+    assert r.networks.G_AB.init == "normal" and r.networks.G_AB.init_gain == 0.02
+    g, d = r.steps.generators, r.steps.discriminators
+    assert list(r.steps) == ["generators", "discriminators"]
+    assert g.optimizer.args.lr == 0.0002 and list(g.optimizer.args.betas) == [0.5, 0.999]
+    assert {t.adversarial for t in g.losses.values() if t.adversarial} == {"lsgan"}
+    assert g.losses.cycle_A.weight == 10 and g.losses.idt_A.weight == 5
+    assert d.losses.D_A.pool == 50 and d.losses.D_A.weight == 0.5
+    assert r.data.args.load_size == 286 and r.data.args.crop_size == 256 and r.data.batch_size == 1
+    assert r.train.epochs == 200 and dict(r.train.scheduler.args) == {"n_epochs": 100, "n_epochs_decay": 100}
+    assert validate(r) == []
+
+
+def test_base_inheritance_and_overrides():
+    r = load_recipe("cyclegan-fashion", ["train.epochs=3", "steps.generators.losses.idt_A=null"])
+    assert r.name == "cyclegan-fashion" and r.base is None
+    assert r.networks.G_AB.type == "resnet_6blocks" and r.networks.G_AB.args.ngf == 32
+    assert r.steps.generators.losses.cycle_A.weight == 10  # inherited from cyclegan.yaml
+    assert r.steps.generators.losses.idt_A is None and r.train.epochs == 3
+    assert r.data.args.root is None  # null removes the base's argument
+    assert from_yaml(to_yaml(r)) == r
+
+
+def test_recipe_names_resolve_to_files(tmp_path):
+    assert find_recipe("cyclegan").name == "cyclegan.yaml"
+    with pytest.raises(RecipeError, match="recipe 'cyclegn' not found.*Did you mean 'cyclegan'"):
+        find_recipe("cyclegn")
+
+
+def test_unknown_key_names_the_path_and_suggests(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("base: cyclegan.yaml\ntrain:\n  epocs: 3\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: recipe key 'train.epocs': Key 'epocs' not in 'TrainSpec'. Did you mean: 'epochs'"):
+        load_recipe(f)
+
+
+def test_wrong_type_names_the_path():
+    with pytest.raises(RecipeError, match=r"command-line override: recipe key 'steps.generators.losses.cycle_A.weight'.*could not be converted to Float"):
+        load_recipe("cyclegan-fashion", ["steps.generators.losses.cycle_A.weight=ten"])
+
+
+def test_bad_yaml_and_bad_override_syntax(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not a valid YAML recipe"):
+        load_recipe(f)
+    with pytest.raises(RecipeError, match="key=value"):
+        load_recipe("cyclegan-fashion", ["train.epochs"])
+
+
+def test_base_loop_is_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(RecipeError, match="'base' chain loops"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("steps.generators.losses.cycle_A.input=rec_AA",
+         "steps.generators.losses.cycle_A: image 'rec_AA' is not defined. Did you mean 'rec_A'?"),
+        ("steps.generators.losses.gan_AB.discriminator=D_C",
+         "steps.generators.losses.gan_AB.discriminator: network 'D_C' is not defined."),
+        ("images.fake_B.net=G_XY", "images.fake_B.net: network 'G_XY' is not defined."),
+        ("steps.generators.networks=[G_AB,G_CD]", "steps.generators.networks: network 'G_CD' is not defined."),
+        ("networks.G_AB.type=resnet_9block", "networks.G_AB: unknown generator 'resnet_9block'. Did you mean 'resnet_9blocks'?"),
+        ("networks.D_A.type=patchgan", "networks.D_A: unknown discriminator 'patchgan'."),
+        ("networks.D_A.args.ndff=3", "networks.D_A.args.ndff: unknown argument. Did you mean 'ndf'?"),
+        ("steps.generators.losses.cycle_A.consistency=l3", "unknown consistency_loss 'l3'"),
+        ("steps.generators.optimizer.type=adamm", "steps.generators.optimizer: unknown optimizer 'adamm'. Did you mean 'adam'?"),
+        ("train.scheduler.type=linearr", "train.scheduler: unknown scheduler 'linearr'"),
+        ("data.dataset=fashion", "data.dataset: unknown dataset 'fashion'. Did you mean 'fashion_mnist'?"),
+        ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16."),
+        ("steps.discriminators.losses.D_A.real=null", "steps.discriminators.losses.D_A.real: this step trains 'D_A', so the term needs a real image."),
+        ("steps.generators.losses.cycle_A.adversarial=lsgan", "set exactly one of 'adversarial' (a GAN loss) or 'consistency'"),
+        ("samples=[real_A,fake_C]", "samples: image 'fake_C' is not defined."),
+        ("inference.AtoB=G_XX", "inference.AtoB: network 'G_XX' is not defined."),
+        ("plugins=[not_a_module]", "plugins: cannot import plugin module 'not_a_module'"),
+        ("images.fake_B.input=rec_A", "images.fake_B: its inputs form a loop (fake_B <- rec_A <- fake_B)"),
+    ],
+)
+def test_bad_recipe_is_reported_with_its_key(override, message):
+    problems = validate(load_recipe("cyclegan-fashion", [override]))
+    assert any(message in p for p in problems), problems
+
+
+def test_identity_loss_with_unequal_channels_is_explained():
+    # Grey A, RGB B: G_AB maps 1 -> 3 channels, so G_AB(real_B) and |G_AB(b) - b| make no sense.
+    r = load_recipe("cyclegan", ["data.args.root=/d", "data.args.channels=[1,3]",
+                                 "networks.G_AB.args.in_channels=1", "networks.G_BA.args.out_channels=1",
+                                 "networks.D_A.args.in_channels=1"])
+    problems = validate(r)
+    assert any(p.startswith("images.idt_B: network 'G_AB' takes 1 input channels but 'real_B' has 3") for p in problems)
+    # An identity term comparing a 3-channel output with a grey image says so.
+    problems = validate(load_recipe("cyclegan-fashion", ["networks.G_BA.args.out_channels=3"]))
+    assert any(p.startswith("steps.generators.losses.idt_A: 'idt_A' has 3 channels but 'real_A' has 1; "
+                            "a consistency loss (such as the identity loss) needs equal channel counts") for p in problems)
+    # Removing the identity terms (and so their images) makes the recipe good.
+    r = load_recipe("cyclegan", ["data.args.root=/d", "data.args.channels=[1,3]",
+                                 "networks.G_AB.args.in_channels=1", "networks.G_BA.args.out_channels=1",
+                                 "networks.D_A.args.in_channels=1", "images.idt_A=null", "images.idt_B=null",
+                                 "steps.generators.losses.idt_A=null", "steps.generators.losses.idt_B=null"])
+    assert validate(r) == []
+
+
+def test_missing_required_value():
+    problems = validate(load_recipe("cyclegan"))
+    assert problems == ["data.args.root: required value is missing (???); set it in the recipe or as data.args.root=VALUE."]
+
+
+def test_trainer_refuses_a_bad_recipe_before_training(tmp_path):
+    r = load_recipe("cyclegan-fashion", ["networks.G_AB.type=nope", "steps.generators.losses.cycle_B.target=x",
+                                         f"out_dir={tmp_path / 'run'}"])
+    with pytest.raises(RecipeError, match=r"recipe has 2 problem\(s\)") as err:
+        Trainer(r)
+    assert "networks.G_AB: unknown generator 'nope'" in str(err.value)
+    assert "steps.generators.losses.cycle_B: image 'x' is not defined" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_check_command_reports_every_problem(capsys):
+    code = main(["recipe", "check", "cyclegan-fashion", "networks.G_AB.type=resnet_9block", "networks.D_A.args.ndff=3"])
+    out = capsys.readouterr().out
+    assert code == 1 and "2 problem(s)" in out and "resnet_9block" in out and "ndff" in out
+    assert main(["recipe", "check", "cyclegan-fashion"]) == 0
+
+
+def test_recipe_check_dry_run_finds_size_problems(capsys):
+    code = main(["recipe", "check", "cyclegan", "data.args.root=/d", "data.args.crop_size=100", "networks.G_AB.type=unet_256"])
+    out = capsys.readouterr().out
+    assert code == 1 and "images.fake_B: G_AB(real_A) fails on (1, 3, 100, 100): unet_256 needs input height and width divisible by 256" in out
+
+
+def test_check_raises_with_all_problems():
+    with pytest.raises(RecipeError, match=r"2 problem\(s\)"):
+        check(load_recipe("cyclegan-fashion", ["networks.G_AB.type=x", "networks.G_BA.type=y"]))

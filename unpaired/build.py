@@ -1,0 +1,36 @@
+"""Building a recipe's networks, shared by training and inference."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from .errors import RecipeError
+from .recipe import network_kind, plugin_args
+from .registry import Registry
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: this rank's CUDA device when CUDA is present, else the CPU; or the named device.
+
+    Raises:
+        RecipeError: a CUDA device is named but CUDA is not available.
+    """
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"device: '{name}' asked for, but CUDA is not available here; use device=cpu or auto.")
+    return device
+
+
+def build_network(recipe: DictConfig, name: str, registry: Registry, init: bool = True) -> nn.Module:
+    """Network ``name`` of a recipe, built by its plugin and initialised as the recipe says."""
+    spec = recipe.networks[name]
+    net = registry.create(network_kind(recipe, name), spec.type, where=f"networks.{name}", **plugin_args(spec.args))
+    if not isinstance(net, nn.Module):
+        raise RecipeError(f"networks.{name}: plugin '{spec.type}' returned {type(net).__name__}, not an nn.Module.")
+    if init:
+        registry.get("init", spec.init, f"networks.{name}.init").factory(net, gain=spec.init_gain)
+    return net

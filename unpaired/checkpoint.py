@@ -1,0 +1,167 @@
+"""Checkpoints: written atomically, loaded safely.
+
+Layout of a run directory::
+
+    recipe.yaml                      the resolved recipe
+    checkpoints/step_00001000/       one checkpoint (a directory, renamed into place when complete)
+        weights.safetensors          all networks' weights; metadata holds the recipe
+        state.pt                     optimizers, schedulers, image pools, counters, RNG states
+    checkpoints/latest               name of the newest complete checkpoint
+
+Weights are safetensors (no code can run on load); the training state is loaded with
+``torch.load(weights_only=True)``, which refuses pickles that would import or call anything.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .errors import CheckpointError
+
+WEIGHTS, STATE, LATEST = "weights.safetensors", "state.pt", "latest"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def flat_weights(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """``{"G_AB.model.1.weight": tensor, ...}``: every network's state, contiguous, on the CPU."""
+    return {
+        f"{name}.{key}": t.detach().to("cpu").contiguous()
+        for name, net in networks.items()
+        for key, t in net.state_dict().items()
+    }
+
+
+def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: str, keep: int) -> Path:
+    """Write checkpoint ``ckpt_root/name`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    A failure (disk full, permissions) removes the partial files and leaves earlier checkpoints and
+    ``latest`` as they were.
+
+    Raises:
+        CheckpointError: the write failed; the message says which checkpoint stays the latest.
+    """
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final, tmp = ckpt_root / name, ckpt_root / f".tmp-{name}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(flat_weights(networks), tmp / WEIGHTS, metadata={"recipe": recipe_yaml, "format": "unpaired/1"})
+        torch.save(state, tmp / STATE)
+        for f in (WEIGHTS, STATE):
+            _fsync(tmp / f)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(ckpt_root)
+        atomic_write_text(ckpt_root / LATEST, name + "\n")
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest(ckpt_root.parent, missing_ok=True)
+        raise CheckpointError(
+            f"writing checkpoint {final} failed ({err}); "
+            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
+        ) from err
+    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep or None]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(path: Path, missing_ok: bool = False) -> Path | None:
+    """The newest complete checkpoint of a run directory, or ``path`` itself if it is a checkpoint.
+
+    Raises:
+        CheckpointError: none found (unless ``missing_ok``).
+    """
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return path
+    root = path / "checkpoints"
+    pointer = root / LATEST
+    if pointer.is_file():
+        cand = root / pointer.read_text().strip()
+        if (cand / WEIGHTS).is_file():
+            return cand
+    done = sorted(p for p in root.glob("step_*") if (p / WEIGHTS).is_file() and (p / STATE).is_file())
+    if done:
+        return done[-1]
+    if missing_ok:
+        return None
+    raise CheckpointError(f"{path}: no checkpoint found (expected {root}/step_*/{WEIGHTS}). Is it a run directory?")
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` (DDP/DataParallel) and ``_orig_mod.`` (torch.compile) key prefixes."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(("module.", "_orig_mod.")):
+            key = key.split(".", 1)[1]
+        out[key.replace(".module.", ".").replace("._orig_mod.", ".")] = value
+    return out
+
+
+def load_weights(path: Path) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
+    """Recipe YAML and per-network state dicts (on the CPU) of a checkpoint or run directory.
+
+    Raises:
+        CheckpointError: not found, not a safetensors file, or missing the recipe.
+    """
+    ckpt = latest(path)
+    file = ckpt / WEIGHTS
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            recipe = (f.metadata() or {}).get("recipe")
+        flat = load_file(str(file), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).") from err
+    if not recipe:
+        raise CheckpointError(f"{file}: no recipe in its metadata; it was not written by unpaired.")
+    nets: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        net, rest = key.split(".", 1)
+        nets.setdefault(net, {})[rest] = value
+    return recipe, {n: strip_prefixes(s) for n, s in nets.items()}
+
+
+def load_state(ckpt: Path) -> dict:
+    """The training state of a checkpoint, loaded with ``weights_only=True`` on the CPU.
+
+    Raises:
+        CheckpointError: missing, or a pickle that would run code (refused, never executed).
+    """
+    file = Path(ckpt) / STATE
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.") from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise CheckpointError(
+            f"{file}: refused to load: it is corrupt or holds objects that could run code "
+            f"({str(err).splitlines()[0]}). Only load checkpoints you trust."
+        ) from err

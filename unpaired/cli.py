@@ -1,0 +1,119 @@
+"""The ``unpaired`` command: train, translate, plugins, recipe check/show."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .errors import UnpairedError
+
+
+def _train(args) -> int:
+    from .recipe import load_recipe
+    from .trainer import Trainer
+
+    if args.resume:
+        overrides = ([args.recipe] if args.recipe else []) + args.overrides
+        trainer = Trainer.resume(args.resume, overrides)
+        print(f"resuming {args.resume} at epoch {trainer.epoch + 1}, iteration {trainer.step}")
+    else:
+        if not args.recipe:
+            raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.")
+        trainer = Trainer(load_recipe(args.recipe, args.overrides), out_dir=args.out)
+    print(f"training '{trainer.recipe.name}' on {trainer.device}; run directory: {trainer.out_dir}")
+    result = trainer.fit()
+    print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
+    if result["interrupted"]:
+        name = signal.Signals(result["interrupted"]).name
+        print(f"stopped by {name} at iteration {result['step']}; continue with: unpaired train --resume {trainer.out_dir}")
+        return 128 + result["interrupted"]
+    return 0
+
+
+def _translate(args) -> int:
+    from .inference import Translator, translate_folder, translate_split
+
+    translator = Translator(args.run, args.direction, args.device)
+    out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
+    if args.input:
+        files = translate_folder(translator, Path(args.input), out)
+    else:
+        files = translate_split(translator, args.split, out)
+    print(f"translated {len(files)} image(s) {args.direction} with {translator.net_name}: {out}")
+    return 0
+
+
+def _plugins(args) -> int:
+    from .registry import default_registry
+
+    comps = [c for c in default_registry().components() if not args.kind or c.kind == args.kind]
+    kind = None
+    for c in comps:
+        if c.kind != kind:
+            kind = c.kind
+            print(f"\n{kind}:")
+        print(f"  {c.name:<18} {c.provider:<36} {c.summary}")
+    return 0
+
+
+def _recipe(args) -> int:
+    from .recipe import load_recipe, to_yaml
+    from .dryrun import check_all
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.action == "show":
+        print(to_yaml(recipe), end="")
+        return 0
+    problems = check_all(recipe)
+    for p in problems:
+        print(f"  - {p}")
+    print(f"{args.recipe}: " + (f"{len(problems)} problem(s)" if problems else "OK"))
+    return 1 if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unpaired", description="Unpaired image-to-image translation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a recipe, or resume a run")
+    t.add_argument("recipe", nargs="?", help="recipe file or built-in name (cyclegan, cyclegan-fashion)")
+    t.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. train.epochs=5")
+    t.add_argument("--out", help="run directory (default: recipe out_dir or runs/<name>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    t.set_defaults(func=_train)
+
+    tr = sub.add_parser("translate", help="translate images with a trained run")
+    tr.add_argument("run", help="run directory or checkpoint directory")
+    tr.add_argument("--direction", default="AtoB", help="a key of the recipe's inference section (AtoB, BtoA)")
+    src = tr.add_mutually_exclusive_group()
+    src.add_argument("--input", help="an image file or a folder of images")
+    src.add_argument("--split", default="test", help="translate this split of the run's own dataset (default)")
+    tr.add_argument("--out", help="output folder (default RUN/translated_<direction>)")
+    tr.add_argument("--device", default="auto")
+    tr.set_defaults(func=_translate)
+
+    pl = sub.add_parser("plugins", help="list every registered component, by kind, with its provider")
+    pl.add_argument("--kind", help="only this kind (generator, discriminator, ...)")
+    pl.set_defaults(func=_plugins)
+
+    r = sub.add_parser("recipe", help="check or show a recipe")
+    r.add_argument("action", choices=["check", "show"])
+    r.add_argument("recipe")
+    r.add_argument("overrides", nargs="*")
+    r.set_defaults(func=_recipe)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UnpairedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

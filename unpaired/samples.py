@@ -1,0 +1,62 @@
+"""Sample grids: a recipe's ``samples`` images on fixed test images, as one PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import make_grid, save_image
+
+from .recipe import DATA_IMAGES
+
+
+@torch.no_grad()
+def compute_images(recipe: DictConfig, nets: dict, names, inputs: dict) -> dict:
+    """The named images (and the images they are made from), networks in eval mode.
+
+    ``inputs`` maps data image names (``real_A``, ``real_B``) to batches (N, C, H, W) in [-1, 1].
+    """
+    images = dict(inputs)
+
+    def get(name):
+        if name not in images:
+            spec = recipe.images[name]
+            images[name] = nets[spec.net](get(spec.input))
+        return images[name]
+
+    modes = {n: net.training for n, net in nets.items()}
+    for net in nets.values():
+        net.eval()
+    try:
+        for name in names:
+            get(name)
+    finally:
+        for n, net in nets.items():
+            net.train(modes[n])
+    return images
+
+
+def fixed_inputs(data, count: int, device) -> dict:
+    """The first ``count`` test images of each domain (the same at every call), on ``device``."""
+    inputs = {}
+    for key in DATA_IMAGES:
+        ds = data.domain(key[-1], "test")
+        inputs[key] = torch.stack([ds[i][0] for i in range(min(count, len(ds)))]).to(device)
+    n = min(len(v) for v in inputs.values())
+    return {k: v[:n] for k, v in inputs.items()}
+
+
+def save_grid(recipe: DictConfig, nets: dict, data, path: Path, device, count: int = 8) -> torch.Tensor:
+    """Write a grid, one row per name in ``recipe.samples``, one column per test image.
+
+    Grey rows are shown as RGB when other rows are RGB. Returns the grid (3, H, W) in [0, 1].
+    """
+    images = compute_images(recipe, nets, recipe.samples, fixed_inputs(data, count, device))
+    rows = [images[name].float().cpu() for name in recipe.samples]
+    if any(r.shape[1] == 3 for r in rows):
+        rows = [r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]
+    grid = make_grid(torch.cat(rows), nrow=rows[0].shape[0], normalize=True, value_range=(-1, 1), pad_value=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    return grid
