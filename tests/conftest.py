@@ -45,7 +45,7 @@ def tiny_recipe(tmp_path):
 
 
 def write_images(folder: Path, count: int, channels: int = 3, size: int = 16, seed: int = 0) -> list[Path]:
-    """``count`` random PNG images (channels 1, 3 or 4) of ``size`` x ``size`` in ``folder``."""
+    """``count`` random PNG images (channels 1 or 3) of ``size`` x ``size`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     paths = []

@@ -123,7 +123,7 @@ class UnalignedPairs(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffled indices for one epoch, the same for a given (seed, epoch), sharded across ranks.
+    """Shuffled indices for one epoch, the same for a given (seed, epoch), strided across ranks.
 
     ``start`` skips the first indices of this rank (a resume in the middle of an epoch). Each rank
     gets ``len // world_size`` indices (the remainder is dropped so ranks stay in step).
@@ -143,8 +143,8 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.size, generator=g).tolist()
         else:
             order = list(range(self.size))
-        per_rank = self.size // self.world_size
-        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
+        # Strided shards: the ranks' k-th batches together are the single-process k-th batch.
+        return order[self.rank :: self.world_size][: self.size // self.world_size]
 
     def __iter__(self):
         return iter(self._indices()[self.start :])

@@ -107,9 +107,10 @@ class Recipe:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out_dir: Optional[str] = None  # default runs/<name>
     data: DataSpec = field(default_factory=DataSpec)
-    networks: Dict[str, NetworkSpec] = field(default_factory=dict)
+    # Entries set to null (e.g. from the command line) are deleted after merging.
+    networks: Dict[str, Optional[NetworkSpec]] = field(default_factory=dict)
     images: Dict[str, Optional[ImageSpec]] = field(default_factory=dict)
-    steps: Dict[str, StepSpec] = field(default_factory=dict)
+    steps: Dict[str, Optional[StepSpec]] = field(default_factory=dict)
     train: TrainSpec = field(default_factory=TrainSpec)
     samples: List[str] = field(default_factory=list)  # image names shown in sample grids
     inference: Dict[str, str] = field(default_factory=dict)  # direction -> generator
@@ -176,21 +177,41 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple = ()) -> DictConf
             merged = OmegaConf.merge(merged, cfg)
         except OmegaConfBaseException as err:
             raise _error(err, str(file)) from err
+    merged.base = None
+    return apply_overrides(merged, overrides)
+
+
+def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
+    """``recipe`` with ``key=value`` overrides merged in (``null`` deletes an entry).
+
+    Raises:
+        RecipeError: an override without '=', an unknown key or a value of the wrong type.
+    """
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).")
     try:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(recipe, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
         raise _error(err, "command-line override") from err
-    merged.base = None
-    return merged
+    return drop_nulls(merged)
+
+
+def drop_nulls(recipe: DictConfig) -> DictConfig:
+    """Delete networks, images, steps and loss terms set to ``null`` (how a recipe removes them)."""
+    for section in (recipe.networks, recipe.images, recipe.steps):
+        for key in [k for k, v in section.items() if v is None]:
+            del section[key]
+    for step in recipe.steps.values():
+        for key in [k for k, v in step.losses.items() if v is None]:
+            del step.losses[key]
+    return recipe
 
 
 def from_yaml(text: str) -> DictConfig:
     """A recipe from resolved YAML text (as saved in runs and checkpoints), checked by schema."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(Recipe), OmegaConf.create(text))
+        return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), OmegaConf.create(text)))
     except OmegaConfBaseException as err:
         raise _error(err, "saved recipe") from err
 
@@ -208,8 +229,8 @@ def plugin_args(args: DictConfig) -> dict:
 
 # -- semantic checks -------------------------------------------------------------------------------
 def active_terms(step: DictConfig) -> dict[str, DictConfig]:
-    """Loss terms that take part: not deleted (``null``) and of non-zero weight."""
-    return {n: t for n, t in step.losses.items() if t is not None and t.weight != 0}
+    """Loss terms that take part: those of non-zero weight."""
+    return {n: t for n, t in step.losses.items() if t.weight != 0}
 
 
 def term_images(term: DictConfig) -> list[str]:
@@ -247,7 +268,7 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             reg.register_plugin(module)
         except RecipeError as err:
             problems.append(str(err))
-    nets, images = recipe.networks, {k: v for k, v in recipe.images.items() if v is not None}
+    nets, images = recipe.networks, recipe.images
 
     def check_component(kind, name, args, where):
         try:
@@ -312,7 +333,7 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
                 problems.append(f"{where}.networks: network '{net}' is not defined.{closest(net, nets)}")
         check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer")
         if not active_terms(step):
-            problems.append(f"{where}.losses: no active loss term (all are null or of weight 0).")
+            problems.append(f"{where}.losses: no active loss term (all are of weight 0); delete the step with {where}=null.")
         for tname, term in active_terms(step).items():
             problems += _check_term(term, f"{where}.losses.{tname}", step, nets, check_component)
             for img in term_images(term):
@@ -346,7 +367,7 @@ def _discriminators(recipe: DictConfig) -> set[str]:
         t.discriminator
         for step in recipe.steps.values()
         for t in step.losses.values()
-        if t is not None and t.discriminator
+        if t.discriminator
     }
 
 

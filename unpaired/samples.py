@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
@@ -50,10 +51,14 @@ def fixed_inputs(data, count: int, device) -> dict:
 def save_grid(recipe: DictConfig, nets: dict, data, path: Path, device, count: int = 8) -> torch.Tensor:
     """Write a grid, one row per name in ``recipe.samples``, one column per test image.
 
-    Grey rows are shown as RGB when other rows are RGB. Returns the grid (3, H, W) in [0, 1].
+    Grey rows are shown as RGB when other rows are RGB; images under 64 pixels are enlarged
+    (nearest neighbour) so that they can be seen. Returns the grid (3, H, W) in [0, 1].
     """
     images = compute_images(recipe, nets, recipe.samples, fixed_inputs(data, count, device))
     rows = [images[name].float().cpu() for name in recipe.samples]
+    scale = -(-64 // min(rows[0].shape[-2:]))
+    if scale > 1:
+        rows = [F.interpolate(r, scale_factor=scale, mode="nearest") for r in rows]
     if any(r.shape[1] == 3 for r in rows):
         rows = [r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]
     grid = make_grid(torch.cat(rows), nrow=rows[0].shape[0], normalize=True, value_range=(-1, 1), pad_value=1.0)

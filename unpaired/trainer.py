@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -27,9 +28,13 @@ from .data import EpochSampler, UnalignedPairs
 from .errors import CheckpointError, RecipeError, UnpairedError
 from .plan import make_plan, needed_images
 from .pool import ImagePool
-from .recipe import DATA_IMAGES, check, from_yaml, plugin_args, to_yaml
+from .recipe import DATA_IMAGES, apply_overrides, check, from_yaml, plugin_args, to_yaml
 from .registry import Registry, default_registry
 from .samples import save_grid
+
+
+def _warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 class TrainingDiverged(UnpairedError, RuntimeError):
@@ -189,7 +194,7 @@ class Trainer:
         self.nonfinite_in_row += 1
         self.nonfinite_total += 1
         limit = self.recipe.train.max_nonfinite
-        tqdm.write(f"warning: non-finite loss at iteration {self.step + 1} in {', '.join(bad)}; step skipped "
+        _warn(f"non-finite loss at iteration {self.step + 1} in {', '.join(bad)}; step skipped "
                    f"({self.nonfinite_in_row}/{limit} in a row)")
         if self.nonfinite_in_row >= limit:
             last = checkpoint.latest(self.out_dir, missing_ok=True)
@@ -237,7 +242,7 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, start=self.epoch_step * data.batch_size)
         loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
                             num_workers=data.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
+                            generator=torch.Generator().manual_seed(self.recipe.seed + self.epoch))
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.dist.is_main,
                    initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
         for batch in bar:
@@ -252,7 +257,9 @@ class Trainer:
             if self.step % tr.checkpoint_every == 0:
                 self.save_checkpoint()
             if self._done():
-                return
+                break
+        if self.epoch_step < bar.total:  # stopped early: the epoch goes on after a resume
+            return
         self.epoch += 1
         self.epoch_step = 0
         for name, sch in self.schedulers.items():
@@ -360,17 +367,22 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save_checkpoint(self) -> Path | None:
-        """Write the current state as checkpoints/step_XXXXXXXX (rank 0 only); a failed write warns."""
-        if not self.dist.is_main or self.step == self._saved_step:
+        """Write the current state as checkpoints/step_XXXXXXXX (rank 0 only); a failed write warns.
+
+        Skipped while the last iteration had non-finite values, so the latest checkpoint stays good.
+        """
+        if self.step == self._saved_step or self.nonfinite_in_row:  # never save a diverging state
             return None
         self._saved_step = self.step
         if self._sums:
-            self.log()
+            self.log()  # on every rank: the means are reduced across ranks
+        if not self.dist.is_main:
+            return None
         try:
             return checkpoint.save(self.out_dir / "checkpoints", f"step_{self.step:08d}", self.nets,
                                    self.state_dict(), to_yaml(self.recipe), self.recipe.train.keep_checkpoints)
         except CheckpointError as err:
-            tqdm.write(f"warning: {err} Training goes on.")
+            _warn(f"{err} Training goes on.")
             return None
 
     @classmethod
@@ -384,9 +396,7 @@ class Trainer:
         """
         ckpt = checkpoint.latest(Path(run_dir))
         recipe_yaml, weights = checkpoint.load_weights(ckpt)
-        recipe = from_yaml(recipe_yaml)
-        if overrides:
-            recipe = OmegaConf.merge(recipe, OmegaConf.from_dotlist(list(overrides)))
+        recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
         trainer = cls(recipe, out_dir=run_dir, registry=registry)
         for name, net in trainer.nets.items():
             try:

@@ -29,11 +29,16 @@ def read_idx(path: Path) -> np.ndarray:
     torchvision's reader does not open gzip files, and these are stored gzipped.
     """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # e.g. a truncated or corrupt .gz download
+        raise DataError(f"{path}: cannot read IDX file ({err}).") from err
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 8:
         raise DataError(f"{path}: not an unsigned-byte IDX file.")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):

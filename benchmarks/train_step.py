@@ -1,0 +1,202 @@
+"""Time one training iteration (all recipe steps) of the Trainer under precision/layout options.
+
+Synthetic batches (uniform in [-1, 1], shaped from the recipe's channels, crop_size and
+batch_size) go straight to ``Trainer.train_step``, so data loading is not measured. A recipe that
+reads image folders (``cyclegan``) gets a throw-away dummy dataset root, since the Trainer builds
+its dataset. See benchmarks/README.md for the columns.
+
+    .venv/bin/python benchmarks/train_step.py                      # both recipes, default configs
+    .venv/bin/python benchmarks/train_step.py --recipes cyclegan-fashion --iters 3 --warmup 1
+    .venv/bin/python benchmarks/train_step.py --recipes cyclegan --size 64 --iters 2 --warmup 1 --configs fp32 bf16
+    .venv/bin/python benchmarks/train_step.py --recipes cyclegan --size 128 --json /tmp/bench.json
+    .venv/bin/python benchmarks/train_step.py --device cuda        # adds fp16, bf16+channels_last+compile
+    .venv/bin/python benchmarks/train_step.py --recipes cyclegan-fashion --threads 1   # a shared CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.io import write_png
+
+from unpaired.build import pick_device
+from unpaired.data import domain_channels
+from unpaired.recipe import load_recipe
+from unpaired.trainer import Trainer
+
+CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last"]
+CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "bf16+channels_last+compile"]
+OPTIONS = {"channels_last": "train.channels_last=true", "compile": "train.compile=true"}
+BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own)
+SIZE_OF = {"cyclegan": 256}
+
+
+def config_overrides(config: str) -> list[str]:
+    """'bf16+channels_last' -> ['train.precision=bf16', 'train.channels_last=true']."""
+    parts = config.split("+")
+    return [f"train.precision={parts[0]}"] + [OPTIONS[p] for p in parts[1:]]
+
+
+def recipe_overrides(name: str, args, tmp: Path) -> list[str]:
+    """Device, batch and size overrides, plus a dummy data root if the recipe needs one."""
+    base = load_recipe(name)
+    data = base.data.args
+    over = [f"device={args.device}"]
+    batch = args.batch or BATCH_OF.get(name)
+    if batch:
+        over.append(f"data.batch_size={batch}")
+    size = args.size or SIZE_OF.get(name)
+    if size:
+        load = max(int(data.get("load_size", size)), size)
+        over += [f"data.args.crop_size={size}", f"data.args.load_size={load}"]
+    if OmegaConf.is_missing(data, "root"):  # e.g. unaligned_folder: the Trainer builds the dataset
+        root = tmp / f"data-{name}"
+        for split in ("trainA", "trainB", "testA", "testB"):
+            (root / split).mkdir(parents=True, exist_ok=True)
+            write_png(torch.zeros(3, 32, 32, dtype=torch.uint8), str(root / split / "0.png"))
+        over.append(f"data.args.root={root}")
+    return over
+
+
+def synthetic_batch(trainer: Trainer) -> dict:
+    data, dev = trainer.recipe.data, trainer.device
+    chans, n, s = data.args.get("channels", 3), data.batch_size, data.args.crop_size
+    g = torch.Generator().manual_seed(0)
+    return {f"real_{d}": (torch.rand(n, domain_channels(chans, d), s, s, generator=g) * 2 - 1).to(dev)
+            for d in "AB"}
+
+
+def rss_kib(field: str) -> int:
+    """VmRSS (current) or VmHWM (peak since the last reset) of this process, in KiB."""
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def reset_peak(dev: torch.device) -> int:
+    """Reset the peak-memory counter; return the memory in use now (bytes)."""
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        return torch.cuda.memory_allocated(dev)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to VmRSS (Linux >= 4.0)
+    except OSError:
+        pass
+    return rss_kib("VmRSS") * 1024
+
+
+def peak_memory(dev: torch.device) -> tuple[int, int]:
+    """(peak bytes to report, peak bytes since reset_peak) for the device."""
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+        return peak, peak
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_kib("VmHWM") * 1024
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def count_flops(recipe, tmp: Path) -> int:
+    """FLOPs of one fp32 train_step (all steps' forward and backward passes)."""
+    trainer = Trainer(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32"))), tmp / "flops")
+    batch = synthetic_batch(trainer)
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(batch)
+    return counter.get_total_flops()
+
+
+def bench(recipe, args, tmp: Path, dev: torch.device) -> dict:
+    gc.collect()
+    before = reset_peak(dev)
+    trainer = Trainer(recipe, tmp / "run")
+    batch = synthetic_batch(trainer)
+    for _ in range(args.warmup):
+        trainer.train_step(batch)
+    sync(dev)
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        trainer.train_step(batch)
+    sync(dev)
+    sec = (time.perf_counter() - start) / args.iters
+    peak, peak_since = peak_memory(dev)
+    del trainer, batch
+    return {"s_per_iter": sec, "images_per_s": recipe.data.batch_size / sec,
+            "peak_mem_bytes": peak, "mem_increase_bytes": max(0, peak_since - before)}
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    models = re.findall(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    return f"{models[0] if models else 'unknown CPU'} ({len(models)} logical CPUs)"
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipes", nargs="+", default=["cyclegan", "cyclegan-fashion"])
+    p.add_argument("--configs", nargs="+", help="precision[+channels_last][+compile]; default by device")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--warmup", type=int, help="untimed iterations (default 3 CPU, 10 CUDA)")
+    p.add_argument("--iters", type=int, help="timed iterations (default 10 CPU, 50 CUDA)")
+    p.add_argument("--batch", type=int, help="batch size (default: 1 for cyclegan, else the recipe's)")
+    p.add_argument("--size", type=int, help="crop size (default: 256 for cyclegan, else the recipe's)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, i.e. the cores)")
+    p.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = pick_device(args.device)
+    cuda = dev.type == "cuda"
+    configs = args.configs or (CUDA_CONFIGS if cuda else CPU_CONFIGS)
+    configs = sorted(configs, key=lambda c: c != "fp32")  # fp32 first: the speed-up baseline
+    if args.warmup is None:
+        args.warmup = 10 if cuda else 3
+    if args.iters is None:
+        args.iters = 50 if cuda else 10
+    print(f"torch {torch.__version__} | device {dev}: {device_name(dev)} | threads {torch.get_num_threads()}"
+          f" | warm-up {args.warmup}, timed {args.iters}")
+    mem = "peak alloc MiB" if cuda else "peak RSS MiB"
+    head = f"{'recipe':<18}{'config':<28}{'batch':>5}{'size':>5}{'s/iter':>9}{'img/s':>8}{'speedup':>8}" \
+           f"{mem:>15}{'+MiB':>8}{'GFLOP/it':>10}{'GFLOP/s':>9}"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="unpaired-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        print(head + "\n" + "-" * len(head), flush=True)
+        for name in args.recipes:
+            base = load_recipe(name, recipe_overrides(name, args, tmp))
+            flops = count_flops(base, tmp)
+            fp32_sec = None
+            for config in configs:
+                recipe = OmegaConf.merge(base, OmegaConf.from_dotlist(config_overrides(config)))
+                r = bench(recipe, args, tmp, dev)
+                fp32_sec = r["s_per_iter"] if config == "fp32" else fp32_sec
+                row = {"recipe": name, "config": config, "batch": recipe.data.batch_size,
+                       "size": recipe.data.args.crop_size, **r,
+                       "speedup_vs_fp32": fp32_sec / r["s_per_iter"] if fp32_sec else None,
+                       "flops_per_iter": flops, "flops_per_s": flops / r["s_per_iter"]}
+                rows.append(row)
+                speed = f"{row['speedup_vs_fp32']:.2f}x" if fp32_sec else "-"
+                print(f"{name:<18}{config:<28}{row['batch']:>5}{row['size']:>5}{r['s_per_iter']:>9.4f}"
+                      f"{r['images_per_s']:>8.2f}{speed:>8}{r['peak_mem_bytes'] / 2**20:>15.0f}"
+                      f"{r['mem_increase_bytes'] / 2**20:>8.0f}{flops / 1e9:>10.2f}{row['flops_per_s'] / 1e9:>9.1f}",
+                      flush=True)
+    if args.json:
+        meta = {"torch": torch.__version__, "device": str(dev), "device_name": device_name(dev),
+                "threads": torch.get_num_threads(), "warmup": args.warmup, "iters": args.iters}
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        print(f"wrote {args.json}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Reliability: exact resume (also after SIGKILL), safe and atomic checkpoints, NaN guard, signals."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unpaired import CheckpointError, Component, hookimpl
+from unpaired import checkpoint
+from unpaired.inference import Translator
+from unpaired.trainer import Trainer, TrainingDiverged
+
+from conftest import TINY
+
+UNPAIRED = [sys.executable, "-m", "unpaired.cli"]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpoint.latest(run) / checkpoint.WEIGHTS))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path):
+    # 8 iterations per epoch; stop after 5 (mid-epoch, image pools half full), resume to 12.
+    full = Trainer(tiny_recipe("train.max_steps=12", f"out_dir={tmp_path / 'full'}"))
+    full.fit()
+    part = Trainer(tiny_recipe("train.max_steps=5", f"out_dir={tmp_path / 'part'}"))
+    part.fit()
+    resumed = Trainer.resume(tmp_path / "part", ["train.max_steps=12"])
+    assert (resumed.step, resumed.epoch, resumed.epoch_step) == (5, 0, 5)
+    assert len(resumed.pools["discriminators.D_A"].images) == 20
+    resumed.fit()
+    assert (resumed.step, resumed.epoch) == (12, 1)
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    assert resumed.optimizers["generators"].param_groups[0]["lr"] == full.optimizers["generators"].param_groups[0]["lr"]
+
+
+def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
+    # Stop at an epoch boundary during the decay: the resumed run must not restart the schedule.
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.epochs=4", "train.max_steps=16", f"out_dir={run}")).fit()  # 2 of 4 epochs
+    resumed = Trainer.resume(run, ["train.epochs=4"])
+    # n_epochs=1, n_epochs_decay=1: after 2 epochs the multiplier is 1 - max(0, 2+1-1)/2 = 0.
+    assert resumed.epoch == 2
+    assert resumed.optimizers["generators"].param_groups[0]["lr"] == pytest.approx(0.0)
+    assert resumed.schedulers["generators"].last_epoch == 2
+
+
+def _cli_train(out: Path, *extra: str) -> subprocess.Popen:
+    args = [*UNPAIRED, "train", "cyclegan-fashion", *TINY, "train.checkpoint_every=3", *extra, "--out", str(out)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(pred, proc, timeout=120.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"process ended early:\n{proc.stdout.read()}")
+        time.sleep(0.01)
+    pytest.fail("timed out")
+
+
+def test_sigkill_then_resume_gives_identical_weights(tmp_path):
+    steps = "train.epochs=5"  # 40 iterations
+    ref = _cli_train(tmp_path / "ref", steps)
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+
+    run = tmp_path / "killed"
+    proc = _cli_train(run, steps)
+    pointer = run / "checkpoints" / "latest"
+    _wait_for(lambda: pointer.is_file() and pointer.read_text().strip() >= "step_00000006", proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    stopped_at = int(checkpoint.latest(run).name.split("_")[1])
+    assert 6 <= stopped_at < 40
+
+    resume = subprocess.run([*UNPAIRED, "train", "--resume", str(run)], capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    assert f"at epoch {stopped_at // 8 + 1}, iteration {stopped_at}" in resume.stdout
+    assert checkpoint.latest(run).name == "step_00000040"
+    assert_same_weights(weights(tmp_path / "ref"), weights(run))
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    proc = _cli_train(run, "train.epochs=1000")
+    _wait_for(lambda: (run / "log.jsonl").is_file(), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "SIGTERM received" in out and f"unpaired train --resume {run}" in out
+    ckpt = checkpoint.latest(run)
+    state = checkpoint.load_state(ckpt)
+    assert ckpt.name == f"step_{state['counters']['step']:08d}" and state["counters"]["step"] >= 2
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/unpaired-pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    ckpt = tmp_path / "step_00000001"
+    ckpt.mkdir()
+    with open(ckpt / checkpoint.STATE, "wb") as f:
+        pickle.dump({"counters": _Boom()}, f)
+    Path("/tmp/unpaired-pwned").unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match=r"state.pt: refused to load: .*could run code"):
+        checkpoint.load_state(ckpt)
+    assert not Path("/tmp/unpaired-pwned").exists()
+
+
+def test_module_prefixed_weights_load(tiny_recipe, tmp_path):
+    trainer = Trainer(tiny_recipe("train.max_steps=1"))
+    trainer.fit()
+    src = checkpoint.latest(trainer.out_dir)
+    flat = load_file(str(src / checkpoint.WEIGHTS))
+    prefixed = {k.replace(".", ".module._orig_mod.", 1): v for k, v in flat.items()}  # DDP + compile
+    dst = tmp_path / "ddp" / "step_00000001"
+    dst.mkdir(parents=True)
+    save_file(prefixed, dst / checkpoint.WEIGHTS, metadata={"recipe": (trainer.out_dir / "recipe.yaml").read_text()})
+    x = torch.rand(1, 1, 28, 28) * 2 - 1
+    assert torch.equal(Translator(dst, "AtoB", "cpu")(x), Translator(src, "AtoB", "cpu")(x))
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        checkpoint.latest(tmp_path)
+    bad = tmp_path / "step_00000001"
+    bad.mkdir()
+    (bad / checkpoint.WEIGHTS).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
+        checkpoint.load_weights(bad)
+
+
+class NaNAfter(nn.Module):
+    """L1 loss that turns NaN after ``after`` calls."""
+
+    def __init__(self, after: int = 3):
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def forward(self, input, target):
+        self.calls += 1
+        loss = (input - target).abs().mean()
+        return loss * float("nan") if self.calls > self.after else loss
+
+
+@pytest.fixture
+def nan_plugin(monkeypatch):
+    mod = types.ModuleType("nan_plugin")
+    mod.unpaired_components = hookimpl(lambda: [Component("consistency_loss", "nan_after", NaNAfter)])
+    monkeypatch.setitem(sys.modules, "nan_plugin", mod)
+
+
+def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_recipe, nan_plugin):
+    recipe = tiny_recipe("plugins=[nan_plugin]", "train.checkpoint_every=2", "train.max_nonfinite=3",
+                         "steps.generators.losses.bad={consistency: nan_after, input: rec_A, target: real_A, args: {after: 4}}")
+    trainer = Trainer(recipe)
+    with pytest.raises(TrainingDiverged, match=r"3 iterations in a row had non-finite values \(last in generators.bad\)"
+                                               r".*last good checkpoint is .*step_00000004"):
+        trainer.fit()
+    assert trainer.step == 6 and trainer.nonfinite_total == 3  # iterations 5, 6, 7 skipped; 7 never counted
+    saved = load_file(str(checkpoint.latest(trainer.out_dir) / checkpoint.WEIGHTS))
+    assert checkpoint.latest(trainer.out_dir).name == "step_00000004"
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    assert all(torch.isfinite(p).all() for p in trainer.nets["G_AB"].parameters())
+
+
+def test_unwritable_run_directory_fails_before_training(tiny_recipe, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    trainer = Trainer(tiny_recipe(f"out_dir={blocker / 'run'}"))
+    with pytest.raises(CheckpointError, match="cannot write to the run directory"):
+        trainer.fit()
+    assert trainer.step == 0
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tiny_recipe, monkeypatch, capsys):
+    trainer = Trainer(tiny_recipe("train.max_steps=2"))
+    trainer.fit()
+    first = checkpoint.latest(trainer.out_dir)
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    trainer.recipe.train.max_steps = 3
+    trainer.fit()  # training goes on; the write fails with a warning
+    assert "No space left on device" in capsys.readouterr().err
+    assert checkpoint.latest(trainer.out_dir) == first
+    assert not list((trainer.out_dir / "checkpoints").glob(".tmp-*"))
+    assert checkpoint.load_state(first)["counters"]["step"] == 2
+
+
+def test_only_the_newest_checkpoints_are_kept(tiny_recipe):
+    trainer = Trainer(tiny_recipe("train.max_steps=10", "train.checkpoint_every=2", "train.keep_checkpoints=2"))
+    trainer.fit()
+    names = sorted(p.name for p in (trainer.out_dir / "checkpoints").iterdir())
+    assert names == ["latest", "step_00000008", "step_00000010"]
+    assert (trainer.out_dir / "checkpoints" / "latest").read_text() == "step_00000010\n"
