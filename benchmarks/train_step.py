@@ -16,6 +16,7 @@ its dataset. See benchmarks/README.md for the columns.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import re
@@ -87,6 +88,7 @@ def reset_peak(dev: torch.device) -> int:
         torch.cuda.reset_peak_memory_stats(dev)
         return torch.cuda.memory_allocated(dev)
     try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so RSS shows what is held
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to VmRSS (Linux >= 4.0)
     except OSError:
         pass

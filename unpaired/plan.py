@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .recipe import DATA_IMAGES, active_terms, term_images
 
@@ -20,7 +20,7 @@ from .recipe import DATA_IMAGES, active_terms, term_images
 class StepPlan:
     name: str
     networks: tuple[str, ...]
-    terms: dict  # term name -> term spec (active terms only)
+    terms: dict  # term name -> LossTerm (active terms only; plain dataclasses, fast to read)
     images: tuple[str, ...]  # every image the step reads, inputs before outputs
     fresh: frozenset[str]  # images the step computes with gradients
 
@@ -57,7 +57,8 @@ def make_plan(recipe: DictConfig) -> list[StepPlan]:
         needed = _with_inputs(recipe, [img for t in terms.values() for img in term_images(t)])
         optimised = set(step.networks)
         fresh = frozenset(img for img in needed if image_networks(recipe, img) & optimised)
-        plans.append(StepPlan(name, tuple(step.networks), dict(terms), tuple(needed), fresh))
+        plain = {t: OmegaConf.to_object(spec) for t, spec in terms.items()}
+        plans.append(StepPlan(name, tuple(step.networks), plain, tuple(needed), fresh))
     return plans
 
 

@@ -221,10 +221,11 @@ def to_yaml(recipe: DictConfig) -> str:
     return OmegaConf.to_yaml(recipe, resolve=True)
 
 
-def plugin_args(args: DictConfig) -> dict:
+def plugin_args(args: DictConfig | dict) -> dict:
     """A component's ``args`` as keyword arguments; ``null`` removes an argument (a base recipe's,
     say), so the plugin's default applies."""
-    return {k: v for k, v in OmegaConf.to_container(args, resolve=True).items() if v is not None}
+    plain = OmegaConf.to_container(args, resolve=True) if isinstance(args, DictConfig) else args
+    return {k: v for k, v in plain.items() if v is not None}
 
 
 # -- semantic checks -------------------------------------------------------------------------------

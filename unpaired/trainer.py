@@ -99,6 +99,9 @@ class Trainer:
                 "scheduler", sch.type, "train.scheduler", optimizer=self.optimizers[plan.name],
                 **plugin_args(sch.args),
             )
+        self.memory_format = torch.channels_last if tr.channels_last else torch.contiguous_format
+        self.nan_guard = tr.nan_guard
+        self.sources = {name: (spec.net, spec.input) for name, spec in recipe.images.items()}
         fp16 = tr.precision == "fp16"
         self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=fp16) for p in self.plans}
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.precision)
@@ -128,13 +131,13 @@ class Trainer:
         for name in DATA_IMAGES:
             images[name] = cache[name]
         for name in plan.images:
-            spec = self.recipe.images[name]
+            net, source = self.sources[name]
             if name in plan.fresh:
-                cache[name] = images[name] = self.fwd[spec.net](images[spec.input])
+                cache[name] = images[name] = self.fwd[net](images[source])
             else:
                 if name not in cache:
                     with torch.no_grad():
-                        cache[name] = self.fwd[spec.net](images[spec.input])
+                        cache[name] = self.fwd[net](images[source])
                 images[name] = cache[name].detach()
         return images
 
@@ -157,8 +160,8 @@ class Trainer:
         ``batch`` holds ``real_A`` and ``real_B``, (N, C, H, W) in [-1, 1]. A step whose loss or
         gradients are not finite is skipped (with ``train.nan_guard``) and the iteration counted.
         """
-        mf = torch.channels_last if self.recipe.train.channels_last else torch.contiguous_format
-        cache = {k: batch[k].to(self.device, non_blocking=True).contiguous(memory_format=mf) for k in DATA_IMAGES}
+        cache = {k: batch[k].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+                 for k in DATA_IMAGES}
         values, bad = {}, []
         amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
         for plan in self.plans:
@@ -173,10 +176,12 @@ class Trainer:
             params = [p for p in opt.param_groups[0]["params"] if p.requires_grad]
             if self.dist.enabled:
                 distributed.average_gradients(params)
-            if self.recipe.train.nan_guard and not scaler.is_enabled():
-                grads = [p.grad for p in params if p.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads) if grads else total.new_zeros(())
-                if not bool(torch.isfinite(total.detach() + norm)):
+            if self.nan_guard:
+                check = total.detach()
+                if not scaler.is_enabled():  # with fp16, the scaler already skips non-finite gradients
+                    grads = [p.grad for p in params if p.grad is not None]
+                    check = check + (torch.nn.utils.get_total_norm(grads) if grads else 0)
+                if not bool(torch.isfinite(check)):  # one host sync per step
                     bad += [f"{plan.name}.{t}" for t, v in terms.items() if not torch.isfinite(v)] or [f"{plan.name} (gradients)"]
                     opt.zero_grad(set_to_none=True)
                     continue
