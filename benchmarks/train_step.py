@@ -37,15 +37,19 @@ from unpaired.trainer import Trainer
 
 CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last"]
 CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "bf16+channels_last+compile"]
-OPTIONS = {"channels_last": "train.channels_last=true", "compile": "train.compile=true"}
+OPTIONS = ("channels_last", "compile")
 BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own)
 SIZE_OF = {"cyclegan": 256}
 
 
 def config_overrides(config: str) -> list[str]:
-    """'bf16+channels_last' -> ['train.precision=bf16', 'train.channels_last=true']."""
-    parts = config.split("+")
-    return [f"train.precision={parts[0]}"] + [OPTIONS[p] for p in parts[1:]]
+    """'bf16+channels_last' -> precision bf16, channels_last on, compile off (every option set,
+    so a recipe's own choices do not leak into the baseline)."""
+    precision, *options = config.split("+")
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise SystemExit(f"unknown option(s) {sorted(unknown)} in config '{config}'; known: {', '.join(OPTIONS)}")
+    return [f"train.precision={precision}"] + [f"train.{o}={str(o in options).lower()}" for o in OPTIONS]
 
 
 def recipe_overrides(name: str, args, tmp: Path) -> list[str]:

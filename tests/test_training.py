@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from torchvision.io import decode_image
 
 from unpaired import checkpoint
 from unpaired.cli import main
@@ -91,6 +92,15 @@ def test_translate_test_split_of_the_run_dataset(trained, tmp_path):
     assert main(["translate", str(out), "--direction", "BtoA", "--out", str(tmp_path / "t"), "--device", "cpu"]) == 0
     files = sorted((tmp_path / "t").iterdir())
     assert len(files) == 32 and files[0].name == "testB_00000.png"
+
+
+def test_translate_one_file_in_one_call(trained, tmp_path):
+    _, _, out = trained
+    [path] = write_images(tmp_path, 1, channels=1, size=28)
+    y = translate(out, path, "AtoB", device="cpu")
+    x = decode_image(str(path)).float() / 127.5 - 1  # (1, 28, 28) in [-1, 1]
+    assert y.shape == (1, 28, 28)
+    assert torch.allclose(y, translate(out, x, "AtoB", device="cpu"), atol=1e-6)
 
 
 def test_translate_odd_sizes_are_padded_and_cropped_back(trained):

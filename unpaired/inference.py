@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 
 from . import checkpoint
@@ -38,7 +38,10 @@ class Translator:
         self.net_name = recipe.inference[direction]
         self.source_domain = direction.split("to")[0] if "to" in direction else None
         self.device = pick_device(device)
-        self.generator = build_network(recipe, self.net_name, registry or default_registry(), init=False)
+        self.registry = registry or default_registry()
+        for module in recipe.plugins:  # the run's own plugins (e.g. a custom generator)
+            self.registry.register_plugin(module)
+        self.generator = build_network(recipe, self.net_name, self.registry, init=False)
         try:
             self.generator.load_state_dict(weights[self.net_name])
         except (KeyError, RuntimeError) as err:
@@ -84,9 +87,19 @@ def write_image(image: Tensor, dst: Path) -> Path:
     return dst
 
 
-def translate(run: str | Path, images, direction: str = "AtoB", device: str = "auto") -> Tensor:
-    """One-call API: translate an image tensor (C, H, W) or (N, C, H, W) in [-1, 1] with a run."""
-    return Translator(run, direction, device)(images)
+def translate(run: str | Path, images: Tensor | str | Path, direction: str = "AtoB", device: str = "auto") -> Tensor:
+    """One-call API: translate with a run (or checkpoint) directory.
+
+    Args:
+        images: a tensor (C, H, W) or (N, C, H, W) in [-1, 1], or an image file's path.
+
+    Returns:
+        The translation, same shape (C, H, W) / (N, C, H, W), in [-1, 1], on the CPU.
+    """
+    translator = Translator(run, direction, device)
+    if isinstance(images, (str, Path)):
+        images = read_image(Path(images), translator.in_channels).float() / 127.5 - 1.0
+    return translator(images)
 
 
 def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]:
@@ -101,13 +114,13 @@ def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]
     return [translator.translate_file(f, dst / f.name) for f in files]
 
 
-def translate_split(translator: Translator, split: str, dst: Path, registry: Registry | None = None) -> list[Path]:
+def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]:
     """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images)."""
     recipe = translator.recipe
     domain = translator.source_domain
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB.")
-    data = (registry or default_registry()).create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+    data = translator.registry.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
     ds = data.domain(domain, split)
     out = []
     for i in range(len(ds)):

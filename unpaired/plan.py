@@ -61,7 +61,3 @@ def make_plan(recipe: DictConfig) -> list[StepPlan]:
         plans.append(StepPlan(name, tuple(step.networks), plain, tuple(needed), fresh))
     return plans
 
-
-def needed_images(plans: list[StepPlan]) -> set[str]:
-    """Every computed image some step needs."""
-    return {img for p in plans for img in p.images}

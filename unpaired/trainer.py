@@ -26,7 +26,7 @@ from . import checkpoint, distributed
 from .build import build_network, pick_device
 from .data import EpochSampler, UnalignedPairs
 from .errors import CheckpointError, RecipeError, UnpairedError
-from .plan import make_plan, needed_images
+from .plan import make_plan
 from .pool import ImagePool
 from .recipe import DATA_IMAGES, apply_overrides, check, from_yaml, plugin_args, to_yaml
 from .registry import Registry, default_registry
