@@ -35,8 +35,8 @@ from unpaired.data import domain_channels
 from unpaired.recipe import load_recipe
 from unpaired.trainer import Trainer
 
-CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last"]
-CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "bf16+channels_last+compile"]
+CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile", "bf16+channels_last+compile"]
+CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "fp16+channels_last+compile"]
 OPTIONS = ("channels_last", "compile")
 BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own)
 SIZE_OF = {"cyclegan": 256}
