@@ -33,10 +33,11 @@ def linear(optimizer, n_epochs: int = 100, n_epochs_decay: int = 100, epoch_coun
     """Constant LR for ``n_epochs``, then linear decay over ``n_epochs_decay`` (the CycleGAN schedule).
 
     Multiplier after e epochs: 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1),
-    exactly the reference's ``lambda_rule``.
+    exactly the reference's ``lambda_rule``; past n_epochs + n_epochs_decay (a run extended
+    with a larger ``train.epochs``) it stays at 0 instead of turning negative.
     """
     def rule(epoch: int) -> float:
-        return 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1)
+        return max(0.0, 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1))
 
     return lr_scheduler.LambdaLR(optimizer, rule)
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-RUN=${RUN:-runs/cyclegan-fashion}
+RUN=${RUN:-runs/cyclegan-fashion-$(date +%Y%m%d-%H%M%S)}  # a new run directory each time
 .venv/bin/unpaired train cyclegan-fashion --out "$RUN" "$@"
 .venv/bin/unpaired translate "$RUN" --direction AtoB --out "$RUN/translated_AtoB"
 .venv/bin/unpaired translate "$RUN" --direction BtoA --out "$RUN/translated_BtoA"

@@ -140,10 +140,38 @@ def test_recipe_check_command_reports_every_problem(capsys):
     assert main(["recipe", "check", "cyclegan-fashion"]) == 0
 
 
-def test_recipe_check_dry_run_finds_size_problems(capsys):
-    code = main(["recipe", "check", "cyclegan", "data.args.root=/d", "data.args.crop_size=100", "networks.G_AB.type=unet_256"])
+def test_recipe_check_dry_run_finds_size_problems(capsys, image_root):
+    code = main(["recipe", "check", "cyclegan", f"data.args.root={image_root}", "data.args.crop_size=100", "networks.G_AB.type=unet_256"])
     out = capsys.readouterr().out
-    assert code == 1 and "images.fake_B: G_AB(real_A) fails on (1, 3, 100, 100): unet_256 needs input height and width divisible by 256" in out
+    assert code == 1 and "1 problem(s)" in out
+    assert "images.fake_B: G_AB(real_A) fails on (1, 3, 100, 100): unet_256 needs input height and width divisible by 256" in out
+
+
+def test_recipe_check_opens_the_data(capsys, tmp_path):
+    code = main(["recipe", "check", "cyclegan", f"data.args.root={tmp_path / 'nowhere'}"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"{tmp_path / 'nowhere' / 'trainA'}: folder not found" in out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.keep_checkpoints=0", "train.keep_checkpoints: must be at least 1, got 0."),
+    ("data.batch_size=-1", "data.batch_size: must be at least 1, got -1."),
+    ("train.max_steps=0", "train.max_steps: must be at least 1, got 0."),
+    ("train.log_every=0", "train.log_every: must be at least 1, got 0."),
+    ("steps.discriminators.losses.D_A.pool=-3", "steps.discriminators.losses.D_A.pool: must be 0 (off) or more, got -3."),
+    ("device=gpu", "device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N."),
+    ("networks.G_AB.args.ngf=abc", "networks.G_AB.args.ngf: expected a number, got 'abc'."),
+    ("networks.G_AB.args.ngf=8.5", "networks.G_AB.args.ngf: expected an integer, got 8.5."),
+    ("data.args.flip=3", "data.args.flip: expected true or false, got 3."),
+])
+def test_bad_numbers_are_reported_before_training(override, message):
+    assert message in validate(load_recipe("cyclegan-fashion", [override]))
+
+
+def test_an_empty_recipe_says_what_is_missing(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    assert validate(load_recipe(tmp_path / "empty.yaml")) == [
+        "data.dataset: required value is missing (???); set it in the recipe or as data.dataset=VALUE."]
 
 
 def test_check_raises_with_all_problems():

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from unpaired import CheckpointError, Component, hookimpl
+from unpaired import CheckpointError, Component, DataError, RecipeError, hookimpl
 from unpaired import checkpoint
 from unpaired.inference import Translator
 from unpaired.trainer import Trainer, TrainingDiverged
@@ -55,7 +55,9 @@ def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
     # Stop at an epoch boundary during the decay: the resumed run must not restart the schedule.
     run = tmp_path / "run"
     Trainer(tiny_recipe("train.epochs=4", "train.max_steps=16", f"out_dir={run}")).fit()  # 2 of 4 epochs
-    resumed = Trainer.resume(run, ["train.epochs=4"])
+    with pytest.raises(RecipeError, match=r"already reached its end \(epoch 2/4, iteration 16 of train.max_steps=16\)"):
+        Trainer.resume(run)
+    resumed = Trainer.resume(run, ["train.max_steps=null"])
     # n_epochs=1, n_epochs_decay=1: after 2 epochs the multiplier is 1 - max(0, 2+1-1)/2 = 0.
     assert resumed.epoch == 2
     assert resumed.optimizers["generators"].param_groups[0]["lr"] == pytest.approx(0.0)
@@ -217,3 +219,34 @@ def test_only_the_newest_checkpoints_are_kept(tiny_recipe):
     names = sorted(p.name for p in (trainer.out_dir / "checkpoints").iterdir())
     assert names == ["latest", "step_00000008", "step_00000010"]
     assert (trainer.out_dir / "checkpoints" / "latest").read_text() == "step_00000010\n"
+
+
+def test_a_new_run_never_mixes_with_an_old_one(tiny_recipe):
+    Trainer(tiny_recipe("train.max_steps=2")).fit()
+    again = Trainer(tiny_recipe("train.max_steps=2"))
+    with pytest.raises(CheckpointError, match=r"already holds a run \(latest checkpoint step_00000002\). Continue it with 'unpaired train --resume"):
+        again.fit()
+    with pytest.raises(CheckpointError, match="is a checkpoint; resume takes its run directory"):
+        Trainer.resume(checkpoint.latest(again.out_dir))
+
+
+def test_resume_with_another_batch_size_continues_at_the_same_sample(tiny_recipe):
+    first = Trainer(tiny_recipe("train.max_steps=3"))  # 3 iterations of 4 = 12 of 32 samples
+    first.fit()
+    resumed = Trainer.resume(first.out_dir, ["data.batch_size=2", "train.max_steps=null"])
+    assert resumed.epoch_samples == 12 and len(resumed.sampler) == 32
+    resumed.sampler.set_epoch(0, start=resumed.epoch_samples)
+    assert len(resumed.sampler) == 20
+
+
+def test_bad_data_mid_run_keeps_the_work_done(tmp_path, image_root):
+    from unpaired.recipe import load_recipe
+
+    (image_root / "trainA" / "img_005.png").write_bytes(b"not a png")
+    small = [f"networks.{n}.args.ngf=4" for n in ("G_AB", "G_BA")] + [f"networks.{n}.args.ndf=4" for n in ("D_A", "D_B")]
+    recipe = load_recipe("cyclegan", [f"data.args.root={image_root}", "data.args.load_size=36", "data.args.crop_size=32",
+                                      "data.num_workers=0", "device=cpu", f"out_dir={tmp_path / 'run'}", *small])
+    trainer = Trainer(recipe)
+    with pytest.raises(DataError, match=r"img_005.png: cannot decode image.*Training stopped; a checkpoint at iteration \d+ is in"):
+        trainer.fit()
+    assert trainer.step >= 1 and checkpoint.latest(tmp_path / "run").name == f"step_{trainer.step:08d}"

@@ -113,3 +113,21 @@ def test_translate_unknown_direction_lists_known(trained):
     _, _, out = trained
     with pytest.raises(Exception, match="direction 'AtoC'.*Did you mean 'AtoB'.*Known: AtoB, BtoA"):
         Translator(out, "AtoC", device="cpu")
+
+
+def test_folder_dataset_without_test_split_samples_training_images(image_root, tmp_path):
+    import shutil
+
+    from unpaired.recipe import load_recipe
+
+    for sub in ("testA", "testB"):
+        shutil.rmtree(image_root / sub)
+    small = [f"networks.{n}.args.ngf=4" for n in ("G_AB", "G_BA")] + [f"networks.{n}.args.ndf=4" for n in ("D_A", "D_B")]
+    recipe = load_recipe("cyclegan", [f"data.args.root={image_root}", "data.args.load_size=36", "data.args.crop_size=32",
+                                      "data.num_workers=0", "train.max_steps=2", "device=cpu", f"out_dir={tmp_path / 'run'}",
+                                      "networks.G_AB.type=resnet_6blocks", "networks.G_BA.type=resnet_6blocks", *small])
+    with pytest.warns(UserWarning, match="testA: folder not found.*Sample grids use training images of domain A"):
+        trainer = Trainer(recipe)
+    trainer.fit()
+    assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
+    assert trainer.sample_inputs["real_A"].shape == (8, 3, 32, 32)

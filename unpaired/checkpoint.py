@@ -81,14 +81,14 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: s
         os.replace(tmp, final)
         _fsync_dir(ckpt_root)
         atomic_write_text(ckpt_root / LATEST, name + "\n")
-    except OSError as err:
+    except (OSError, RuntimeError, SafetensorError) as err:  # torch.save reports a full disk as RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         prev = latest(ckpt_root.parent, missing_ok=True)
         raise CheckpointError(
             f"writing checkpoint {final} failed ({err}); "
             + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
         ) from err
-    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep or None]:
+    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[: -max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -48,6 +48,11 @@ def _translate(args) -> int:
 def _plugins(args) -> int:
     from .registry import default_registry
 
+    from .hookspecs import KINDS
+    from .registry import closest
+
+    if args.kind and args.kind not in KINDS:
+        raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.")
     comps = [c for c in default_registry().components() if not args.kind or c.kind == args.kind]
     kind = None
     for c in comps:
@@ -107,10 +112,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    # key=value overrides may also come after options such as --out
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except UnpairedError as err:
+    except (UnpairedError, OSError) as err:  # user mistakes and file-system trouble: no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

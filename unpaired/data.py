@@ -10,6 +10,7 @@ sample i in epoch e are the same whatever the number of workers or ranks, and af
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -28,19 +29,36 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 def read_image(path: Path, channels: int) -> Tensor:
     """Decode an image file to uint8 (C, H, W) with ``channels`` 1 (grey) or 3 (RGB).
 
-    Grey files become RGB and RGBA loses its alpha as needed; 16-bit PNGs are scaled to 8 bits;
-    the EXIF orientation is applied. Decoding is torchvision's (libpng, libjpeg, libwebp).
+    Grey files become RGB and RGB grey, RGBA loses its alpha, 16-bit PNGs are scaled to 8 bits,
+    an animated GIF gives its first frame, and the EXIF orientation is applied. Decoding is
+    torchvision's (libpng, libjpeg, libwebp, giflib).
 
     Raises:
-        DataError: the file cannot be read or decoded; names the file.
+        DataError: the file is missing, empty or cannot be decoded; names the file.
     """
+    if not path.is_file():
+        raise DataError(f"{path}: not a readable file (missing, a folder, or a broken link).")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file. Remove or re-save it.")
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
-        img = decode_image(read_file(str(path)), mode=mode, apply_exif_orientation=True)
+        data = read_file(str(path))
+        with warnings.catch_warnings():  # some decoders warn and ignore the mode; converted below
+            warnings.simplefilter("ignore", UserWarning)
+            img = decode_image(data, mode=mode, apply_exif_orientation=True)
     except (RuntimeError, ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot decode image ({err}). Remove or re-save the file.") from err
+        reason = str(err).strip().splitlines()[0]
+        reason = reason if len(reason) < 120 and "/__w/" not in reason else type(err).__name__
+        raise DataError(f"{path}: cannot decode image: not a valid {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} "
+                        f"file ({reason}). Remove or re-save it.") from err
+    if img.ndim == 4:  # animated GIF: frames first
+        img = img[0]
     if img.dtype == torch.uint16:
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
+    if img.shape[0] == 4:
+        img = img[:3]
+    if img.shape[0] != channels:
+        img = v2.functional.rgb_to_grayscale(img) if channels == 1 else img.expand(3, -1, -1).contiguous()
     return img
 
 
@@ -144,10 +162,15 @@ class EpochSampler(Sampler[int]):
         else:
             order = list(range(self.size))
         # Strided shards: the ranks' k-th batches together are the single-process k-th batch.
-        return order[self.rank :: self.world_size][: self.size // self.world_size]
+        return order[self.rank :: self.world_size][: self.epoch_length]
 
     def __iter__(self):
         return iter(self._indices()[self.start :])
 
+    @property
+    def epoch_length(self) -> int:
+        """Indices this rank gets in a whole epoch."""
+        return self.size // self.world_size
+
     def __len__(self) -> int:
-        return self.size // self.world_size - self.start
+        return self.epoch_length - self.start

@@ -1,6 +1,7 @@
 """``unpaired recipe check``: every problem of a recipe at once, without training.
 
-After the static checks of :func:`unpaired.recipe.validate`, each network is built and the whole
+After the static checks of :func:`unpaired.recipe.validate`, the dataset is opened (its training
+folders must exist and hold images), and each network is built and the whole
 image graph, every loss term included, is run once on the meta device (shapes only, no memory),
 which finds size and channel mismatches that only a forward pass shows.
 """
@@ -36,6 +37,12 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
     problems = validate(recipe, reg)
     if problems:
         return problems
+    try:  # the data: folders exist and hold images, sizes fit
+        data = reg.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+        for domain in "AB":
+            data.domain(domain, "train")
+    except UnpairedError as err:
+        problems.append(str(err))
     shapes = _data_shapes(recipe, reg)
     with torch.device("meta"):
         nets = {}

@@ -57,10 +57,19 @@ class Translator:
 
         Sides that are not multiples of the generator's ``size_divisor`` are reflection-padded
         for the pass and cropped back.
+
+        Raises:
+            DataError: integer images (convert with ``x.float() / 127.5 - 1``), or sides under
+                twice the generator's ``size_divisor``.
         """
+        if not images.is_floating_point():
+            raise DataError(f"images must be float in [-1, 1], got {images.dtype}; convert uint8 with x.float() / 127.5 - 1.")
         single = images.ndim == 3
         x = images[None] if single else images
         h, w = x.shape[-2:]
+        if min(h, w) < 2 * self.size_divisor:
+            raise DataError(f"image of {w}x{h} pixels is too small for {self.net_name}: sides of at least "
+                            f"{2 * self.size_divisor} are needed.")
         ph, pw = -h % self.size_divisor, -w % self.size_divisor
         x = x.to(self.device, torch.float32)
         if ph or pw:
@@ -76,14 +85,20 @@ class Translator:
 
 
 def write_image(image: Tensor, dst: Path) -> Path:
-    """Write an image (C, H, W) in [-1, 1] as PNG, or JPEG (quality 95) for .jpg/.jpeg names."""
+    """Write an image (C, H, W) in [-1, 1] as JPEG (quality 95) for .jpg/.jpeg names, else PNG.
+
+    Raises:
+        DataError: the file cannot be written (names it).
+    """
     u8 = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix.lower() in (".jpg", ".jpeg"):
-        write_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, str(dst), quality=95)
-    else:
-        dst = dst.with_suffix(".png")
-        write_png(u8, str(dst))
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.suffix.lower() in (".jpg", ".jpeg"):
+            write_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, str(dst), quality=95)
+        else:
+            write_png(u8, str(dst))
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"{dst}: cannot write the image ({err}). Choose another --out.") from err
     return dst
 
 
@@ -108,10 +123,21 @@ def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]
     Raises:
         DataError: the input has no images, or one cannot be decoded (names the file).
     """
-    files = [src] if src.is_file() else sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if src.is_dir() else []
+    if not src.exists():
+        raise DataError(f"{src}: not found.")
+    files = [src] if src.is_file() else sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.")
-    return [translator.translate_file(f, dst / f.name) for f in files]
+    if dst.resolve() in {f.parent.resolve() for f in files}:
+        raise DataError(f"{dst}: the output folder is the input folder; translations would replace the "
+                        "originals. Choose another --out.")
+    return [translator.translate_file(f, dst / output_name(f.name)) for f in files]
+
+
+def output_name(name: str) -> str:
+    """The file name a translation is written under: the input's name for PNG and JPEG, else the
+    name plus ``.png`` (``cat.webp`` -> ``cat.webp.png``), so that no two inputs share an output."""
+    return name if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg") else name + ".png"
 
 
 def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -262,8 +263,12 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     """
     reg = registry or default_registry()
     problems: list[str] = []
-    for key in sorted(OmegaConf.missing_keys(recipe)):
+    missing = sorted(OmegaConf.missing_keys(recipe))
+    for key in missing:
         problems.append(f"{key}: required value is missing (???); set it in the recipe or as {key}=VALUE.")
+    if any(".args." not in key for key in missing):  # the recipe's structure is incomplete
+        return problems
+    problems += _check_numbers(recipe)
     for module in recipe.plugins:
         try:
             reg.register_plugin(module)
@@ -271,15 +276,15 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             problems.append(str(err))
     nets, images = recipe.networks, recipe.images
 
-    def check_component(kind, name, args, where):
+    def check_component(kind, name, args, where, args_where=None):
         try:
             comp = reg.get(kind, name, where)
             if args is not None:
-                check_args(comp.factory, plugin_args(args), f"{where}.args")
+                check_args(comp.factory, plugin_args(args), args_where or f"{where}.args")
         except RecipeError as err:
             problems.append(str(err))
 
-    check_component("dataset", recipe.data.dataset, recipe.data.args, "data.dataset")
+    check_component("dataset", recipe.data.dataset, recipe.data.args, "data.dataset", "data.args")
     kinds = {name: network_kind(recipe, name) for name in nets}
     for name, spec in nets.items():
         check_component(kinds[name], spec.type, spec.args, f"networks.{name}")
@@ -355,7 +360,7 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     for direction, net in recipe.inference.items():
         if net not in nets:
             problems.append(f"inference.{direction}: network '{net}' is not defined.{closest(net, nets)}")
-    return problems
+    return list(dict.fromkeys(problems))  # one message per problem, however often it was met
 
 
 def network_kind(recipe: DictConfig, name: str) -> str:
@@ -389,6 +394,34 @@ def _check_term(term, where, step, nets, check_component) -> list[str]:
         for key in ("input", "target"):
             if not term[key]:
                 problems.append(f"{where}.{key}: a consistency term needs 'input' and 'target' images.")
+    return problems
+
+
+def _check_numbers(recipe: DictConfig) -> list[str]:
+    """Counts and intervals that must be positive, and a device that exists."""
+    tr = recipe.train
+    positive = {"data.batch_size": recipe.data.batch_size, "train.epochs": tr.epochs, "train.log_every": tr.log_every,
+                "train.sample_every": tr.sample_every, "train.checkpoint_every": tr.checkpoint_every,
+                "train.keep_checkpoints": tr.keep_checkpoints, "train.max_nonfinite": tr.max_nonfinite}
+    if tr.max_steps is not None:
+        positive["train.max_steps"] = tr.max_steps
+    problems = [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
+    if recipe.data.num_workers < 0:
+        problems.append(f"data.num_workers: must be 0 or more, got {recipe.data.num_workers}.")
+    for sname, step in recipe.steps.items():
+        for tname, term in step.losses.items():
+            if term.pool < 0:
+                problems.append(f"steps.{sname}.losses.{tname}.pool: must be 0 (off) or more, got {term.pool}.")
+    if recipe.device != "auto":
+        try:
+            device = torch.device(recipe.device)
+        except RuntimeError:
+            return problems + [f"device: '{recipe.device}' is not a device; use auto, cpu, cuda or cuda:N."]
+        if device.type == "cuda" and not torch.cuda.is_available():
+            problems.append(f"device: '{recipe.device}' asked for, but CUDA is not available here; use device=cpu or auto.")
+    on_cuda = recipe.device.startswith("cuda") or (recipe.device == "auto" and torch.cuda.is_available())
+    if tr.precision == "fp16" and not on_cuda:
+        problems.append("train.precision: fp16 needs CUDA; use bf16 on the CPU.")
     return problems
 
 

@@ -156,17 +156,32 @@ class Registry:
 
 
 def check_args(factory: Callable, args: dict, where: str) -> None:
-    """Fail with the key path when ``args`` has a name ``factory`` does not accept."""
+    """Fail with the key path when ``args`` has a name ``factory`` does not accept, or a value
+    of the wrong kind where the default is a number or a flag."""
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for key in args:
+    for key, value in args.items():
         if key not in accepted:
             raise RecipeError(
                 f"{where}.{key}: unknown argument.{closest(key, accepted)} "
                 f"Accepted: {', '.join(accepted) or '(none)'}."
             )
+        expected = _type_problem(params[key].default, value)
+        if expected:
+            raise RecipeError(f"{where}.{key}: expected {expected}, got {value!r}.")
+
+
+def _type_problem(default, value) -> str:
+    """What ``value`` should have been, judged by the default's type (numbers and flags only)."""
+    if isinstance(default, bool):
+        return "" if isinstance(value, bool) else "true or false"
+    if isinstance(default, (int, float)) and isinstance(value, (str, bool)):
+        return "a number"
+    if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+        return "an integer"
+    return ""
 
 
 _default: Registry | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
+from .errors import DataError
 from .recipe import DATA_IMAGES
 
 
@@ -38,23 +40,30 @@ def compute_images(recipe: DictConfig, nets: dict, names, inputs: dict) -> dict:
     return images
 
 
-def fixed_inputs(data, count: int, device) -> dict:
-    """The first ``count`` test images of each domain (the same at every call), on ``device``."""
+def fixed_inputs(data, count: int) -> dict:
+    """The first ``count`` test images of each domain (the training images of a domain that has
+    no test split, with a warning), as CPU batches (N, C, H, W) in [-1, 1]."""
     inputs = {}
     for key in DATA_IMAGES:
-        ds = data.domain(key[-1], "test")
-        inputs[key] = torch.stack([ds[i][0] for i in range(min(count, len(ds)))]).to(device)
+        try:
+            ds = data.domain(key[-1], "test")
+        except DataError as err:
+            warnings.warn(f"{err} Sample grids use training images of domain {key[-1]} instead.", stacklevel=2)
+            ds = data.domain(key[-1], "train")
+        inputs[key] = torch.stack([ds[i][0] for i in range(min(count, len(ds)))])
     n = min(len(v) for v in inputs.values())
     return {k: v[:n] for k, v in inputs.items()}
 
 
-def save_grid(recipe: DictConfig, nets: dict, data, path: Path, device, count: int = 8) -> torch.Tensor:
-    """Write a grid, one row per name in ``recipe.samples``, one column per test image.
+def save_grid(recipe: DictConfig, nets: dict, inputs: dict, path: Path) -> torch.Tensor:
+    """Write a grid, one row per name in ``recipe.samples``, one column per input image.
+
+    ``inputs``: data images, e.g. from :func:`fixed_inputs`, on the networks' device.
 
     Grey rows are shown as RGB when other rows are RGB; images under 64 pixels are enlarged
     (nearest neighbour) so that they can be seen. Returns the grid (3, H, W) in [0, 1].
     """
-    images = compute_images(recipe, nets, recipe.samples, fixed_inputs(data, count, device))
+    images = compute_images(recipe, nets, recipe.samples, inputs)
     rows = [images[name].float().cpu() for name in recipe.samples]
     scale = -(-64 // min(rows[0].shape[-2:]))
     if scale > 1:

@@ -25,12 +25,12 @@ from tqdm import tqdm
 from . import checkpoint, distributed
 from .build import build_network, pick_device
 from .data import EpochSampler, UnalignedPairs
-from .errors import CheckpointError, RecipeError, UnpairedError
+from .errors import CheckpointError, DataError, RecipeError, UnpairedError
 from .plan import make_plan
 from .pool import ImagePool
 from .recipe import DATA_IMAGES, apply_overrides, check, from_yaml, plugin_args, to_yaml
 from .registry import Registry, default_registry
-from .samples import save_grid
+from .samples import fixed_inputs, save_grid
 
 
 def _warn(message: str) -> None:
@@ -60,8 +60,6 @@ class Trainer:
         tr = recipe.train
         self.dist = distributed.setup()
         self.device = pick_device(recipe.device, self.dist.local_rank)
-        if tr.precision == "fp16" and self.device.type != "cuda":
-            raise RecipeError("train.precision: fp16 needs CUDA; use bf16 on the CPU.")
         self.out_dir = Path(out_dir or recipe.out_dir or f"runs/{recipe.name}")
         if tr.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -109,8 +107,11 @@ class Trainer:
         data = recipe.data
         self.data = self.registry.create("dataset", data.dataset, "data.dataset", **plugin_args(data.args))
         self.pairs = UnalignedPairs(self.data.domain("A", "train"), self.data.domain("B", "train"), seed=recipe.seed)
+        if recipe.samples and self.dist.is_main:
+            self.sample_inputs = {k: v.to(self.device) for k, v in fixed_inputs(self.data, 8).items()}
         self.sampler = EpochSampler(len(self.pairs), recipe.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
+        self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
         self.nonfinite_in_row = self.nonfinite_total = 0
         self.history: list[dict] = []  # the logged means, also written to log.jsonl
         self._sums: dict[str, torch.Tensor] = {}
@@ -222,7 +223,14 @@ class Trainer:
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.epoch < tr.epochs and not self._done():
-                self._run_epoch()
+                try:
+                    self._run_epoch()
+                except DataError as err:  # keep the work done so far, then say what to fix
+                    saved = self.save_checkpoint()
+                    where = f"a checkpoint at iteration {self.step} is in {saved.parent}" if saved else "no iteration was lost"
+                    reason = str(err).strip().splitlines()[-1]  # a worker's error carries its traceback
+                    raise DataError(f"{reason} Training stopped; {where}: fix the data, then resume with "
+                                    f"'unpaired train --resume {self.out_dir}'.") from err
             self.save_checkpoint()
             self.save_samples()
         finally:
@@ -244,7 +252,7 @@ class Trainer:
     def _run_epoch(self) -> None:
         tr, data = self.recipe.train, self.recipe.data
         self.pairs.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch, start=self.epoch_step * data.batch_size)
+        self.sampler.set_epoch(self.epoch, start=self.epoch_samples)
         loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
                             num_workers=data.num_workers, pin_memory=self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(self.recipe.seed + self.epoch))
@@ -254,6 +262,7 @@ class Trainer:
             values = self.train_step(batch)
             self.step += 1
             self.epoch_step += 1
+            self.epoch_samples += len(batch["real_A"])
             self._accumulate(values)
             if self.step % tr.log_every == 0:
                 bar.set_postfix(self.log(), refresh=False)
@@ -263,10 +272,10 @@ class Trainer:
                 self.save_checkpoint()
             if self._done():
                 break
-        if self.epoch_step < bar.total:  # stopped early: the epoch goes on after a resume
+        if self.epoch_samples < self.sampler.epoch_length:  # stopped early: the epoch goes on after a resume
             return
         self.epoch += 1
-        self.epoch_step = 0
+        self.epoch_step = self.epoch_samples = 0
         for name, sch in self.schedulers.items():
             if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sch.step(float(self._epoch_loss[name]) / max(1, len(loader)))
@@ -309,11 +318,14 @@ class Trainer:
         return self._writer
 
     def save_samples(self) -> Path | None:
-        """Write a grid of ``recipe.samples`` on fixed test images to samples/step_XXXXXXXX.png."""
+        """Write a grid of ``recipe.samples`` on fixed test images to samples/step_XXXXXXXX.png.
+
+        The same images every time: read once, when the trainer is built, so a missing or broken
+        test split shows before training rather than at the first grid."""
         if not self.recipe.samples or not self.dist.is_main:
             return None
         path = self.out_dir / "samples" / f"step_{self.step:08d}.png"
-        grid = save_grid(self.recipe, self.fwd, self.data, path, self.device)
+        grid = save_grid(self.recipe, self.fwd, self.sample_inputs, path)
         self.writer.add_image("samples", grid, self.step)
         return path
 
@@ -321,6 +333,12 @@ class Trainer:
     def _prepare_out_dir(self) -> None:
         if not self.dist.is_main:
             return
+        existing = checkpoint.latest(self.out_dir, missing_ok=True) if self.out_dir.is_dir() else None
+        if existing is not None and self.step == 0:
+            raise CheckpointError(
+                f"{self.out_dir} already holds a run (latest checkpoint {existing.name}). Continue it with "
+                f"'unpaired train --resume {self.out_dir}', or pass another --out directory."
+            )
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".write-test"
@@ -338,7 +356,7 @@ class Trainer:
         np_state = np.random.get_state()
         return {
             "counters": {"epoch": self.epoch, "step": self.step, "epoch_step": self.epoch_step,
-                         "nonfinite_total": self.nonfinite_total},
+                         "epoch_samples": self.epoch_samples, "nonfinite_total": self.nonfinite_total},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scalers": {n: s.state_dict() for n, s in self.scalers.items() if s.is_enabled()},
@@ -355,7 +373,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         c = state["counters"]
         self.epoch, self.step, self.epoch_step = c["epoch"], c["step"], c["epoch_step"]
-        self.nonfinite_total = c["nonfinite_total"]
+        self.epoch_samples, self.nonfinite_total = c["epoch_samples"], c["nonfinite_total"]
+        self._saved_step = self.step  # this state is on disk already
         for group, objs in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
                             ("scalers", self.scalers), ("pools", self.pools)):
             for name, saved in state[group].items():
@@ -399,7 +418,13 @@ class Trainer:
         Raises:
             CheckpointError: no checkpoint, an unsafe one, or weights that do not fit the recipe.
         """
-        ckpt = checkpoint.latest(Path(run_dir))
+        run_dir = Path(run_dir)
+        if (run_dir / checkpoint.WEIGHTS).is_file():
+            raise CheckpointError(
+                f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), "
+                "which continues from the latest checkpoint."
+            )
+        ckpt = checkpoint.latest(run_dir)
         recipe_yaml, weights = checkpoint.load_weights(ckpt)
         recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
         trainer = cls(recipe, out_dir=run_dir, registry=registry)
@@ -409,4 +434,11 @@ class Trainer:
             except (KeyError, RuntimeError) as err:
                 raise CheckpointError(f"{ckpt}: weights of network '{name}' do not fit the recipe ({err}).") from err
         trainer.load_state_dict(checkpoint.load_state(ckpt))
+        tr = trainer.recipe.train
+        if trainer._done() or trainer.epoch >= tr.epochs:
+            raise RecipeError(
+                f"{run_dir} already reached its end (epoch {trainer.epoch}/{tr.epochs}, iteration {trainer.step}"
+                f"{'' if tr.max_steps is None else f' of train.max_steps={tr.max_steps}'}); to train longer, "
+                "resume with a larger train.epochs=N (or train.max_steps=N, or train.max_steps=null)."
+            )
         return trainer

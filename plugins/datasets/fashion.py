@@ -98,6 +98,8 @@ class FashionMNIST:
                  load_size: int = 32, crop_size: int = 28, flip: bool = True, limit: int = 0):
         if channels != 1:
             raise ValueError("Fashion-MNIST is grey: channels must be 1")
+        if crop_size > load_size:
+            raise ValueError(f"crop_size {crop_size} is larger than load_size {load_size}")
         for label in (class_A, class_B):
             if not 0 <= label < len(CLASSES):
                 raise ValueError(f"class labels are 0..9, got {label}")
