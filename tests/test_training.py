@@ -131,3 +131,17 @@ def test_folder_dataset_without_test_split_samples_training_images(image_root, t
     trainer.fit()
     assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
     assert trainer.sample_inputs["real_A"].shape == (8, 3, 32, 32)
+
+
+
+def test_translate_never_overwrites(trained, tmp_path):
+    from unpaired import DataError
+    from unpaired.inference import output_name, translate_folder
+
+    _, _, out = trained
+    assert [output_name(n) for n in ("a.png", "a.JPG", "a.webp", "a.gif")] == ["a.png", "a.JPG", "a.webp.png", "a.gif.png"]
+    [png] = write_images(tmp_path / "in", 1, channels=1, size=28)
+    before = png.read_bytes()
+    with pytest.raises(DataError, match="the output folder is the input folder"):
+        translate_folder(Translator(out, "AtoB", "cpu"), tmp_path / "in", tmp_path / "in")
+    assert png.read_bytes() == before
