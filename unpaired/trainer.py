@@ -274,11 +274,12 @@ class Trainer:
                 break
         if self.epoch_samples < self.sampler.epoch_length:  # stopped early: the epoch goes on after a resume
             return
+        iterations = self.epoch_step  # this whole epoch's, a resumed part included
         self.epoch += 1
         self.epoch_step = self.epoch_samples = 0
         for name, sch in self.schedulers.items():
             if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sch.step(float(self._epoch_loss[name]) / max(1, len(loader)))
+                sch.step(float(self._epoch_loss[name]) / max(1, iterations))
             else:
                 sch.step()
             self._epoch_loss[name].zero_()
