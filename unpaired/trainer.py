@@ -268,8 +268,8 @@ class Trainer:
                 bar.set_postfix(self.log(), refresh=False)
             if self.step % tr.sample_every == 0:
                 self.save_samples()
-            if self.step % tr.checkpoint_every == 0:
-                self.save_checkpoint()
+            if self.step % tr.checkpoint_every == 0 and self.epoch_samples < self.sampler.epoch_length:
+                self.save_checkpoint()  # (an epoch's last iteration is saved after the epoch's end)
             if self._done():
                 break
         if self.epoch_samples < self.sampler.epoch_length:  # stopped early: the epoch goes on after a resume
