@@ -34,3 +34,12 @@ def build_network(recipe: DictConfig, name: str, registry: Registry, init: bool 
     if init:
         registry.get("init", spec.init, f"networks.{name}.init").factory(net, gain=spec.init_gain)
     return net
+
+
+def build_dataset(recipe: DictConfig, registry: Registry):
+    """The recipe's dataset plugin (a :class:`unpaired.data.DomainData`), built with its args.
+
+    Raises:
+        RecipeError: unknown dataset or arguments it rejects.
+    """
+    return registry.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))

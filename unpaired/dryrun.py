@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from .build import build_network
+from .build import build_dataset, build_network
 from .errors import UnpairedError
 from .data import domain_channels
 from .plan import make_plan
@@ -38,7 +38,7 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
     if problems:
         return problems
     try:  # the data: folders exist and hold images, sizes fit
-        data = reg.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+        data = build_dataset(recipe, reg)
         for domain in "AB":
             data.domain(domain, "train")
     except UnpairedError as err:

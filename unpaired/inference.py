@@ -10,7 +10,7 @@ from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 
 from . import checkpoint
-from .build import build_network, pick_device
+from .build import build_dataset, build_network, pick_device
 from .data import IMAGE_EXTENSIONS, read_image
 from .errors import CheckpointError, DataError, RecipeError
 from .recipe import from_yaml, plugin_args
@@ -146,7 +146,7 @@ def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]
     domain = translator.source_domain
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB.")
-    data = translator.registry.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+    data = build_dataset(recipe, translator.registry)
     ds = data.domain(domain, split)
     out = []
     for i in range(len(ds)):

@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import checkpoint, distributed
-from .build import build_network, pick_device
+from .build import build_dataset, build_network, pick_device
 from .data import EpochSampler, UnalignedPairs
 from .errors import CheckpointError, DataError, RecipeError, UnpairedError
 from .plan import make_plan
@@ -104,8 +104,7 @@ class Trainer:
         self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=fp16) for p in self.plans}
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.precision)
 
-        data = recipe.data
-        self.data = self.registry.create("dataset", data.dataset, "data.dataset", **plugin_args(data.args))
+        self.data = build_dataset(recipe, self.registry)
         self.pairs = UnalignedPairs(self.data.domain("A", "train"), self.data.domain("B", "train"), seed=recipe.seed)
         if recipe.samples and self.dist.is_main:
             self.sample_inputs = {k: v.to(self.device) for k, v in fixed_inputs(self.data, 8).items()}
