@@ -12,6 +12,7 @@ then checks that every name a recipe uses is defined and every plugin exists.
 from __future__ import annotations
 
 import inspect
+from importlib.resources import files
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -24,7 +25,8 @@ from .data import domain_channels
 from .errors import RecipeError
 from .registry import Registry, check_args, closest, default_registry
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+#: The built-in recipes: package data of ``unpaired_recipes`` (the repository's ``recipes/``).
+RECIPE_DIR = Path(str(files("unpaired_recipes")))
 
 
 @dataclass
