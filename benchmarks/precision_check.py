@@ -35,7 +35,7 @@ def test_errors(trainer: Trainer) -> dict[str, float]:
         idx = range(start, min(n, start + 50))
         inputs = {"real_A": torch.stack([test_a[i][0] for i in idx]).to(trainer.device),
                   "real_B": torch.stack([test_b[i][0] for i in idx]).to(trainer.device)}
-        images = compute_images(recipe, trainer.nets, [p[0] for p in pairs.values()], inputs)
+        images = compute_images(trainer.executor.graph, trainer.nets, [p[0] for p in pairs.values()], inputs)
         for key, (made, real) in pairs.items():
             sums[key] += (images[made] - images[real]).abs().mean().item() * len(idx)
     return {f"test/{k}": v / n for k, v in sums.items()}

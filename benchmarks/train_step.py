@@ -1,9 +1,9 @@
-"""Time one training iteration (all recipe steps) of the Trainer under precision/layout options.
+"""Time one training iteration (all recipe steps) of the Executor under precision/layout options.
 
 Synthetic batches (uniform in [-1, 1], shaped from the recipe's channels, crop_size and
-batch_size) go straight to ``Trainer.train_step``, so data loading is not measured. A recipe that
-reads image folders (``cyclegan``) gets a throw-away dummy dataset root, since the Trainer builds
-its dataset. See benchmarks/README.md for the columns.
+batch_size) go straight to ``Executor.train_step``: no dataset, no run directory, so data loading
+is not measured. A recipe that reads image folders (``cyclegan``) gets a throw-away dummy dataset
+root, only so that the recipe validates. See benchmarks/README.md for the columns.
 
     .venv/bin/python benchmarks/train_step.py                      # both recipes, default configs
     .venv/bin/python benchmarks/train_step.py --recipes cyclegan-fashion --iters 3 --warmup 1
@@ -33,7 +33,7 @@ from torchvision.io import write_png
 from unpaired.build import pick_device
 from unpaired.data import domain_channels
 from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.executor import Executor
 
 CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile", "bf16+channels_last+compile"]
 CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "fp16+channels_last+compile"]
@@ -64,7 +64,7 @@ def recipe_overrides(name: str, args, tmp: Path) -> list[str]:
     if size:
         load = max(int(data.get("load_size", size)), size)
         over += [f"data.args.crop_size={size}", f"data.args.load_size={load}"]
-    if OmegaConf.is_missing(data, "root"):  # e.g. unaligned_folder: the Trainer builds the dataset
+    if OmegaConf.is_missing(data, "root"):  # e.g. unaligned_folder: the recipe must name a root to validate
         root = tmp / f"data-{name}"
         for split in ("trainA", "trainB", "testA", "testB"):
             (root / split).mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def recipe_overrides(name: str, args, tmp: Path) -> list[str]:
     return over
 
 
-def synthetic_batch(trainer: Trainer) -> dict:
+def synthetic_batch(trainer: Executor) -> dict:
     data, dev = trainer.recipe.data, trainer.device
     chans, n, s = data.args.get("channels", 3), data.batch_size, data.args.crop_size
     g = torch.Generator().manual_seed(0)
@@ -114,7 +114,7 @@ def sync(dev: torch.device) -> None:
 
 def count_flops(recipe, tmp: Path) -> int:
     """FLOPs of one fp32 train_step (all steps' forward and backward passes)."""
-    trainer = Trainer(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32"))), tmp / "flops")
+    trainer = Executor(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32"))))
     batch = synthetic_batch(trainer)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batch)
@@ -124,7 +124,7 @@ def count_flops(recipe, tmp: Path) -> int:
 def bench(recipe, args, tmp: Path, dev: torch.device) -> dict:
     gc.collect()
     before = reset_peak(dev)
-    trainer = Trainer(recipe, tmp / "run")
+    trainer = Executor(recipe)
     batch = synthetic_batch(trainer)
     for _ in range(args.warmup):
         trainer.train_step(batch)

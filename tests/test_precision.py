@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unpaired.trainer import Trainer
+from unpaired.executor import Executor as Trainer
 
 
 def first_losses(recipe) -> dict[str, float]:

@@ -44,11 +44,11 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path):
     part.fit()
     resumed = Trainer.resume(tmp_path / "part", ["train.max_steps=12"])
     assert (resumed.step, resumed.epoch, resumed.epoch_step) == (5, 0, 5)
-    assert len(resumed.pools["discriminators.D_A"].images) == 20
+    assert len(resumed.executor.pools["discriminators.D_A"].images) == 20
     resumed.fit()
     assert (resumed.step, resumed.epoch) == (12, 1)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
-    assert resumed.optimizers["generators"].param_groups[0]["lr"] == full.optimizers["generators"].param_groups[0]["lr"]
+    assert resumed.executor.optimizers["generators"].param_groups[0]["lr"] == full.executor.optimizers["generators"].param_groups[0]["lr"]
 
 
 def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
@@ -60,8 +60,8 @@ def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
     resumed = Trainer.resume(run, ["train.max_steps=null"])
     # n_epochs=1, n_epochs_decay=1: after 2 epochs the multiplier is 1 - max(0, 2+1-1)/2 = 0.
     assert resumed.epoch == 2
-    assert resumed.optimizers["generators"].param_groups[0]["lr"] == pytest.approx(0.0)
-    assert resumed.schedulers["generators"].last_epoch == 2
+    assert resumed.executor.optimizers["generators"].param_groups[0]["lr"] == pytest.approx(0.0)
+    assert resumed.executor.schedulers["generators"].last_epoch == 2
 
 
 def _cli_train(out: Path, *extra: str) -> subprocess.Popen:
@@ -180,7 +180,7 @@ def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_
     with pytest.raises(TrainingDiverged, match=r"3 iterations in a row had non-finite values \(last in generators.bad\)"
                                                r".*last good checkpoint is .*step_00000004"):
         trainer.fit()
-    assert trainer.step == 6 and trainer.nonfinite_total == 3  # iterations 5, 6, 7 skipped; 7 never counted
+    assert trainer.step == 6 and trainer.executor.nonfinite_total == 3  # iterations 5, 6, 7 skipped; 7 never counted
     saved = load_file(str(checkpoint.latest(trainer.out_dir) / checkpoint.WEIGHTS))
     assert checkpoint.latest(trainer.out_dir).name == "step_00000004"
     assert all(torch.isfinite(v).all() for v in saved.values())

@@ -41,7 +41,7 @@ def test_cycle_and_generator_losses_fall(trained):
         assert last < 0.7 * first, (key, first, last)
     total = lambda r: sum(v for k, v in r.items() if k.startswith("generators/"))  # noqa: E731
     assert total(log[-1]) < total(log[0])
-    assert result["step"] == 24 and result["epoch"] == 3 and result["interrupted"] is None
+    assert result.step == 24 and result.epoch == 3 and result.interrupted is None
 
 
 def test_linear_schedule_applied_per_epoch(trained):
@@ -130,7 +130,7 @@ def test_folder_dataset_without_test_split_samples_training_images(image_root, t
         trainer = Trainer(recipe)
     trainer.fit()
     assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
-    assert trainer.sample_inputs["real_A"].shape == (8, 3, 32, 32)
+    assert trainer.sample_grids.inputs["real_A"].shape == (8, 3, 32, 32)
 
 
 

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from .data import UnalignedPairs
 from .errors import RecipeError
 from .recipe import network_kind, plugin_args
 from .registry import Registry
@@ -31,7 +32,7 @@ def build_network(recipe: DictConfig, name: str, registry: Registry, init: bool 
     net = registry.create(network_kind(recipe, name), spec.type, where=f"networks.{name}", **plugin_args(spec.args))
     if not isinstance(net, nn.Module):
         raise RecipeError(f"networks.{name}: plugin '{spec.type}' returned {type(net).__name__}, not an nn.Module.")
-    if init:
+    if init:  # "none" keeps the plugin's own weights (e.g. a pretrained backbone)
         registry.get("init", spec.init, f"networks.{name}.init").factory(net, gain=spec.init_gain)
     return net
 
@@ -43,3 +44,15 @@ def build_dataset(recipe: DictConfig, registry: Registry):
         RecipeError: unknown dataset or arguments it rejects.
     """
     return registry.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+
+
+def training_pairs(data, seed: int):
+    """The training samples of a dataset: its aligned pairs when it has them (``data.aligned``),
+    else unaligned pairs of its two domains (:class:`unpaired.data.UnalignedPairs`).
+
+    Raises:
+        DataError: a domain is empty or missing.
+    """
+    if getattr(data, "aligned", False):
+        return data.pairs("train", seed)
+    return UnalignedPairs(data.domain("A", "train"), data.domain("B", "train"), seed=seed)

@@ -25,10 +25,10 @@ def _train(args) -> int:
     print(f"training '{trainer.recipe.name}' on {trainer.device}; run directory: {trainer.out_dir}")
     result = trainer.fit()
     print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
-    if result["interrupted"]:
-        name = signal.Signals(result["interrupted"]).name
-        print(f"stopped by {name} at iteration {result['step']}; continue with: unpaired train --resume {trainer.out_dir}")
-        return 128 + result["interrupted"]
+    if result.interrupted:
+        name = signal.Signals(result.interrupted).name
+        print(f"stopped by {name} at iteration {result.step}; continue with: unpaired train --resume {trainer.out_dir}")
+        return 128 + result.interrupted
     return 0
 
 
@@ -53,7 +53,14 @@ def _plugins(args) -> int:
 
     if args.kind and args.kind not in KINDS:
         raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.")
-    comps = [c for c in default_registry().components() if not args.kind or c.kind == args.kind]
+    registry = default_registry()
+    if args.recipe:  # with the recipe's own plugin modules
+        from .recipe import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        for module in recipe.plugins:
+            registry.register_plugin(module, search_path=recipe.plugin_dirs)
+    comps = [c for c in registry.components() if not args.kind or c.kind == args.kind]
     kind = None
     for c in comps:
         if c.kind != kind:
@@ -101,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list every registered component, by kind, with its provider")
     pl.add_argument("--kind", help="only this kind (generator, discriminator, ...)")
+    pl.add_argument("--recipe", help="also the plugin modules this recipe names in 'plugins:'")
     pl.set_defaults(func=_plugins)
 
     r = sub.add_parser("recipe", help="check or show a recipe")

@@ -4,6 +4,10 @@ A dataset plugin (kind ``dataset``) returns a :class:`DomainData`; the trainer p
 domains with :class:`UnalignedPairs` the way the reference implementation does (Zhu et al., ICCV
 2017: domain A in (shuffled) order, domain B at a random index; an epoch has max(|A|, |B|) samples).
 
+Paired ("aligned") data, as pix2pix uses it (Isola et al., CVPR 2017), is a plugin that also has
+``aligned = True`` and a ``pairs(split, seed)`` method (:class:`PairedData`); its pairs are an
+:class:`AlignedPairs`, whose two images get one shared crop and flip (:func:`paired_transform`).
+
 Randomness is a pure function of (seed, epoch, index): the B index, the crop and the flip of
 sample i in epoch e are the same whatever the number of workers or ranks, and after a resume.
 """
@@ -12,11 +16,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
+from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
@@ -75,6 +80,20 @@ class DomainData(Protocol):
         """
 
 
+class PairedData(DomainData, Protocol):
+    """What a dataset plugin of paired data returns: a :class:`DomainData` that also has pairs.
+
+    The trainer looks for ``aligned``; a plugin without it (or with it False) is unpaired.
+    ``domain("A", split)[i]`` and ``domain("B", split)[i]`` are the two halves of pair i outside
+    the training split (same order, same file name, no random crop or flip).
+    """
+
+    aligned: bool
+
+    def pairs(self, split: str, seed: int = 0) -> "AlignedPairs":
+        """The pairs of ``split`` as an :class:`AlignedPairs` seeded by ``seed``."""
+
+
 def domain_channels(channels, domain: str) -> int:
     """Channel count of ``domain`` ("A"/"B") from a dataset's ``channels``: one int for both
     domains, or a pair ``[C_A, C_B]`` (e.g. grey sketches to RGB photos: ``[1, 3]``).
@@ -101,6 +120,97 @@ def image_transform(load_size: int, crop_size: int, flip: bool, train: bool) -> 
         steps.append(v2.RandomHorizontalFlip())
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])]
     return v2.Compose(steps)
+
+
+class PairedTransform:
+    """One image transform applied to two images with ONE draw of its random parameters.
+
+    ``t(img_a, img_b) -> (out_a, out_b)``: uint8 (C_A, H, W) and (C_B, H, W) (the channel counts
+    may differ, H and W may not) to plain float tensors. Both images are wrapped as
+    ``tv_tensors.Image`` so that torchvision's v2 transforms treat both as images (given two plain
+    tensors, v2 transforms only the first and passes the second through untouched) and share the
+    random parameters (crop position, flip) of the call. Draws come from torch's global generator:
+    seed it (as :class:`AlignedPairs` does) for reproducible output.
+
+    Raises:
+        ValueError: the two images differ in height or width.
+    """
+
+    def __init__(self, transform: v2.Transform):
+        self.transform = transform
+
+    def __call__(self, img_a: Tensor, img_b: Tensor) -> tuple[Tensor, Tensor]:
+        if img_a.shape[-2:] != img_b.shape[-2:]:
+            raise ValueError(f"the images of a pair differ in size: {tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])} (H, W)")
+        out_a, out_b = self.transform(tv_tensors.Image(img_a), tv_tensors.Image(img_b))
+        return out_a.as_subclass(Tensor), out_b.as_subclass(Tensor)
+
+    def __repr__(self) -> str:
+        return f"PairedTransform({self.transform})"
+
+
+def paired_transform(load_size: int, crop_size: int, flip: bool, train: bool) -> PairedTransform:
+    """:func:`image_transform` for the two images of a pair, with one crop and one flip for both.
+
+    Resize each (bicubic, antialiased) so its shorter side is ``load_size``, crop ``crop_size`` at
+    the same position in both (random when ``train``, centred otherwise), flip both or neither
+    (at random when ``train and flip``), scale to [-1, 1]. Takes uint8 (C_A, H, W) and
+    (C_B, H, W), returns float32 (C_A, crop, crop) and (C_B, crop, crop). Outside training the
+    result is deterministic and equals :func:`image_transform` applied to each image.
+    """
+    return PairedTransform(image_transform(load_size, crop_size, flip, train))
+
+
+class TensorDomain(Dataset):
+    """One domain from uint8 images held in memory; items ``(transform(image), name)``.
+
+    Args:
+        images: uint8 (N, C, H, W); C 1 is expanded to ``channels`` 3 when asked.
+        names: N file names.
+        transform: e.g. :func:`image_transform`.
+        channels: channels of the items (1 or 3); None keeps C.
+    """
+
+    def __init__(self, images: Tensor, names: Sequence[str], transform, channels: int | None = None):
+        if len(images) != len(names):
+            raise ValueError(f"{len(images)} images but {len(names)} names")
+        self.images, self.names, self.transform, self.channels = images, list(names), transform, channels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(_with_channels(self.images[i], self.channels)), self.names[i]
+
+
+class TensorPairSource:
+    """A ``load`` function for :class:`AlignedPairs` over uint8 tensors in memory (picklable).
+
+    ``source(i) -> (images_a[i], images_b[i], names[i], names[i])``, the images uint8 (C, H, W);
+    one-channel images are expanded to ``channels_a`` / ``channels_b`` 3 when asked.
+    """
+
+    def __init__(self, images_a: Tensor, images_b: Tensor, names: Sequence[str], channels_a: int | None = None,
+                 channels_b: int | None = None):
+        if not len(images_a) == len(images_b) == len(names):
+            raise ValueError(f"pairs need as many A images ({len(images_a)}) as B images ({len(images_b)}) and names ({len(names)})")
+        self.a, self.b, self.names = images_a, images_b, list(names)
+        self.channels_a, self.channels_b = channels_a, channels_b
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __call__(self, i: int) -> tuple[Tensor, Tensor, str, str]:
+        name = self.names[i]
+        return _with_channels(self.a[i], self.channels_a), _with_channels(self.b[i], self.channels_b), name, name
+
+
+def _with_channels(img: Tensor, channels: int | None) -> Tensor:
+    if channels is None or img.shape[0] == channels:
+        return img
+    if img.shape[0] == 1 and channels == 3:
+        return img.expand(3, -1, -1)
+    return v2.functional.rgb_to_grayscale(img)
 
 
 def _seed(*parts: int) -> int:
@@ -138,6 +248,48 @@ class UnalignedPairs(Dataset):
             img_a, name_a = self.a[i % len(self.a)]
             img_b, name_b = self.b[int(torch.randint(len(self.b), ()))]
         return {"real_A": img_a, "real_B": img_b, "name_A": name_a, "name_B": name_b}
+
+
+class AlignedPairs(Dataset):
+    """Paired samples ``{"real_A", "real_B", "name_A", "name_B"}``, the pix2pix way.
+
+    Item i is pair i: ``load(i) -> (img_a uint8 (C_A, H, W), img_b uint8 (C_B, H, W), name_a,
+    name_b)`` passed through ``transform`` (a :class:`PairedTransform`, e.g.
+    :func:`paired_transform`), so both images get the same crop and the same flip; ``real_A`` is
+    float (C_A, crop, crop) and ``real_B`` float (C_B, crop, crop), in [-1, 1]. As in
+    :class:`UnalignedPairs`, the random draws of item i in epoch e are seeded by (seed, e, i): the
+    same item whatever the number of workers or ranks, and after a resume; another epoch draws
+    another crop. Call :meth:`set_epoch` before iterating each epoch. An epoch has ``size``
+    samples. ``load`` must be picklable for worker processes that do not fork (a module-level
+    function, a bound method, :class:`TensorPairSource`), not a lambda.
+
+    Raises:
+        DataError: ``size`` is 0, or the two images of a pair differ in height or width (names them).
+    """
+
+    def __init__(self, load: Callable[[int], tuple[Tensor, Tensor, str, str]], size: int,
+                 transform: PairedTransform, seed: int = 0):
+        if size <= 0:
+            raise DataError("no image pairs; check the dataset root and split.")
+        self.load, self.size, self.transform, self.seed, self.epoch = load, int(size), transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.size:
+            raise IndexError(f"pair {i} out of range (0..{self.size - 1})")
+        img_a, img_b, name_a, name_b = self.load(i)
+        if img_a.shape[-2:] != img_b.shape[-2:]:
+            raise DataError(f"{name_a} / {name_b}: the two images of a pair differ in size "
+                            f"({tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])}, H x W).")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(self.seed, self.epoch, i))
+            real_a, real_b = self.transform(img_a, img_b)
+        return {"real_A": real_a, "real_B": real_b, "name_A": name_a, "name_B": name_b}
 
 
 class EpochSampler(Sampler[int]):

@@ -1,21 +1,26 @@
 """``unpaired recipe check``: every problem of a recipe at once, without training.
 
 After the static checks of :func:`unpaired.recipe.validate`, the dataset is opened (its training
-folders must exist and hold images), and each network is built and the whole
-image graph, every loss term included, is run once on the meta device (shapes only, no memory),
-which finds size and channel mismatches that only a forward pass shows.
+folders must exist and hold images), and each network is built and the whole image graph
+(:class:`unpaired.graph.ImageGraph`), every loss term included, is run once on the meta device
+(shapes only, no memory), which finds size and channel mismatches that only a forward pass
+shows — e.g. a U-Net whose down-samplings do not fit the crop size.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from omegaconf import DictConfig
 
-from .build import build_dataset, build_network
-from .errors import UnpairedError
+from .build import build_dataset, build_network, training_pairs
 from .data import domain_channels
+from .errors import UnpairedError
+from .executor import build_loss
+from .graph import DATA_IMAGES, ImageGraph
 from .plan import make_plan
-from .recipe import DATA_IMAGES, DOMAIN_OF, default_arg, plugin_args, validate
+from .recipe import DOMAIN_OF, default_arg, plugin_args, validate
 from .registry import Registry, default_registry
 
 
@@ -39,11 +44,11 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
         return problems
     try:  # the data: folders exist and hold images, sizes fit
         data = build_dataset(recipe, reg)
-        for domain in "AB":
-            data.domain(domain, "train")
+        training_pairs(data, recipe.seed)
     except UnpairedError as err:
         problems.append(str(err))
     shapes = _data_shapes(recipe, reg)
+    graph = ImageGraph(recipe.images)
     with torch.device("meta"):
         nets = {}
         for name in recipe.networks:
@@ -54,26 +59,42 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
         if problems:
             return problems
         images = {k: torch.empty(shape) for k, shape in shapes.items()}
-        for plan in make_plan(recipe):
+        for plan in make_plan(recipe, graph):
             for name in plan.images:
                 if name in images:
                     continue
-                spec = recipe.images[name]
                 try:
-                    images[name] = nets[spec.net](images[spec.input])
+                    images[name] = graph.make(name, nets, images)
                 except (ValueError, RuntimeError, TypeError) as err:
-                    problems.append(f"images.{name}: {spec.net}({spec.input}) fails on {tuple(images[spec.input].shape)}: {err}")
+                    sizes = ", ".join(str(tuple(images[i].shape)) for i in graph.nodes[name].inputs)
+                    problems.append(f"images.{name}: {graph.nodes[name].describe()} fails on {sizes}: {err}")
                     return problems
             for tname, term in plan.terms.items():
                 where = f"steps.{plan.name}.losses.{tname}"
-                kind = "adversarial_loss" if term.adversarial else "consistency_loss"
                 try:
-                    loss = reg.create(kind, term.adversarial or term.consistency, where, **plugin_args(term.args))
+                    loss = build_loss(reg, term, where, nets)
                     if term.consistency:
-                        loss(images[term.input], images[term.target])
+                        _run_consistency(loss, term, nets, images)
                     for img in (term.fake, term.real) if term.adversarial else ():
                         if img:
                             nets[term.discriminator](images[img])
-                except (UnpairedError, ValueError, RuntimeError, TypeError) as err:
+                except (UnpairedError, ValueError, RuntimeError, TypeError, NotImplementedError) as err:
                     problems.append(f"{where}: {err}")
     return problems
+
+
+def _run_consistency(loss, term, nets: dict, images: dict) -> None:
+    """Call a consistency loss as training does; on real zeros of the same shapes when the loss
+    cannot run on the meta device (e.g. kornia's SSIM builds its window on the CPU)."""
+    params = inspect.signature(loss.forward).parameters
+    context = {"network": nets.get(term.network), "images": images, "batch": images}
+    extra = {k: v for k, v in context.items() if k in params}
+    try:
+        loss(images[term.input], images[term.target], **extra)
+    except (RuntimeError, NotImplementedError, TypeError):
+        if term.network or "images" in extra:
+            raise
+        with torch.device("cpu"):
+            loss = loss.to_empty(device="cpu") if any(p.is_meta for p in loss.parameters()) else loss.to("cpu")
+            zeros = [torch.zeros(images[i].shape) for i in (term.input, term.target)]
+            loss(*zeros, **extra)

@@ -1,5 +1,7 @@
 """Errors users see. Each message names the file or recipe key and what to do."""
 
+import sys
+
 
 class UnpairedError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -15,3 +17,14 @@ class DataError(UnpairedError, ValueError):
 
 class CheckpointError(UnpairedError, RuntimeError):
     """A checkpoint is missing, unsafe, corrupt or does not match the recipe; names the path."""
+
+
+class TrainingDiverged(UnpairedError, RuntimeError):
+    """Losses or gradients stayed non-finite for ``train.max_nonfinite`` iterations in a row."""
+
+
+def warn(message: str) -> None:
+    """Print a warning to stderr without breaking a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {message}", file=sys.stderr)

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
+from torchvision.transforms import v2
 
 from . import checkpoint
 from .build import build_dataset, build_network, pick_device
-from .data import IMAGE_EXTENSIONS, read_image
+from .data import IMAGE_EXTENSIONS, domain_channels, read_image
 from .errors import CheckpointError, DataError, RecipeError
+from .graph import ImageGraph
 from .recipe import from_yaml, plugin_args
 from .registry import Registry, closest, default_registry
 
 
 class Translator:
-    """A run's generator for one direction, ready to translate images.
+    """A run's translation for one direction, reusable across calls.
+
+    The recipe's ``inference.<direction>`` names a generator, a chain of networks applied in
+    order (e.g. an encoder then a decoder), or an image of the recipe's graph made from one data
+    image (e.g. ``fake_B``). Only the networks it needs are built and loaded, so a run trained
+    with a custom loss plugin translates where that plugin is not installed.
 
     Args:
         run: a run directory (its latest checkpoint is used) or a checkpoint directory.
@@ -26,7 +35,8 @@ class Translator:
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
 
     Raises:
-        CheckpointError: no usable checkpoint. RecipeError: unknown direction (lists the known).
+        CheckpointError: no usable checkpoint, or weights that do not fit.
+        RecipeError: unknown direction (lists the known ones), or a network plugin that is not installed.
     """
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None):
@@ -35,53 +45,106 @@ class Translator:
         if direction not in recipe.inference:
             known = list(recipe.inference)
             raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} Known: {', '.join(known) or '(none)'}.")
-        self.net_name = recipe.inference[direction]
-        self.source_domain = direction.split("to")[0] if "to" in direction else None
+        self.direction, target = direction, recipe.inference[direction]
         self.device = pick_device(device)
         self.registry = registry or default_registry()
-        for module in recipe.plugins:  # the run's own plugins (e.g. a custom generator)
-            self.registry.register_plugin(module)
-        self.generator = build_network(recipe, self.net_name, self.registry, init=False)
-        try:
-            self.generator.load_state_dict(weights[self.net_name])
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(f"{run}: weights of '{self.net_name}' missing or not matching ({err}).") from err
-        self.generator.to(self.device).eval()
-        args = plugin_args(recipe.networks[self.net_name].args)
-        self.in_channels = args.get("in_channels", getattr(self.generator, "in_channels", 3))
-        self.size_divisor = getattr(self.generator, "size_divisor", 1)
+        self.graph = ImageGraph(recipe.images)
+        if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
+            self.image, self.source = target, self.graph.sources(target).pop()
+            names = sorted(self.graph.networks(target))
+        else:
+            chain = [target] if isinstance(target, str) else list(target)
+            self.image, self.source, names = None, None, chain
+            self.chain = chain
+        self.net_name = target if isinstance(target, str) else " -> ".join(target)
+        failed = self._register_plugins(recipe)
+        self.nets = {}
+        for name in names:
+            try:
+                net = build_network(recipe, name, self.registry, init=False)
+            except RecipeError as err:
+                hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
+                raise RecipeError(f"{err}{hint}") from err
+            try:
+                net.load_state_dict(weights[name])
+            except (KeyError, RuntimeError) as err:
+                raise CheckpointError(f"{run}: weights of '{name}' missing or not matching ({err}).") from err
+            self.nets[name] = net.to(self.device).eval()
+        first = self.nets[names[0]] if self.image is None else None
+        domain = self.source[-1] if self.source else (direction.split("to")[0] if "to" in direction else None)
+        self.source_domain = domain
+        self.in_channels = self._in_channels(first, domain)
+        self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
+
+    def _register_plugins(self, recipe) -> list[str]:
+        """Register the run's plugin modules that import; the others are listed, not fatal."""
+        failed = []
+        for module in recipe.plugins:
+            try:
+                self.registry.register_plugin(module, search_path=recipe.plugin_dirs)
+            except RecipeError as err:
+                failed.append(f"{module}: {err}")
+        return failed
+
+    def _in_channels(self, first, domain) -> int:
+        if first is not None:
+            args = plugin_args(self.recipe.networks[self.chain[0]].args)
+            if "in_channels" in args or hasattr(first, "in_channels"):
+                return args.get("in_channels", getattr(first, "in_channels", 3))
+        value = self.recipe.data.args.get("channels", 3)
+        return domain_channels(value, domain) if domain in ("A", "B") else 3
+
+    def _run(self, x: Tensor) -> Tensor:
+        if self.image is None:
+            for name in self.chain:
+                x = self.nets[name](x)
+            return x
+        return self.graph.compute([self.image], self.nets, {self.source: x})[self.image]
 
     @torch.no_grad()
-    def __call__(self, images: Tensor) -> Tensor:
-        """Translate a batch (N, C, H, W) or one image (C, H, W) in [-1, 1]; same shape out, in [-1, 1].
+    def __call__(self, images):
+        """Translate images.
 
-        Sides that are not multiples of the generator's ``size_divisor`` are reflection-padded
-        for the pass and cropped back.
+        Args:
+            images: a float tensor (N, C, H, W) or (C, H, W) in [-1, 1]; a PIL image; or an image
+                file's path.
+
+        Returns:
+            A tensor of the input's shape in [-1, 1] on the CPU (the channels of the output
+            domain); a PIL image for a PIL image; (C, H, W) for a path.
+
+        Sides that are not multiples of the networks' ``size_divisor`` are padded (reflection, or
+        replication where the image is too small to reflect) for the pass and cropped back.
 
         Raises:
-            DataError: integer images (convert with ``x.float() / 127.5 - 1``), or sides under
-                twice the generator's ``size_divisor``.
+            DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), or an unreadable file.
         """
-        if not images.is_floating_point():
-            raise DataError(f"images must be float in [-1, 1], got {images.dtype}; convert uint8 with x.float() / 127.5 - 1.")
+        if isinstance(images, (str, Path)):
+            images = read_image(Path(images), self.in_channels).float() / 127.5 - 1.0
+        elif isinstance(images, PIL.Image.Image):
+            u8 = v2.functional.pil_to_tensor(images.convert("RGB" if self.in_channels == 3 else "L"))
+            return v2.functional.to_pil_image(self._u8(self(u8.float() / 127.5 - 1.0)))
+        if not isinstance(images, Tensor) or not images.is_floating_point():
+            kind = images.dtype if isinstance(images, Tensor) else type(images).__name__
+            raise DataError(f"images must be float tensors in [-1, 1], PIL images or file paths; got {kind} "
+                            "(convert uint8 tensors with x.float() / 127.5 - 1).")
         single = images.ndim == 3
         x = images[None] if single else images
         h, w = x.shape[-2:]
-        if min(h, w) < 2 * self.size_divisor:
-            raise DataError(f"image of {w}x{h} pixels is too small for {self.net_name}: sides of at least "
-                            f"{2 * self.size_divisor} are needed.")
         ph, pw = -h % self.size_divisor, -w % self.size_divisor
         x = x.to(self.device, torch.float32)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        y = self.generator(x)[..., :h, :w].cpu()
+        y = self._run(x)[..., :h, :w].cpu()
         return y[0] if single else y
+
+    @staticmethod
+    def _u8(image: Tensor) -> Tensor:
+        return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     def translate_file(self, src: Path, dst: Path) -> Path:
         """Translate one image file into ``dst`` (PNG, or JPEG for .jpg/.jpeg); returns the path."""
-        img = read_image(src, self.in_channels)
-        out = self(img.float() / 127.5 - 1.0)
-        return write_image(out, dst)
+        return write_image(self(Path(src)), Path(dst))
 
 
 def write_image(image: Tensor, dst: Path) -> Path:
@@ -90,7 +153,7 @@ def write_image(image: Tensor, dst: Path) -> Path:
     Raises:
         DataError: the file cannot be written (names it).
     """
-    u8 = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    u8 = Translator._u8(image)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.suffix.lower() in (".jpg", ".jpeg"):
@@ -102,19 +165,18 @@ def write_image(image: Tensor, dst: Path) -> Path:
     return dst
 
 
-def translate(run: str | Path, images: Tensor | str | Path, direction: str = "AtoB", device: str = "auto") -> Tensor:
-    """One-call API: translate with a run (or checkpoint) directory.
+def translate(run: str | Path, images, direction: str = "AtoB", device: str = "auto"):
+    """One-call API: translate with a run (or checkpoint) directory. For many calls, build a
+    :class:`Translator` once.
 
     Args:
-        images: a tensor (C, H, W) or (N, C, H, W) in [-1, 1], or an image file's path.
+        images: a tensor (C, H, W) or (N, C, H, W) in [-1, 1], a PIL image, or an image file's path.
 
     Returns:
-        The translation, same shape (C, H, W) / (N, C, H, W), in [-1, 1], on the CPU.
+        The translation: a tensor of the input's shape in [-1, 1] on the CPU ((C, H, W) for a
+        path), or a PIL image for a PIL image.
     """
-    translator = Translator(run, direction, device)
-    if isinstance(images, (str, Path)):
-        images = read_image(Path(images), translator.in_channels).float() / 127.5 - 1.0
-    return translator(images)
+    return Translator(run, direction, device)(images)
 
 
 def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]:
@@ -145,7 +207,8 @@ def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]
     recipe = translator.recipe
     domain = translator.source_domain
     if domain not in ("A", "B"):
-        raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB.")
+        raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "
+                          "or an inference image made from real_A or real_B.")
     data = build_dataset(recipe, translator.registry)
     ds = data.domain(domain, split)
     out = []

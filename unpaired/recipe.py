@@ -22,6 +22,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .data import domain_channels
+from .graph import DATA_IMAGES, ImageGraph
 from .errors import RecipeError
 from .registry import Registry, check_args, closest, default_registry
 
@@ -32,15 +33,18 @@ RECIPE_DIR = Path(str(files("unpaired_recipes")))
 @dataclass
 class NetworkSpec:
     type: str = MISSING  # a generator or discriminator plugin name
+    # generator | discriminator; unset: a discriminator if an adversarial term judges with it
+    role: Optional[str] = None
     args: Dict[str, Any] = field(default_factory=dict)
-    init: str = "normal"  # an init plugin name
+    init: str = "normal"  # an init plugin name, or none (keep the plugin's own weights)
     init_gain: float = 0.02
 
 
 @dataclass
 class ImageSpec:
-    net: str = MISSING  # network applied ...
-    input: str = MISSING  # ... to this image
+    net: Optional[str] = None  # network applied ...
+    input: Any = None  # ... to this image, or to these images (a list: net(a, b))
+    concat: Optional[List[str]] = None  # or: these images concatenated along channels
 
 
 @dataclass
@@ -55,6 +59,9 @@ class LossTerm:
     pool: int = 0  # adversarial, discriminator side: image-pool size (0 = off)
     input: Optional[str] = None  # consistency: compared image ...
     target: Optional[str] = None  # ... and its target
+    network: Optional[str] = None  # a network the loss uses itself (e.g. PatchNCE: the generator's features)
+    share: Optional[str] = None  # use this other term's loss module (and its parameters) of the same step
+    side: Optional[str] = None  # adversarial: generator | discriminator; unset: discriminator if the step trains it
 
 
 @dataclass
@@ -68,6 +75,8 @@ class StepSpec:
     networks: List[str] = MISSING
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     losses: Dict[str, Optional[LossTerm]] = field(default_factory=dict)
+    every: int = 1  # run on every k-th iteration only (e.g. a generator step every 5 critic steps)
+    repeat: int = 1  # run k times per iteration on the same batch
 
 
 @dataclass
@@ -82,6 +91,7 @@ class DataSpec:
 class SchedulerSpec:
     type: str = "constant"
     args: Dict[str, Any] = field(default_factory=dict)
+    interval: str = "epoch"  # step the schedule after each epoch, or after each iteration
 
 
 @dataclass
@@ -96,6 +106,7 @@ class TrainSpec:
     log_every: int = 50  # iterations between loss logs (the only host syncs for logging)
     sample_every: int = 500  # iterations between sample grids (and at the end)
     checkpoint_every: int = 1000  # iterations between checkpoints (and at each epoch's end)
+    eval_every: Optional[int] = None  # iterations between evaluations (unpaired_evaluate hooks), and at the end
     keep_checkpoints: int = 3
     nan_guard: bool = True
     max_nonfinite: int = 5  # non-finite iterations in a row before training stops
@@ -106,6 +117,7 @@ class Recipe:
     name: str = "run"
     base: Optional[str] = None
     plugins: List[str] = field(default_factory=list)  # extra plugin modules to register
+    plugin_dirs: List[str] = field(default_factory=list)  # where they are imported from (the recipe files' folders)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out_dir: Optional[str] = None  # default runs/<name>
@@ -116,11 +128,10 @@ class Recipe:
     steps: Dict[str, Optional[StepSpec]] = field(default_factory=dict)
     train: TrainSpec = field(default_factory=TrainSpec)
     samples: List[str] = field(default_factory=list)  # image names shown in sample grids
-    inference: Dict[str, str] = field(default_factory=dict)  # direction -> generator
+    # direction -> a generator, a chain of networks [E, D], or an image of the graph (made from one data image)
+    inference: Dict[str, Any] = field(default_factory=dict)
 
 
-#: Images the data provides to every iteration.
-DATA_IMAGES = ("real_A", "real_B")
 DOMAIN_OF = {"real_A": "A", "real_B": "B"}
 
 
@@ -143,29 +154,74 @@ def find_recipe(path: str | Path) -> Path:
     )
 
 
-def _load_chain(path: Path, seen: tuple = ()) -> list[tuple[Path, DictConfig]]:
-    if path in seen:
-        raise RecipeError(f"{path}: 'base' chain loops back to itself ({' -> '.join(map(str, seen))}).")
+def _read(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as err:  # yaml errors carry line numbers; keep them
         raise RecipeError(f"{path}: not a valid YAML recipe: {err}") from err
     if not isinstance(cfg, DictConfig):
         raise RecipeError(f"{path}: a recipe is a YAML mapping at top level.")
+    return cfg
+
+
+def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) -> list[tuple[str, Path, DictConfig]]:
+    """``cfg`` after its ``base`` chain: [(source, folder, config), ...], the deepest base first."""
     chain = []
     base = cfg.get("base")
     if base:
-        base_path = path.parent / base if (path.parent / base).is_file() else find_recipe(base)
-        chain = _load_chain(base_path.resolve(), seen + (path,))
-    return chain + [(path, cfg)]
+        base_path = (folder / base if (folder / base).is_file() else find_recipe(base)).resolve()
+        if base_path in seen:
+            raise RecipeError(f"{base_path}: 'base' chain loops back to itself ({' -> '.join(map(str, seen))}).")
+        chain = _load_chain(_read(base_path), base_path.parent, str(base_path), seen + (base_path,))
+    return chain + [(source, folder, cfg)]
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple = ()) -> DictConfig:
-    """Load a recipe file with its ``base`` chain and ``key=value`` overrides, checked by schema.
+def _typed_entries(cfg) -> list[tuple[tuple[str, ...], str]]:
+    """(path, key naming the plugin) of every entry whose args belong to its plugin."""
+    entries = [(("data",), "dataset"), (("train", "scheduler"), "type")]
+    for name in (cfg.get("networks") or {}):
+        entries.append((("networks", name), "type"))
+    for sname, step in (cfg.get("steps") or {}).items():
+        entries.append((("steps", sname, "optimizer"), "type"))
+        for tname in ((step or {}).get("losses") or {}):
+            entries += [(("steps", sname, "losses", tname), "adversarial"), (("steps", sname, "losses", tname), "consistency")]
+    return entries
+
+
+def _select(cfg, path):
+    for key in path:
+        if not isinstance(cfg, DictConfig) or cfg.get(key) is None:
+            return None
+        cfg = cfg[key]
+    return cfg
+
+
+def _reset_args_on_new_type(merged: DictConfig, child: DictConfig) -> None:
+    """A derived recipe that changes a plugin (a network's ``type``, a loss, the dataset, ...)
+    starts from the new plugin's defaults: the base's ``args`` are dropped, the child's kept."""
+    for path, key in _typed_entries(child):
+        new, old = _select(child, path), _select(merged, path)
+        if new is None or old is None or new.get(key) is None:
+            continue
+        if old.get(key) is not None and old[key] != new[key]:
+            old.args = {}
+
+
+def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path | None = None) -> DictConfig:
+    """Load a recipe with its ``base`` chain and ``key=value`` overrides, checked by schema.
 
     Args:
-        path: a YAML file, or the name of a built-in recipe (``cyclegan``, ``cyclegan-fashion``).
+        source: a YAML file, the name of a built-in recipe (``cyclegan``, ``cyclegan-fashion``,
+            ``pix2pix``, ``cut``, ``ablations/gan-alone``...), or the recipe itself as a dict or
+            ``DictConfig`` (its ``base:`` is honoured too).
         overrides: OmegaConf dot-list, e.g. ``["train.epochs=5", "steps.generators.losses.idt_A=null"]``.
+        base_dir: where a dict recipe's relative ``base:`` and ``plugins:`` are looked for
+            (default: the current directory).
+
+    A derived recipe that changes a plugin (``networks.X.type``, a loss, ``data.dataset``, an
+    optimizer or scheduler ``type``) drops the base's ``args`` of that entry: the new plugin
+    starts from its own defaults plus the args the derived recipe sets. Command-line overrides
+    keep the args (``networks.G_AB.type=resnet networks.G_AB.args.n_blocks=1`` edits one recipe).
 
     Returns:
         The merged recipe (a structured ``DictConfig``; interpolations resolved lazily).
@@ -174,13 +230,24 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple = ()) -> DictConf
         RecipeError: missing file, bad YAML, an unknown key, or a value of the wrong type; the
             message names the file and the key path.
     """
+    if isinstance(source, (dict, DictConfig)):
+        folder = Path(base_dir or ".").resolve()
+        chain = _load_chain(OmegaConf.create(source), folder, "recipe (dict)")
+    else:
+        path = find_recipe(source).resolve()
+        chain = _load_chain(_read(path), path.parent, str(path), (path,))
     merged = OmegaConf.structured(Recipe)
-    for file, cfg in _load_chain(find_recipe(path)):
+    dirs: list[str] = []
+    for where, folder, cfg in chain:
         try:
+            _reset_args_on_new_type(merged, cfg)
             merged = OmegaConf.merge(merged, cfg)
         except OmegaConfBaseException as err:
-            raise _error(err, str(file)) from err
+            raise _error(err, where) from err
+        if cfg.get("plugins") and str(folder) not in dirs:
+            dirs.append(str(folder))
     merged.base = None
+    merged.plugin_dirs = list(dict.fromkeys([*merged.plugin_dirs, *dirs]))
     return apply_overrides(merged, overrides)
 
 
@@ -256,9 +323,10 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     """Every problem in a recipe, checked before any network is built.
 
     Checks that each plugin name exists (with the closest known name), each component argument is
-    accepted, each network, image and step a recipe names is defined, each loss term is complete,
-    and channel counts agree: a network's input image has its ``in_channels``, and a consistency
-    term (e.g. the identity loss) compares images with equal channel counts.
+    accepted, each network, image and step a recipe names is defined, each image has one way of
+    being made and no loops, each loss term is complete, and channel counts agree: a network's
+    input image has its ``in_channels``, and a consistency term (e.g. the identity loss) compares
+    images with equal channel counts.
 
     Returns:
         A list of messages, each starting with the recipe key path; empty when the recipe is good.
@@ -273,26 +341,40 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     problems += _check_numbers(recipe)
     for module in recipe.plugins:
         try:
-            reg.register_plugin(module)
+            reg.register_plugin(module, search_path=recipe.plugin_dirs)
         except RecipeError as err:
             problems.append(str(err))
     nets, images = recipe.networks, recipe.images
 
-    def check_component(kind, name, args, where, args_where=None):
+    def check_component(kind, name, args, where, args_where=None, injected=()):
         try:
             comp = reg.get(kind, name, where)
             if args is not None:
-                check_args(comp.factory, plugin_args(args), args_where or f"{where}.args")
+                given = plugin_args(args)
+                for key in injected:
+                    if key in given:
+                        problems.append(f"{args_where or where + '.args'}.{key}: set by the trainer; remove it from args.")
+                check_args(comp.factory, {k: v for k, v in given.items() if k not in injected}, args_where or f"{where}.args")
         except RecipeError as err:
             problems.append(str(err))
 
     check_component("dataset", recipe.data.dataset, recipe.data.args, "data.dataset", "data.args")
-    kinds = {name: network_kind(recipe, name) for name in nets}
+    kinds = {}
     for name, spec in nets.items():
+        if spec.role not in (None, "generator", "discriminator"):
+            problems.append(f"networks.{name}.role: '{spec.role}' is not generator or discriminator.")
+            continue
+        kinds[name] = network_kind(recipe, name)
         check_component(kinds[name], spec.type, spec.args, f"networks.{name}")
         check_component("init", spec.init, None, f"networks.{name}.init")
     if not nets:
         problems.append("networks: the recipe defines no networks.")
+
+    graph = ImageGraph({n: spec for n, spec in images.items() if _image_problems(n, spec, problems) is None})
+
+    def net_arg(net: str, arg: str):
+        spec = nets[net]
+        return spec.args.get(arg, default_arg(reg, kinds.get(net, "generator"), spec.type, arg))
 
     def channels(image: str):
         if image in DATA_IMAGES:
@@ -302,35 +384,40 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             except ValueError as err:
                 problems.append(f"data.args.channels: {err}")
                 return None
-        spec = nets.get(images[image].net) if image in images else None
-        if spec is None:
+        node = graph.nodes.get(image)
+        if node is None:
             return None
-        return spec.args.get("out_channels", default_arg(reg, kinds[images[image].net], spec.type, "out_channels"))
+        if node.net is None:  # a concatenation
+            parts = [channels(src) for src in node.inputs]
+            return None if None in parts else sum(parts)
+        return net_arg(node.net, "out_channels") if node.net in nets else None
 
     def known_image(name, where):
-        if name in DATA_IMAGES or name in images:
+        if name in graph:
             return True
-        known = list(DATA_IMAGES) + list(images)
+        known = graph.known()
         problems.append(f"{where}: image '{name}' is not defined.{closest(name, known)} Defined: {', '.join(known)}.")
         return False
 
-    for name, spec in images.items():
+    loops = graph.loops()
+    problems += loops
+    for name, node in graph.nodes.items():
         where = f"images.{name}"
         if name in DATA_IMAGES:
             problems.append(f"{where}: '{name}' is provided by the data; choose another name.")
-        if spec.net not in nets:
-            problems.append(f"{where}.net: network '{spec.net}' is not defined.{closest(spec.net, nets)}")
+        if node.net is not None and node.net not in nets:
+            problems.append(f"{where}.net: network '{node.net}' is not defined.{closest(node.net, nets)}")
             continue
-        if known_image(spec.input, f"{where}.input"):
-            want = nets[spec.net].args.get("in_channels", default_arg(reg, kinds[spec.net], nets[spec.net].type, "in_channels"))
-            have = channels(spec.input)
+        if not all(known_image(src, f"{where}.{'input' if node.net else 'concat'}") for src in node.inputs):
+            continue
+        if node.net is not None and len(node.inputs) == 1 and not loops:
+            want, have = net_arg(node.net, "in_channels"), channels(node.inputs[0])
             if want is not None and have is not None and want != have:
                 problems.append(
-                    f"{where}: network '{spec.net}' takes {want} input channels but '{spec.input}' has "
-                    f"{have}. Set networks.{spec.net}.args.in_channels, or drop this image and the "
+                    f"{where}: network '{node.net}' takes {want} input channels but '{node.inputs[0]}' has "
+                    f"{have}. Set networks.{node.net}.args.in_channels, or drop this image and the "
                     "terms that use it (an identity loss needs equal input and output channels)."
                 )
-    _check_cycles(images, problems)
 
     if not recipe.steps:
         problems.append("steps: the recipe defines no optimisation steps.")
@@ -346,7 +433,7 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             problems += _check_term(term, f"{where}.losses.{tname}", step, nets, check_component)
             for img in term_images(term):
                 known_image(img, f"{where}.losses.{tname}")
-            if term.consistency and term.input and term.target:
+            if term.consistency and term.input and term.target and not term.network and not loops:
                 ci, ct = channels(term.input), channels(term.target)
                 if ci is not None and ct is not None and ci != ct:
                     problems.append(
@@ -354,45 +441,99 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
                         f"has {ct}; a consistency loss (such as the identity loss) needs equal channel "
                         f"counts. Remove the term ({where}.losses.{tname}=null) or match the channels."
                     )
-    check_component("scheduler", recipe.train.scheduler.type, recipe.train.scheduler.args, "train.scheduler")
+    sch = recipe.train.scheduler
+    check_component("scheduler", sch.type, sch.args, "train.scheduler")
+    if sch.interval not in ("epoch", "iteration"):
+        problems.append(f"train.scheduler.interval: '{sch.interval}' is not epoch or iteration.")
+    elif sch.interval == "iteration" and sch.type == "plateau":
+        problems.append("train.scheduler.interval: plateau follows the epoch's mean loss; use interval: epoch.")
     if recipe.train.precision not in ("fp32", "bf16", "fp16"):
         problems.append(f"train.precision: '{recipe.train.precision}' is not one of fp32, bf16, fp16.")
     for img in recipe.samples:
         known_image(img, "samples")
-    for direction, net in recipe.inference.items():
-        if net not in nets:
-            problems.append(f"inference.{direction}: network '{net}' is not defined.{closest(net, nets)}")
+    for direction, target in recipe.inference.items():
+        problems += _check_inference(f"inference.{direction}", target, nets, graph)
     return list(dict.fromkeys(problems))  # one message per problem, however often it was met
 
 
+def _image_problems(name: str, spec, problems: list[str]) -> str | None:
+    """A message (also added to ``problems``) when an image entry is malformed, else None."""
+    where = f"images.{name}"
+    if spec.concat is not None:
+        msg = None
+        if spec.net is not None or spec.input is not None:
+            msg = f"{where}: give either 'concat' (a list of images) or 'net' with 'input', not both."
+        elif len(spec.concat) < 2:
+            msg = f"{where}.concat: name at least two images to concatenate along channels."
+    elif spec.net is None or spec.input is None:
+        msg = f"{where}: set 'net' and 'input' (the image is net(input)), or 'concat: [image, image, ...]'."
+    elif not (isinstance(spec.input, str) or (OmegaConf.is_list(spec.input) and len(spec.input) > 0
+                                                and all(isinstance(i, str) for i in spec.input))):
+        msg = f"{where}.input: an image name or a list of image names, got {spec.input!r}."
+    else:
+        msg = None
+    if msg:
+        problems.append(msg)
+    return msg
+
+
+def _check_inference(where: str, target, nets, graph: ImageGraph) -> list[str]:
+    """``inference.<direction>``: a network, a list of networks (applied in order), or an image."""
+    if OmegaConf.is_list(target):
+        return [f"{where}: network '{n}' is not defined.{closest(n, nets)}" for n in target if n not in nets] + (
+            [f"{where}: name at least one network."] if len(target) == 0 else [])
+    if not isinstance(target, str):
+        return [f"{where}: a network name, a list of networks, or an image name; got {target!r}."]
+    if target in nets:
+        return []
+    if target in graph.nodes:
+        sources = graph.sources(target)
+        if len(sources) != 1:
+            return [f"{where}: image '{target}' is made from {', '.join(sorted(sources)) or 'no data image'}; "
+                    "translation needs an image made from exactly one data image."]
+        return []
+    return [f"{where}: network or image '{target}' is not defined.{closest(target, [*nets, *graph.nodes])}"]
+
+
 def network_kind(recipe: DictConfig, name: str) -> str:
-    """``"discriminator"`` if an adversarial term judges with network ``name``, else ``"generator"``."""
-    return "discriminator" if name in _discriminators(recipe) else "generator"
+    """A network's component kind: its ``role`` when set, else ``"discriminator"`` if an adversarial
+    term judges with it, else ``"generator"``. The one place that decides it."""
+    role = recipe.networks[name].get("role")
+    if role:
+        return role
+    judges = {t.discriminator for step in recipe.steps.values() for t in step.losses.values() if t.discriminator}
+    return "discriminator" if name in judges else "generator"
 
 
-def _discriminators(recipe: DictConfig) -> set[str]:
-    return {
-        t.discriminator
-        for step in recipe.steps.values()
-        for t in step.losses.values()
-        if t.discriminator
-    }
+def term_side(term, step) -> str:
+    """Which side an adversarial term is on: its ``side`` when set, else ``"discriminator"`` when the
+    step trains the term's discriminator, else ``"generator"``."""
+    return term.side or ("discriminator" if term.discriminator in step.networks else "generator")
 
 
 def _check_term(term, where, step, nets, check_component) -> list[str]:
     problems = []
     if bool(term.adversarial) == bool(term.consistency):
         return [f"{where}: set exactly one of 'adversarial' (a GAN loss) or 'consistency' (e.g. l1)."]
+    if term.network is not None and term.network not in nets:
+        problems.append(f"{where}.network: network '{term.network}' is not defined.{closest(term.network, nets)}")
+    if term.share is not None:
+        other = step.losses.get(term.share)
+        if other is None or other.share is not None or (other.adversarial, other.consistency) != (term.adversarial, term.consistency):
+            problems.append(f"{where}.share: '{term.share}' must be another term of this step, with the same loss, "
+                            "that does not itself share.")
     if term.adversarial:
         check_component("adversarial_loss", term.adversarial, term.args, where)
         if term.discriminator not in nets:
             problems.append(f"{where}.discriminator: network '{term.discriminator}' is not defined.")
         if not term.fake:
             problems.append(f"{where}.fake: an adversarial term needs the generated image it judges.")
-        if term.discriminator in step.networks and not term.real:
+        if term.side not in (None, "generator", "discriminator"):
+            problems.append(f"{where}.side: '{term.side}' is not generator or discriminator.")
+        elif term_side(term, step) == "discriminator" and not term.real:
             problems.append(f"{where}.real: this step trains '{term.discriminator}', so the term needs a real image.")
     else:
-        check_component("consistency_loss", term.consistency, term.args, where)
+        check_component("consistency_loss", term.consistency, term.args, where, injected=("network",))
         for key in ("input", "target"):
             if not term[key]:
                 problems.append(f"{where}.{key}: a consistency term needs 'input' and 'target' images.")
@@ -405,8 +546,12 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
     positive = {"data.batch_size": recipe.data.batch_size, "train.epochs": tr.epochs, "train.log_every": tr.log_every,
                 "train.sample_every": tr.sample_every, "train.checkpoint_every": tr.checkpoint_every,
                 "train.keep_checkpoints": tr.keep_checkpoints, "train.max_nonfinite": tr.max_nonfinite}
-    if tr.max_steps is not None:
-        positive["train.max_steps"] = tr.max_steps
+    for key in ("max_steps", "eval_every"):
+        if tr[key] is not None:
+            positive[f"train.{key}"] = tr[key]
+    for sname, step in recipe.steps.items():
+        positive[f"steps.{sname}.every"] = step.every
+        positive[f"steps.{sname}.repeat"] = step.repeat
     problems = [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
     if recipe.data.num_workers < 0:
         problems.append(f"data.num_workers: must be 0 or more, got {recipe.data.num_workers}.")
@@ -425,17 +570,6 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
     if tr.precision == "fp16" and not on_cuda:
         problems.append("train.precision: fp16 needs CUDA; use bf16 on the CPU.")
     return problems
-
-
-def _check_cycles(images: dict, problems: list[str]) -> None:
-    for start in images:
-        seen, name = [], start
-        while name in images:
-            if name in seen:
-                problems.append(f"images.{start}: its inputs form a loop ({' <- '.join(seen + [name])}).")
-                return
-            seen.append(name)
-            name = images[name].input
 
 
 def check(recipe: DictConfig, registry: Registry | None = None) -> DictConfig:

@@ -11,6 +11,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -71,16 +72,17 @@ class Registry:
             self._collect()
 
     # -- plugins ---------------------------------------------------------------------------------
-    def register_plugin(self, plugin, name: str | None = None) -> None:
-        """Register a plugin object or module (or an importable module path) at run time."""
+    def register_plugin(self, plugin, name: str | None = None, search_path=()) -> None:
+        """Register a plugin object or module (or an importable module path) at run time.
+
+        ``search_path``: folders to import a module path from, before ``sys.path`` (a recipe's
+        ``plugins:`` are imported from the recipe file's own folder).
+
+        Raises:
+            RecipeError: the module cannot be imported (the message says why and where it looked).
+        """
         if isinstance(plugin, str):
-            try:
-                plugin = importlib.import_module(plugin)
-            except ImportError as err:
-                raise RecipeError(
-                    f"plugins: cannot import plugin module '{plugin}': {err}. "
-                    "Install the package or put it on PYTHONPATH."
-                ) from err
+            plugin = _import(plugin, [str(p) for p in search_path])
         if self.pm.is_registered(plugin):
             return
         self.pm.register(plugin, name=name)
@@ -153,6 +155,22 @@ class Registry:
             return comp.factory(**args)
         except (TypeError, ValueError) as err:
             raise RecipeError(f"{where or kind + ' ' + name}: {err}") from err
+
+
+def _import(module: str, search_path: list[str]):
+    added = [p for p in search_path if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        where = f" (looked in {', '.join(search_path)} and on sys.path)" if search_path else ""
+        raise RecipeError(
+            f"plugins: cannot import plugin module '{module}'{where}: {err}. "
+            "Install the package, put the module beside the recipe, or add its folder to PYTHONPATH."
+        ) from err
+    finally:
+        for p in added:
+            sys.path.remove(p)
 
 
 def check_args(factory: Callable, args: dict, where: str) -> None:

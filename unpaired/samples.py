@@ -11,33 +11,23 @@ from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
 from .errors import DataError
-from .recipe import DATA_IMAGES
+from .graph import DATA_IMAGES, ImageGraph
 
 
 @torch.no_grad()
-def compute_images(recipe: DictConfig, nets: dict, names, inputs: dict) -> dict:
+def compute_images(graph: ImageGraph, nets: dict, names, inputs: dict) -> dict:
     """The named images (and the images they are made from), networks in eval mode.
 
     ``inputs`` maps data image names (``real_A``, ``real_B``) to batches (N, C, H, W) in [-1, 1].
     """
-    images = dict(inputs)
-
-    def get(name):
-        if name not in images:
-            spec = recipe.images[name]
-            images[name] = nets[spec.net](get(spec.input))
-        return images[name]
-
     modes = {n: net.training for n, net in nets.items()}
     for net in nets.values():
         net.eval()
     try:
-        for name in names:
-            get(name)
+        return graph.compute(names, nets, inputs)
     finally:
         for n, net in nets.items():
             net.train(modes[n])
-    return images
 
 
 def fixed_inputs(data, count: int) -> dict:
@@ -55,7 +45,7 @@ def fixed_inputs(data, count: int) -> dict:
     return {k: v[:n] for k, v in inputs.items()}
 
 
-def save_grid(recipe: DictConfig, nets: dict, inputs: dict, path: Path) -> torch.Tensor:
+def save_grid(recipe: DictConfig, graph: ImageGraph, nets: dict, inputs: dict, path: Path) -> torch.Tensor:
     """Write a grid, one row per name in ``recipe.samples``, one column per input image.
 
     ``inputs``: data images, e.g. from :func:`fixed_inputs`, on the networks' device.
@@ -63,7 +53,7 @@ def save_grid(recipe: DictConfig, nets: dict, inputs: dict, path: Path) -> torch
     Grey rows are shown as RGB when other rows are RGB; images under 64 pixels are enlarged
     (nearest neighbour) so that they can be seen. Returns the grid (3, H, W) in [0, 1].
     """
-    images = compute_images(recipe, nets, recipe.samples, inputs)
+    images = compute_images(graph, nets, recipe.samples, inputs)
     rows = [images[name].float().cpu() for name in recipe.samples]
     scale = -(-64 // min(rows[0].shape[-2:]))
     if scale > 1:

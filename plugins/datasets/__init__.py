@@ -1,7 +1,10 @@
-"""Datasets: the reference folder layout, and Fashion-MNIST (embedded demo subset or full set)."""
+"""Datasets: the reference folder layouts (unaligned, and pix2pix's aligned side-by-side pairs),
+Fashion-MNIST classes (embedded demo subset or full set), and Fashion-MNIST edges <-> photos."""
 
 from unpaired import Component, hookimpl
 
+from .aligned import AlignedFolder
+from .edges import FashionEdges
 from .fashion import FashionMNIST
 from .folder import UnalignedFolder
 
@@ -11,4 +14,6 @@ def unpaired_components():
     return [
         Component("dataset", "unaligned_folder", UnalignedFolder),
         Component("dataset", "fashion_mnist", FashionMNIST),
+        Component("dataset", "aligned_folder", AlignedFolder),
+        Component("dataset", "fashion_edges", FashionEdges),
     ]

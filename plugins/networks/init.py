@@ -5,7 +5,7 @@ Each component is a function ``(module, gain=0.02) -> None`` that initialises ``
 every submodule whose class name contains ``Conv`` or ``Linear`` gets its weight drawn by the
 chosen scheme and its bias set to 0; every ``BatchNorm2d`` gets weight ~ N(1, gain) and bias 0.
 Other layers (InstanceNorm without affine parameters, for one) are left alone. A pretrained
-backbone is re-initialised too.
+backbone is re-initialised too, unless the network sets ``init: none``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ def orthogonal(module: nn.Module, gain: float = 0.02) -> None:
     _apply(module, lambda w: nn.init.orthogonal_(w, gain=gain), gain)
 
 
+def none(module: nn.Module, gain: float = 0.02) -> None:
+    """Leave the weights as the network's plugin made them (e.g. a pretrained timm backbone)."""
+
+
 @hookimpl
 def unpaired_components():
-    return [Component("init", f.__name__, f) for f in (normal, xavier, kaiming, orthogonal)]
+    return [Component("init", f.__name__, f) for f in (normal, xavier, kaiming, orthogonal, none)]

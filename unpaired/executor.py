@@ -1,0 +1,293 @@
+"""The executor: one training iteration of a recipe, and the state it owns.
+
+It builds what the recipe names — networks, loss modules (with the context they ask for), image
+pools, one optimizer and LR schedule per step, gradient scalers — and runs the recipe's steps on a
+batch. It knows nothing of epochs, data loading, run directories or logging: that is the loop's
+(:mod:`unpaired.trainer`), so a benchmark or a notebook can drive it directly::
+
+    ex = Executor(load_recipe("cyclegan-fashion"))
+    losses = ex.train_step({"real_A": a, "real_B": b})       # (N, C, H, W) in [-1, 1]
+
+Each step freezes every network it does not optimise, computes the images its loss terms need
+(:mod:`unpaired.plan`), sums the weighted terms and takes one optimizer step. A loss declares what
+it needs beyond ``input`` and ``target`` by parameter name: ``network`` (the term's ``network:``,
+in the constructor and/or ``forward``), ``images`` (every image of the step by name) and
+``batch`` (the iteration's data). A loss with trainable parameters (e.g. PatchNCE's projection
+head) is optimised by the step that uses it and saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import nullcontext
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from . import distributed
+from .build import build_network, pick_device
+from .errors import CheckpointError, RecipeError, TrainingDiverged, warn
+from .graph import DATA_IMAGES, ImageGraph
+from .plan import StepPlan, make_plan
+from .pool import ImagePool
+from .recipe import check, plugin_args
+from .registry import Registry, default_registry
+
+#: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
+CONTEXT = ("network", "images", "batch")
+
+
+def build_loss(registry: Registry, term, where: str, nets: dict[str, nn.Module]) -> nn.Module:
+    """The loss module of a recipe term; a constructor parameter ``network`` receives ``nets[term.network]``.
+
+    Raises:
+        RecipeError: unknown loss, bad arguments, or a loss that needs a network the term does not name.
+    """
+    kind = "adversarial_loss" if term.adversarial else "consistency_loss"
+    name = term.adversarial or term.consistency
+    args = plugin_args(term.args)
+    param = inspect.signature(registry.get(kind, name, where).factory).parameters.get("network")
+    if param is not None:
+        if term.network is not None:
+            args["network"] = nets[term.network]
+        elif param.default is inspect.Parameter.empty:
+            raise RecipeError(f"{where}.network: the '{name}' loss needs a network; name one, e.g. network: G_AB.")
+    return registry.create(kind, name, where, **args)
+
+
+def trainable(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+class Executor:
+    """Run the steps of a recipe on batches, owning networks, losses, pools and optimizers.
+
+    Args:
+        recipe: a recipe from :func:`unpaired.recipe.load_recipe` (validated here).
+        registry: component registry (default: the entry-point registry).
+        device: where to train (default: the recipe's ``device``).
+        dist: this process's place in a ``torchrun`` job (default: a single process).
+
+    Raises:
+        RecipeError: the recipe has problems (all listed), or asks for an unavailable device.
+    """
+
+    def __init__(self, recipe: DictConfig, registry: Registry | None = None, device: str | torch.device | None = None,
+                 dist: distributed.DistInfo | None = None):
+        self.registry = registry or default_registry()
+        self.recipe = check(recipe, self.registry)
+        self.dist = dist or distributed.DistInfo()
+        self.device = torch.device(device) if device is not None else pick_device(recipe.device, self.dist.local_rank)
+        tr = recipe.train
+        if tr.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+        self.nets = {name: build_network(recipe, name, self.registry).to(self.device) for name in recipe.networks}
+        self.memory_format = torch.channels_last if tr.channels_last else torch.contiguous_format
+        for net in self.nets.values():
+            net.to(memory_format=self.memory_format)
+        if self.dist.enabled:
+            distributed.broadcast_networks(self.nets)
+        self.fwd = {n: torch.compile(net) if tr.compile else net for n, net in self.nets.items()}
+        self.graph = ImageGraph(recipe.images)
+        self.plans = make_plan(recipe, self.graph)
+
+        self.losses: dict[tuple[str, str], nn.Module] = {}
+        self.pools: dict[str, ImagePool] = {}
+        for plan in self.plans:
+            for tname, term in sorted(plan.terms.items(), key=lambda kv: kv[1].share is not None):
+                if term.share:
+                    self.losses[plan.name, tname] = self.losses[plan.name, term.share]
+                    continue
+                loss = build_loss(self.registry, term, f"steps.{plan.name}.losses.{tname}", self.nets)
+                self.losses[plan.name, tname] = loss.to(self.device)
+                if term.adversarial and plan.sides[tname] == "discriminator" and term.pool:
+                    self.pools[f"{plan.name}.{tname}"] = ImagePool(term.pool, seed=recipe.seed + self.dist.rank)
+        self.context = {key: [n for n in CONTEXT if n in inspect.signature(loss.forward).parameters]
+                        for key, loss in self.losses.items()}
+        if self.dist.enabled:  # loss parameters (e.g. a projection head) start equal on every rank too
+            distributed.broadcast_networks({f"{s}:{t}": m for (s, t), m in self.losses.items()})
+
+        self.optimizers, self.schedulers = {}, {}
+        sch = tr.scheduler
+        for plan in self.plans:
+            spec = recipe.steps[plan.name].optimizer
+            params = [p for n in plan.networks for p in self.nets[n].parameters()]
+            params += [p for t in plan.terms for p in self.losses[plan.name, t].parameters() if p.requires_grad]
+            self.optimizers[plan.name] = self.registry.create(
+                "optimizer", spec.type, f"steps.{plan.name}.optimizer", params=list(dict.fromkeys(params)),
+                **plugin_args(spec.args),
+            )
+            self.schedulers[plan.name] = self.registry.create(
+                "scheduler", sch.type, "train.scheduler", optimizer=self.optimizers[plan.name], **plugin_args(sch.args),
+            )
+        self.per_iteration = sch.interval == "iteration"
+        fp16 = tr.precision == "fp16"
+        self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=fp16) for p in self.plans}
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.precision)
+        self.epoch_loss = {p.name: torch.zeros((), device=self.device) for p in self.plans}
+        self.nonfinite_in_row = self.nonfinite_total = 0
+
+    # -- what a checkpoint holds ------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        """The modules whose weights a checkpoint stores: every network, and each loss with trainable
+        parameters under ``"<step>:<term>"`` (a shared loss once, under its owner)."""
+        mods = dict(self.nets)
+        for (step, term), loss in self.losses.items():
+            if trainable(loss) and loss not in mods.values():
+                mods[f"{step}:{term}"] = loss
+        return mods
+
+    def load_weights(self, weights: dict[str, dict[str, Tensor]], source: str = "checkpoint") -> None:
+        """Load per-module state dicts (as :func:`unpaired.checkpoint.load_weights` gives them).
+
+        Raises:
+            CheckpointError: a module's weights are missing or do not fit the recipe.
+        """
+        for name, module in self.modules().items():
+            try:
+                module.load_state_dict(weights[name])
+            except (KeyError, RuntimeError) as err:
+                raise CheckpointError(f"{source}: weights of '{name}' missing or not fitting the recipe ({err}).") from err
+
+    def state_dict(self) -> dict:
+        """Everything but the weights that continuing exactly needs (safe for weights_only loading)."""
+        return {
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items() if s.is_enabled()},
+            "pools": {n: p.state_dict() for n, p in self.pools.items()},
+            "epoch_loss": {n: v.cpu() for n, v in self.epoch_loss.items()},
+            "nonfinite_total": self.nonfinite_total,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for group, objs in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
+                            ("scalers", self.scalers), ("pools", self.pools)):
+            for name, saved in state[group].items():
+                objs[name].load_state_dict(saved)
+        for pool in self.pools.values():
+            pool.images = [img.to(self.device) for img in pool.images]
+        for n, v in state["epoch_loss"].items():
+            self.epoch_loss[n] = v.to(self.device)
+        self.nonfinite_total = state["nonfinite_total"]
+
+    # -- one iteration ----------------------------------------------------------------------------
+    def _set_trainable(self, networks) -> None:
+        for name, net in self.nets.items():
+            net.requires_grad_(name in networks)
+
+    def _images(self, plan: StepPlan, cache: dict) -> dict:
+        """The step's images: fresh ones with gradients, the rest reused (or made once) detached."""
+        images = {name: cache[name] for name in DATA_IMAGES}
+        for name in plan.images:
+            if name in plan.fresh:
+                cache[name] = images[name] = self.graph.make(name, self.fwd, images)
+            else:
+                if name not in cache:
+                    with torch.no_grad():
+                        cache[name] = self.graph.make(name, self.fwd, cache)
+                images[name] = cache[name].detach()
+        return images
+
+    def term_value(self, plan: StepPlan, tname: str, images: dict, batch: dict) -> Tensor:
+        """The unweighted loss of term ``tname`` of ``plan`` on the step's ``images``."""
+        term, loss = plan.terms[tname], self.losses[plan.name, tname]
+        if term.consistency:
+            context = {"network": self.nets.get(term.network), "images": images, "batch": batch}
+            extra = {k: context[k] for k in self.context[plan.name, tname]}
+            return loss(images[term.input], images[term.target], **extra)
+        disc = self.fwd[term.discriminator]
+        if plan.sides[tname] == "generator":
+            return loss.generator_loss(disc, images[term.fake])
+        fake = images[term.fake].detach()
+        pool = self.pools.get(f"{plan.name}.{tname}")
+        if pool is not None:
+            fake = pool.query(fake)
+        return loss.discriminator_loss(disc, images[term.real], fake)
+
+    def train_step(self, batch: dict, iteration: int = 0) -> dict[str, Tensor]:
+        """Run the recipe's steps due at ``iteration`` (0-based) on one batch.
+
+        Args:
+            batch: ``real_A`` and ``real_B``, (N, C, H, W) in [-1, 1] (any other entries reach
+                losses that ask for ``batch``).
+            iteration: iterations done before this one; a step with ``every: k`` runs when it is a
+                multiple of k, one with ``repeat: k`` k times.
+
+        Returns:
+            Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}`` (detached, on the
+            device: reading one waits for the device).
+
+        Raises:
+            TrainingDiverged: ``train.max_nonfinite`` iterations in a row had non-finite values
+                (with ``train.nan_guard``, a non-finite step is skipped and counted).
+        """
+        on_device = {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        cache = {k: on_device[k].contiguous(memory_format=self.memory_format) for k in DATA_IMAGES}
+        values, bad = {}, []
+        amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        for plan in self.plans:
+            if iteration % plan.every:
+                continue
+            for _ in range(plan.repeat):
+                self._run(plan, cache, on_device, amp, values, bad)
+        if self.per_iteration:
+            for sch in self.schedulers.values():
+                sch.step()
+        self._check_finite(bad, iteration)
+        return values
+
+    def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list) -> None:
+        self._set_trainable(plan.networks)
+        opt, scaler = self.optimizers[plan.name], self.scalers[plan.name]
+        opt.zero_grad(set_to_none=True)
+        with amp:
+            images = self._images(plan, cache)
+            terms = {t: self.term_value(plan, t, images, batch) for t in plan.terms}
+            total = sum(plan.terms[t].weight * v for t, v in terms.items())
+        scaler.scale(total).backward()
+        params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
+        if self.dist.enabled:
+            distributed.average_gradients(params)
+        if self.recipe.train.nan_guard:
+            check_value = total.detach()
+            if not scaler.is_enabled():  # with fp16, the scaler already skips non-finite gradients
+                grads = [p.grad for p in params if p.grad is not None]
+                check_value = check_value + (torch.nn.utils.get_total_norm(grads) if grads else 0)
+            if not bool(torch.isfinite(check_value)):  # one host sync per step
+                bad += [f"{plan.name}.{t}" for t, v in terms.items() if not torch.isfinite(v)] or [f"{plan.name} (gradients)"]
+                opt.zero_grad(set_to_none=True)
+                return
+        scaler.step(opt)
+        scaler.update()
+        self.epoch_loss[plan.name] += total.detach().float()
+        values.update({f"{plan.name}/{t}": v.detach().float() for t, v in terms.items()})
+
+    def _check_finite(self, bad: list[str], iteration: int) -> None:
+        if not bad:
+            self.nonfinite_in_row = 0
+            return
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        limit = self.recipe.train.max_nonfinite
+        warn(f"non-finite loss at iteration {iteration + 1} in {', '.join(bad)}; step skipped "
+             f"({self.nonfinite_in_row}/{limit} in a row)")
+        if self.nonfinite_in_row >= limit:
+            raise TrainingDiverged(
+                f"training stopped: {limit} iterations in a row had non-finite values (last in {', '.join(bad)})."
+            )
+
+    def end_epoch(self, iterations: int) -> None:
+        """Step the per-epoch LR schedules (plateau with the epoch's mean step loss over ``iterations``)."""
+        for name, sch in self.schedulers.items():
+            if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sch.step(float(self.epoch_loss[name]) / max(1, iterations))
+            elif not self.per_iteration:
+                sch.step()
+            self.epoch_loss[name].zero_()
+
+    def learning_rates(self) -> dict[str, float]:
+        return {n: o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
