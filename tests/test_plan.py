@@ -60,13 +60,13 @@ def test_discriminators_are_frozen_in_the_generator_step(tiny_recipe):
     trainer = Trainer(tiny_recipe())
     before = {n: [p.detach().clone() for p in net.parameters()] for n, net in trainer.nets.items()}
     seen = {}
-    opt_step = trainer.executor.optimizers["generators"].step
+    opt_step = trainer.optimizers["generators"].step
 
     def spy(*a, **k):
         seen.update({n: all(p.grad is None for p in trainer.nets[n].parameters()) for n in ("D_A", "D_B")})
         return opt_step(*a, **k)
 
-    trainer.executor.optimizers["generators"].step = spy
+    trainer.optimizers["generators"].step = spy
     trainer.train_step(one_batch(trainer))
     assert seen == {"D_A": True, "D_B": True}  # no gradient reached D in the generator step
     for name, params in before.items():

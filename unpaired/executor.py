@@ -179,18 +179,39 @@ class Executor:
         for name, net in self.nets.items():
             net.requires_grad_(name in networks)
 
-    def _images(self, plan: StepPlan, cache: dict) -> dict:
-        """The step's images: fresh ones with gradients, the rest reused (or made once) detached."""
+    def _images(self, plan: StepPlan, cache: dict, live: set) -> dict:
+        """The step's images: fresh ones with gradients, the rest reused (or made once) detached.
+
+        ``live`` names cached images that still hold their autograd graph (made with gradients by
+        an earlier step for this one, their networks not updated since): a fresh image among them
+        is reused instead of recomputed."""
         images = {name: cache[name] for name in DATA_IMAGES}
         for name in plan.images:
             if name in plan.fresh:
-                cache[name] = images[name] = self.graph.make(name, self.fwd, images)
-            else:
-                if name not in cache:
+                if name not in live:
+                    cache[name] = self.graph.make(name, self.fwd, images)
+                images[name] = cache[name]
+                continue
+            if name not in cache:
+                if name in plan.keep_graph:
+                    cache[name] = self._make_with_graph(name, cache, plan)
+                    live.add(name)
+                else:
                     with torch.no_grad():
                         cache[name] = self.graph.make(name, self.fwd, cache)
-                images[name] = cache[name].detach()
+            images[name] = cache[name].detach()
         return images
+
+    def _make_with_graph(self, name: str, cache: dict, plan: StepPlan) -> Tensor:
+        """Image ``name`` with gradients to the networks that make it, though this step freezes them."""
+        makers = self.graph.networks(name)
+        for net in makers:
+            self.nets[net].requires_grad_(True)
+        try:
+            return self.graph.make(name, self.fwd, cache)
+        finally:
+            for net in makers:
+                self.nets[net].requires_grad_(net in plan.networks)
 
     def term_value(self, plan: StepPlan, tname: str, images: dict, batch: dict) -> Tensor:
         """The unweighted loss of term ``tname`` of ``plan`` on the step's ``images``."""
@@ -227,25 +248,27 @@ class Executor:
         """
         on_device = {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
         cache = {k: on_device[k].contiguous(memory_format=self.memory_format) for k in DATA_IMAGES}
-        values, bad = {}, []
+        values, bad, live = {}, [], set()
         amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
         for plan in self.plans:
             if iteration % plan.every:
                 continue
             for _ in range(plan.repeat):
-                self._run(plan, cache, on_device, amp, values, bad)
+                self._run(plan, cache, on_device, amp, values, bad, live)
+                # a graph is spent once backpropagated through, or stale once its networks changed
+                live -= {n for n in live if n in plan.fresh or self.graph.networks(n) & set(plan.networks)}
         if self.per_iteration:
             for sch in self.schedulers.values():
                 sch.step()
         self._check_finite(bad, iteration)
         return values
 
-    def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list) -> None:
+    def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list, live: set) -> None:
         self._set_trainable(plan.networks)
         opt, scaler = self.optimizers[plan.name], self.scalers[plan.name]
         opt.zero_grad(set_to_none=True)
         with amp:
-            images = self._images(plan, cache)
+            images = self._images(plan, cache, live)
             terms = {t: self.term_value(plan, t, images, batch) for t in plan.terms}
             total = sum(plan.terms[t].weight * v for t, v in terms.items())
         scaler.scale(total).backward()

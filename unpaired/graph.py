@@ -39,7 +39,7 @@ class Node:
 def node_from_spec(name: str, spec) -> Node:
     """A :class:`Node` from a recipe's image entry (``net`` + ``input``, or ``concat``)."""
     if spec.get("concat"):
-        return Node(name, None, tuple(spec.concat))
+        return Node(name, None, tuple(spec["concat"]))
     inputs = spec.get("input")
     inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs or ())
     return Node(name, spec.get("net"), inputs)

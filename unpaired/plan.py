@@ -9,7 +9,7 @@ generators' fakes, as in Zhu et al.'s reference implementation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +25,7 @@ class StepPlan:
     sides: dict  # adversarial term name -> "generator" | "discriminator"
     images: tuple[str, ...]  # every image the step reads, inputs before outputs
     fresh: frozenset[str]  # images the step computes with gradients
+    keep_graph: frozenset[str] = frozenset()  # not fresh here, but computed with gradients for a later step
     every: int = 1  # runs on iterations 0, every, 2 * every, ...
     repeat: int = 1  # times per iteration it runs
 
@@ -40,5 +41,22 @@ def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepP
         fresh = frozenset(img for img in needed if graph.networks(img) & optimised)
         plain = {t: OmegaConf.to_object(spec) for t, spec in terms.items()}
         sides = {t: term_side(spec, step) for t, spec in terms.items() if spec.adversarial}
-        plans.append(StepPlan(name, tuple(step.networks), plain, sides, tuple(needed), fresh, step.every, step.repeat))
-    return plans
+        plans.append(StepPlan(name, tuple(step.networks), plain, sides, tuple(needed), fresh, frozenset(),
+                              step.every, step.repeat))
+    return [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
+
+
+def _keep_graph(plans: list[StepPlan], i: int, graph: ImageGraph) -> frozenset[str]:
+    """Images step ``i`` makes without needing gradients that a later step needs fresh, while no
+    step in between (``i`` included) updates a network that made them: made once, with gradients,
+    they serve both steps. pix2pix and CUT update the discriminator first, and the reference code
+    runs the generator once per iteration for both updates."""
+    keep = set()
+    for name in set(plans[i].images) - plans[i].fresh:
+        for later in plans[i + 1:]:
+            if name in later.fresh:
+                keep.add(name)
+                break
+            if graph.networks(name) & set(later.networks):
+                break
+    return frozenset(keep)
