@@ -281,7 +281,13 @@ def drop_nulls(recipe: DictConfig) -> DictConfig:
 def from_yaml(text: str) -> DictConfig:
     """A recipe from resolved YAML text (as saved in runs and checkpoints), checked by schema."""
     try:
-        return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), OmegaConf.create(text)))
+        cfg = OmegaConf.create(text)
+        if not isinstance(cfg, DictConfig):
+            raise RecipeError("saved recipe: not a YAML mapping.")
+        if cfg.get("base"):
+            raise RecipeError("saved recipe: it names a base; from_yaml reads resolved recipes (as runs save "
+                              "them). Use load_recipe for a recipe with a base: it merges the chain.")
+        return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), cfg))
     except OmegaConfBaseException as err:
         raise _error(err, "saved recipe") from err
 
