@@ -25,7 +25,7 @@ from unpaired.trainer import Trainer
 @torch.no_grad()
 def test_errors(trainer: Trainer) -> dict[str, float]:
     """Mean L1 of the cycle and identity reconstructions on the test split, in fp32."""
-    recipe, data = trainer.recipe, trainer.data
+    data = trainer.data
     sums = {"cycle_A": 0.0, "cycle_B": 0.0, "idt_A": 0.0, "idt_B": 0.0}
     pairs = {"cycle_A": ("rec_A", "real_A"), "cycle_B": ("rec_B", "real_B"),
              "idt_A": ("idt_A", "real_A"), "idt_B": ("idt_B", "real_B")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,19 @@ def image_root(tmp_path):
     for i, sub in enumerate(("trainA", "trainB", "testA", "testB")):
         write_images(root / sub, 8, seed=i)
     return root
+
+
+def run_parallel(commands: dict, cwd: Path, env: dict, timeout: float) -> dict:
+    """Run named commands at once (each a list of str/Path); ``{name: CompletedProcess}``, a
+    command past ``timeout`` seconds killed (its output kept)."""
+    procs = {k: subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE) for k, cmd in commands.items()}
+    results = {}
+    for k, p in procs.items():
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        results[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    return results

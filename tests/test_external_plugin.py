@@ -16,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import run_parallel
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "unpaired-extras"
 RECIPE = EXAMPLE / "charbonnier-fashion.yaml"
@@ -73,16 +75,7 @@ def cli(site, tmp_path_factory):
         "plugins": [*unpaired, "plugins"],
         "train": [*unpaired, "train", str(RECIPE), "--out", str(work / "run"), *SMALL],
     }
-    procs = {k: subprocess.Popen(cmd, cwd=work, env=env, text=True, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE) for k, cmd in commands.items()}
-    results = {}
-    for k, p in procs.items():
-        try:
-            out, err = p.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-        results[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    results = run_parallel(commands, work, env, TIMEOUT)
     results["run_dir"] = work / "run"
     return results
 

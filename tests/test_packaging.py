@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import unpaired
-from conftest import TINY
+from conftest import TINY, run_parallel
 
 REPO = Path(__file__).resolve().parents[1]
 #: Not part of a build: environments, VCS data, build leftovers, run outputs.
@@ -153,17 +153,7 @@ def cli(fresh, tmp_path_factory):
         "train": [bin_ / "unpaired", "train", "cyclegan-fashion", "--out", work / "run", *TINY,
                   "train.max_steps=3"],
     }
-    procs = {k: subprocess.Popen([str(c) for c in cmd], cwd=work, env=clean_env(), text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for k, cmd in commands.items()}
-    results = {}
-    for k, p in procs.items():
-        try:
-            out, err = p.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-        results[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    results = run_parallel(commands, work, clean_env(), TIMEOUT)
     results["run_dir"] = work / "run"
     return results
 
