@@ -21,9 +21,11 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 # SGD, because Adam turns rounding-level gradient differences on near-zero gradients into
 # differences of a whole learning rate (its update is about lr * sign(g) there).
 SAME = [*TINY, "steps.discriminators.losses.D_A.pool=0", "steps.discriminators.losses.D_B.pool=0",
-        # Two steps: beyond that, float rounding (1e-8 after one step, checked by hand) grows
-        # chaotically in the freshly initialised networks, whatever the number of processes.
-        "train.max_steps=2", "train.log_every=1",
+        # Two steps, a checkpoint after each: the weights are compared after the first (where the two
+        # runs differ by float rounding only, ~1e-8), the logged losses at both. Later, rounding
+        # differences grow chaotically in freshly initialised GANs, by how much depends on the CPU's
+        # kernels (2e-5 after the second step on one machine, 1e-8 on another).
+        "train.max_steps=2", "train.log_every=1", "train.checkpoint_every=1", "train.keep_checkpoints=2",
         *(f"steps.{s}.optimizer.{k}" for s in ("generators", "discriminators")
           for k in ("type=sgd", "args.lr=0.002", "args.betas=null"))]
 
@@ -39,16 +41,16 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
     run([sys.executable, "-m", "unpaired.cli", "train", "cyclegan-fashion", *SAME, "data.batch_size=4", "--out", str(one)])
     run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "unpaired.cli", "train", "cyclegan-fashion",
          *SAME, "data.batch_size=2", "--out", str(two)])
-    a = load_file(str(checkpoint.latest(one) / checkpoint.WEIGHTS))
-    b = load_file(str(checkpoint.latest(two) / checkpoint.WEIGHTS))
+    a = load_file(str(one / "checkpoints/step_00000001" / checkpoint.WEIGHTS))
+    b = load_file(str(two / "checkpoints/step_00000001" / checkpoint.WEIGHTS))
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-5, worst
+    assert worst < 1e-6, worst
     init = {f"{n}.{k}": v for n, net in Trainer(load_recipe("cyclegan-fashion", SAME)).nets.items()
             for k, v in net.state_dict().items()}
     moved = max((a[k] - init[k]).abs().max().item() for k in a)
-    assert moved > 100 * worst, (moved, worst)
-    # The logged losses are means over both ranks: they match the single process too.
+    assert moved > 1000 * worst, (moved, worst)
+    # The logged losses are means over both ranks: they match the single process at both steps.
     la = (one / "log.jsonl").read_text().splitlines()
     lb = (two / "log.jsonl").read_text().splitlines()
     assert len(la) == len(lb) == 2
@@ -56,5 +58,6 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
         for key in ra:
             if "/" in key and not key.startswith("lr/"):
                 assert abs(ra[key] - rb[key]) < 1e-4, (key, ra[key], rb[key])
-    # Only rank 0 wrote: one checkpoint directory, one log.
-    assert [p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step_")] == ["step_00000002"]
+    # Only rank 0 wrote: one set of checkpoint directories, one log.
+    assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step_")) == [
+        "step_00000001", "step_00000002"]

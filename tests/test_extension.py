@@ -4,6 +4,7 @@ with context and parameters, step frequency, per-iteration schedules, events, ro
 from __future__ import annotations
 
 import math
+import re
 import types
 from collections import Counter
 
@@ -168,11 +169,11 @@ def test_every_and_repeat(tiny_recipe):
     ex = Executor(tiny_recipe("steps.generators.every=5", "steps.discriminators.repeat=2"))
     calls = count_calls(ex)
     runs = [set(ex.train_step(batch(size=28), i)) for i in range(6)]
-    assert ["generators/cycle_A" in r for r in runs] == [True, False, False, False, False, True]
+    assert ["generators/cycle_A" in r for r in runs] == [False, False, False, False, True, False]
     assert all("discriminators/D_A" in r for r in runs)
-    # generators: 3 passes each at iterations 0 and 5; the 4 fakes-only iterations 1 pass each (no_grad);
-    # discriminators: 2 repeats x 2 passes x 6 iterations, plus 1 pass each in the 2 generator steps
-    assert calls == {"G_AB": 2 * 3 + 4, "G_BA": 2 * 3 + 4, "D_A": 24 + 2, "D_B": 24 + 2}
+    # generators: 3 passes each in their one step (iteration 5); 1 pass each (the fake, no_grad) in the 5 others;
+    # discriminators: 2 repeats x 2 passes x 6 iterations, plus 1 pass each in the generator step
+    assert calls == {"G_AB": 3 + 5, "G_BA": 3 + 5, "D_A": 24 + 1, "D_B": 24 + 1}
 
 
 def test_per_iteration_schedule(tiny_recipe):
@@ -313,3 +314,64 @@ def test_translate_needs_only_the_generators_plugins(tiny_recipe, tmp_path):
     sys.modules.pop("local_loss", None)
     out = Translator(tmp_path / "run", "AtoB", device="cpu", registry=Registry())(torch.zeros(1, 28, 28))
     assert out.shape == (1, 28, 28)
+
+
+# -- a recipe's plugins: its own runs only, and clear errors when they are broken ------------------
+def write_plugin_recipe(folder, module_text, loss="my_l1"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "my_module.py").write_text(module_text)
+    (folder / "r.yaml").write_text(f"base: cyclegan-fashion\nplugins: [my_module]\n"
+                                   f"steps:\n  generators:\n    losses:\n      cycle_A: {{consistency: {loss}}}\n")
+    return folder / "r.yaml"
+
+
+LOSS = ("import torch\nfrom unpaired import Component, hookimpl\n"
+        "class L(torch.nn.Module):\n    def forward(self, input, target):\n        return (input - target).abs().mean()\n"
+        "@hookimpl\ndef unpaired_components():\n    return [Component('consistency_loss', '{name}', L)]\n")
+
+
+def test_a_recipes_plugins_stay_with_it(tmp_path):
+    from unpaired import default_registry
+
+    first = write_plugin_recipe(tmp_path / "one", LOSS.format(name="my_l1"))
+    second = write_plugin_recipe(tmp_path / "two", LOSS.format(name="other_l1"), loss="other_l1")
+    assert Executor(load_recipe(first, TINY)).losses["generators", "cycle_A"].__class__.__name__ == "L"
+    assert "my_l1" not in default_registry().names("consistency_loss")  # the process-wide registry is untouched
+    # another folder's module of the same name is its own module, not the first one again
+    assert check_all(load_recipe(second, TINY)) == []
+    assert validate(load_recipe("cyclegan-fashion", ["steps.generators.losses.cycle_A.consistency=my_l1"]))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("def broken(:\n", r"importing plugin module 'my_module' failed at .*my_module.py:1: SyntaxError"),
+    ("raise ImportError('needs foo')\n", r"importing plugin module 'my_module' failed at .*my_module.py:1: ImportError: needs foo"),
+    ("from unpaired import hookimpl\n@hookimpl\ndef unpaired_components():\n    return [1]\n",
+     r"plugin .*my_module: unpaired_components returned 1; it returns a list of unpaired.Component"),
+    ("from unpaired import hookimpl\n@hookimpl\ndef unpaired_after_stp(trainer):\n    pass\n",
+     r"unknown hook 'unpaired_after_stp'.* Did you mean 'unpaired_after_step'\?"),
+    ("from unpaired import hookimpl\n@hookimpl\ndef unpaired_log(trainer, record, extra):\n    pass\n",
+     r"plugin .*my_module: .*extra"),
+])
+def test_a_broken_plugin_module_is_reported_with_where(tmp_path, text, message):
+    problems = validate(load_recipe(write_plugin_recipe(tmp_path, text), TINY))
+    assert any(re.search(message, p) for p in problems), problems
+
+
+def test_a_loss_returning_a_map_or_raising_names_its_term(tmp_path):
+    class Map(nn.Module):
+        def forward(self, input, target):
+            return (input - target).abs()
+
+    reg = Registry()
+    reg.register_plugin(types.SimpleNamespace(unpaired_components=hookimpl(lambda: [Component("consistency_loss", "map", Map)])))
+    ex = Executor(load_recipe("cyclegan-fashion", [*TINY, "steps.generators.losses.cycle_A.consistency=map"]), registry=reg)
+    with pytest.raises(RecipeError, match=r"steps.generators.losses.cycle_A: the loss returned \(2, 1, 28, 28\), not a scalar"):
+        ex.train_step(batch(size=28))
+
+
+def test_checks_for_what_translation_and_grids_can_show():
+    problems = validate(load_recipe("pix2pix-fashion", ["samples=[real_A,fake_AB]", "inference.AtoB=D", "inference.BtoA=real_A",
+                                                        "steps.generator.losses.l1.side=generator"]))
+    for message in ("samples: image 'fake_AB' has 2 channels", "inference.AtoB: 'D' is a discriminator",
+                    "inference.BtoA: 'real_A' is a data image", "steps.generator.losses.l1.side: only adversarial terms"):
+        assert any(message in p for p in problems), (message, problems)

@@ -90,7 +90,7 @@ def test_base_loop_is_reported(tmp_path):
         ("steps.generators.losses.cycle_A.adversarial=lsgan", "set exactly one of 'adversarial' (a GAN loss) or 'consistency'"),
         ("samples=[real_A,fake_C]", "samples: image 'fake_C' is not defined."),
         ("inference.AtoB=G_XX", "inference.AtoB: network or image 'G_XX' is not defined."),
-        ("plugins=[not_a_module]", "plugins: cannot import plugin module 'not_a_module'"),
+        ("plugins=[not_a_module]", "plugins: cannot find plugin module 'not_a_module'"),
         ("images.fake_B.input=rec_A", "images.fake_B: its inputs form a loop (fake_B <- rec_A <- fake_B)"),
     ],
 )

@@ -81,7 +81,7 @@ def test_run_time_plugin_by_module_path(monkeypatch):
     reg.register_plugin("my_losses")
     comp = reg.get("consistency_loss", "charbonnier")
     assert comp.provider == "my_losses" and comp.summary == "Charbonnier-like loss."
-    with pytest.raises(RecipeError, match="cannot import plugin module 'no_such_module'"):
+    with pytest.raises(RecipeError, match="cannot find plugin module 'no_such_module'"):
         reg.register_plugin("no_such_module")
 
 

@@ -57,9 +57,7 @@ def _plugins(args) -> int:
     if args.recipe:  # with the recipe's own plugin modules
         from .recipe import load_recipe
 
-        recipe = load_recipe(args.recipe)
-        for module in recipe.plugins:
-            registry.register_plugin(module, search_path=recipe.plugin_dirs)
+        registry = registry.for_recipe(load_recipe(args.recipe))
     comps = [c for c in registry.components() if not args.kind or c.kind == args.kind]
     kind = None
     for c in comps:

@@ -42,6 +42,7 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
     problems = validate(recipe, reg)
     if problems:
         return problems
+    reg = reg.for_recipe(recipe)
     try:  # the data: folders exist and hold images, sizes fit
         data = build_dataset(recipe, reg)
         training_pairs(data, recipe.seed)
@@ -78,8 +79,10 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
                     for img in (term.fake, term.real) if term.adversarial else ():
                         if img:
                             nets[term.discriminator](images[img])
-                except (UnpairedError, ValueError, RuntimeError, TypeError, NotImplementedError) as err:
-                    problems.append(f"{where}: {err}")
+                except UnpairedError as err:
+                    problems.append(str(err) if str(err).startswith(where) else f"{where}: {err}")
+                except Exception as err:  # the loss plugin itself failed: say how
+                    problems.append(f"{where}: the loss failed on the dry run: {type(err).__name__}: {err}")
     return problems
 
 

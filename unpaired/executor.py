@@ -52,7 +52,7 @@ def build_loss(registry: Registry, term, where: str, nets: dict[str, nn.Module])
         if term.network is not None:
             args["network"] = nets[term.network]
         elif param.default is inspect.Parameter.empty:
-            raise RecipeError(f"{where}.network: the '{name}' loss needs a network; name one, e.g. network: G_AB.")
+            raise RecipeError(f"{where}.network: the '{name}' loss needs a network; name one of {', '.join(nets)}.")
     return registry.create(kind, name, where, **args)
 
 
@@ -75,8 +75,8 @@ class Executor:
 
     def __init__(self, recipe: DictConfig, registry: Registry | None = None, device: str | torch.device | None = None,
                  dist: distributed.DistInfo | None = None):
-        self.registry = registry or default_registry()
-        self.recipe = check(recipe, self.registry)
+        self.recipe = check(recipe, registry or default_registry())
+        self.registry = (registry or default_registry()).for_recipe(recipe)  # with the recipe's own plugins
         self.dist = dist or distributed.DistInfo()
         self.device = torch.device(device) if device is not None else pick_device(recipe.device, self.dist.local_rank)
         tr = recipe.train
@@ -229,14 +229,27 @@ class Executor:
             fake = pool.query(fake)
         return loss.discriminator_loss(disc, images[term.real], fake)
 
+    def _checked_value(self, plan: StepPlan, tname: str, images: dict, batch: dict) -> Tensor:
+        where = f"steps.{plan.name}.losses.{tname}"
+        try:
+            value = self.term_value(plan, tname, images, batch)
+        except Exception as err:  # a plugin's bug: keep its traceback, say which term ran it
+            err.add_note(f"(in the loss term {where})")
+            raise
+        if not isinstance(value, Tensor) or value.ndim != 0:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise RecipeError(f"{where}: the loss returned {shape}, not a scalar tensor; its plugin must reduce "
+                              "(e.g. .mean()).")
+        return value
+
     def train_step(self, batch: dict, iteration: int = 0) -> dict[str, Tensor]:
         """Run the recipe's steps due at ``iteration`` (0-based) on one batch.
 
         Args:
             batch: ``real_A`` and ``real_B``, (N, C, H, W) in [-1, 1] (any other entries reach
                 losses that ask for ``batch``).
-            iteration: iterations done before this one; a step with ``every: k`` runs when it is a
-                multiple of k, one with ``repeat: k`` k times.
+            iteration: iterations done before this one; a step with ``every: k`` runs on every k-th
+                iteration (``iteration + 1`` a multiple of k), one with ``repeat: k`` k times.
 
         Returns:
             Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}`` (detached, on the
@@ -251,7 +264,7 @@ class Executor:
         values, bad, live = {}, [], set()
         amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
         for plan in self.plans:
-            if iteration % plan.every:
+            if (iteration + 1) % plan.every:
                 continue
             for _ in range(plan.repeat):
                 self._run(plan, cache, on_device, amp, values, bad, live)
@@ -269,7 +282,7 @@ class Executor:
         opt.zero_grad(set_to_none=True)
         with amp:
             images = self._images(plan, cache, live)
-            terms = {t: self.term_value(plan, t, images, batch) for t in plan.terms}
+            terms = {t: self._checked_value(plan, t, images, batch) for t in plan.terms}
             total = sum(plan.terms[t].weight * v for t, v in terms.items())
         scaler.scale(total).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]

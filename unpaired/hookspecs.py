@@ -42,6 +42,8 @@ KINDS = {
     "optimizer": "function(params, **args) -> torch.optim.Optimizer",
     "scheduler": "function(optimizer, **args) -> LR scheduler stepped once per epoch (or per iteration)",
     "dataset": "unpaired.data.DomainData: domain(name, split) -> Dataset of (image, name)",
+    "classifier": "nn.Module: images (N, C, H, W) in [-1, 1] -> logits (N, K); features(x) -> (N, D); "
+    "attribute classes (K names); a judge of translations and a feature extractor for metrics",
 }
 
 

@@ -77,14 +77,13 @@ class Translator:
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
 
     def _register_plugins(self, recipe) -> list[str]:
-        """Register the run's plugin modules that import; the others are listed, not fatal."""
-        failed = []
-        for module in recipe.plugins:
-            try:
-                self.registry.register_plugin(module, search_path=recipe.plugin_dirs)
-            except RecipeError as err:
-                failed.append(f"{module}: {err}")
-        return failed
+        """The run's plugin modules, when they import; if not, translation goes on without them
+        (it needs only the networks' plugins) and the failures are kept for the error message."""
+        try:
+            self.registry = self.registry.for_recipe(recipe)
+        except RecipeError as err:
+            return [str(err)]
+        return []
 
     def _in_channels(self, first, domain) -> int:
         if first is not None:
@@ -130,6 +129,10 @@ class Translator:
                             "(convert uint8 tensors with x.float() / 127.5 - 1).")
         single = images.ndim == 3
         x = images[None] if single else images
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise DataError(f"{self.net_name} translates images of {self.in_channels} channel(s), (N, C, H, W) or "
+                            f"(C, H, W); got shape {tuple(images.shape)}. Give {'grey' if self.in_channels == 1 else 'RGB'} "
+                            "images (files are converted on reading).")
         h, w = x.shape[-2:]
         ph, pw = -h % self.size_divisor, -w % self.size_divisor
         x = x.to(self.device, torch.float32)

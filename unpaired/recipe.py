@@ -345,11 +345,10 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     if any(".args." not in key for key in missing):  # the recipe's structure is incomplete
         return problems
     problems += _check_numbers(recipe)
-    for module in recipe.plugins:
-        try:
-            reg.register_plugin(module, search_path=recipe.plugin_dirs)
-        except RecipeError as err:
-            problems.append(str(err))
+    try:
+        reg = reg.for_recipe(recipe)
+    except RecipeError as err:
+        problems.append(str(err))
     nets, images = recipe.networks, recipe.images
 
     def check_component(kind, name, args, where, args_where=None, injected=()):
@@ -371,7 +370,10 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             problems.append(f"networks.{name}.role: '{spec.role}' is not generator or discriminator.")
             continue
         kinds[name] = network_kind(recipe, name)
+        before = len(problems)
         check_component(kinds[name], spec.type, spec.args, f"networks.{name}")
+        if spec.role and len(problems) > before and f"unknown {kinds[name]}" in problems[-1]:
+            problems[-1] += f" (networks.{name}.role is {spec.role})"
         check_component("init", spec.init, None, f"networks.{name}.init")
     if not nets:
         problems.append("networks: the recipe defines no networks.")
@@ -429,10 +431,12 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
         problems.append("steps: the recipe defines no optimisation steps.")
     for sname, step in recipe.steps.items():
         where = f"steps.{sname}"
+        if not step.networks:
+            problems.append(f"{where}.networks: name the networks this step optimises.")
         for net in step.networks:
             if net not in nets:
                 problems.append(f"{where}.networks: network '{net}' is not defined.{closest(net, nets)}")
-        check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer")
+        check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer", injected=("params",))
         if not active_terms(step):
             problems.append(f"{where}.losses: no active loss term (all are of weight 0); delete the step with {where}=null.")
         for tname, term in active_terms(step).items():
@@ -448,7 +452,7 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
                         f"counts. Remove the term ({where}.losses.{tname}=null) or match the channels."
                     )
     sch = recipe.train.scheduler
-    check_component("scheduler", sch.type, sch.args, "train.scheduler")
+    check_component("scheduler", sch.type, sch.args, "train.scheduler", injected=("optimizer",))
     if sch.interval not in ("epoch", "iteration"):
         problems.append(f"train.scheduler.interval: '{sch.interval}' is not epoch or iteration.")
     elif sch.interval == "iteration" and sch.type == "plateau":
@@ -456,9 +460,15 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
     if recipe.train.precision not in ("fp32", "bf16", "fp16"):
         problems.append(f"train.precision: '{recipe.train.precision}' is not one of fp32, bf16, fp16.")
     for img in recipe.samples:
-        known_image(img, "samples")
+        if known_image(img, "samples") and not loops and channels(img) not in (None, 1, 3):
+            problems.append(f"samples: image '{img}' has {channels(img)} channels; a sample grid shows 1- or "
+                            "3-channel images.")
     for direction, target in recipe.inference.items():
-        problems += _check_inference(f"inference.{direction}", target, nets, graph)
+        where = f"inference.{direction}"
+        problems += _check_inference(where, target, nets, graph, kinds)
+        if isinstance(target, str) and target in graph.nodes and not loops and channels(target) not in (None, 1, 3):
+            problems.append(f"{where}: image '{target}' has {channels(target)} channels; translations are "
+                            "written as 1- or 3-channel images.")
     return list(dict.fromkeys(problems))  # one message per problem, however often it was met
 
 
@@ -483,15 +493,19 @@ def _image_problems(name: str, spec, problems: list[str]) -> str | None:
     return msg
 
 
-def _check_inference(where: str, target, nets, graph: ImageGraph) -> list[str]:
-    """``inference.<direction>``: a network, a list of networks (applied in order), or an image."""
+def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict) -> list[str]:
+    """``inference.<direction>``: a generator, a list of generators (applied in order), or an image."""
     if OmegaConf.is_list(target):
         return [f"{where}: network '{n}' is not defined.{closest(n, nets)}" for n in target if n not in nets] + (
-            [f"{where}: name at least one network."] if len(target) == 0 else [])
+            [f"{where}: name at least one network."] if len(target) == 0 else []) + [
+            f"{where}: '{n}' is a discriminator; translation applies generators." for n in target
+            if kinds.get(n) == "discriminator"]
     if not isinstance(target, str):
         return [f"{where}: a network name, a list of networks, or an image name; got {target!r}."]
     if target in nets:
-        return []
+        return [f"{where}: '{target}' is a discriminator; translation applies generators."] if kinds.get(target) == "discriminator" else []
+    if target in DATA_IMAGES:
+        return [f"{where}: '{target}' is a data image; name a generator or an image made from it."]
     if target in graph.nodes:
         sources = graph.sources(target)
         if len(sources) != 1:
@@ -539,6 +553,8 @@ def _check_term(term, where, step, nets, check_component) -> list[str]:
         elif term_side(term, step) == "discriminator" and not term.real:
             problems.append(f"{where}.real: this step trains '{term.discriminator}', so the term needs a real image.")
     else:
+        if term.side is not None:
+            problems.append(f"{where}.side: only adversarial terms have a side; remove it.")
         check_component("consistency_loss", term.consistency, term.args, where, injected=("network",))
         for key in ("input", "target"):
             if not term[key]:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 import inspect
+import re
 import sys
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -79,14 +83,43 @@ class Registry:
         ``plugins:`` are imported from the recipe file's own folder).
 
         Raises:
-            RecipeError: the module cannot be imported (the message says why and where it looked).
+            RecipeError: the module cannot be found or fails to import, a hook implementation does
+                not match its specification (or names no known hook), or a component is malformed;
+                the message names the plugin.
         """
         if isinstance(plugin, str):
             plugin = _import(plugin, [str(p) for p in search_path])
         if self.pm.is_registered(plugin):
             return
-        self.pm.register(plugin, name=name)
+        label = getattr(plugin, "__name__", None) or type(plugin).__name__
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as err:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            known = [n for n in dir(hookspecs) if n.startswith("unpaired_")]
+            hint = "".join(closest(h, known) for h in re.findall(r"unknown hook '(\w+)'", str(err)))
+            reason = " ".join(str(err).split()).rstrip(".")
+            raise RecipeError(f"plugin {label}: {reason}.{hint} Hooks: {', '.join(known)}.") from err
         self._collect()
+
+    def for_recipe(self, recipe) -> "Registry":
+        """This registry plus the recipe's ``plugins:`` modules, in a copy: a recipe's plugins serve
+        its own runs only, never the next recipe's in the same process.
+
+        Raises:
+            RecipeError: a plugin module cannot be imported or registered.
+        """
+        if not recipe.plugins:
+            return self
+        reg = Registry(entry_points=False)
+        for plugin in self.pm.get_plugins():
+            reg.pm.register(plugin, name=self.pm.get_name(plugin))
+        reg._components = dict(self._components)  # with their providers' names
+        for module in recipe.plugins:
+            reg.register_plugin(module, search_path=recipe.plugin_dirs)
+        return reg
 
     def _provider(self, plugin) -> str:
         for plug, dist in self.pm.list_plugin_distinfo():
@@ -98,6 +131,9 @@ class Registry:
         for impl in self.pm.hook.unpaired_components.get_hookimpls():
             provider = self._provider(impl.plugin)
             for comp in impl.function() or ():
+                if not isinstance(comp, Component):
+                    raise RecipeError(f"plugin {provider}: unpaired_components returned {comp!r}; it returns "
+                                      "a list of unpaired.Component(kind, name, factory).")
                 if comp.kind not in hookspecs.KINDS:
                     raise RecipeError(
                         f"plugin {provider} registers '{comp.name}' under unknown kind "
@@ -158,19 +194,42 @@ class Registry:
 
 
 def _import(module: str, search_path: list[str]):
-    added = [p for p in search_path if p not in sys.path]
-    sys.path[:0] = added
+    """Import ``module``, from a file in ``search_path`` first (fresh, if another recipe's folder
+    gave a module of that name already), else from ``sys.path``."""
+    for folder in search_path:
+        file = Path(folder) / f"{module.replace('.', '/')}.py"
+        if file.is_file():
+            loaded = sys.modules.get(module)
+            if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == file.resolve():
+                return loaded
+            spec = importlib.util.spec_from_file_location(module, file)
+            plugin = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(plugin)
+            except Exception as err:
+                raise _import_failed(module, file, err) from err
+            sys.modules[module] = plugin
+            return plugin
     try:
         return importlib.import_module(module)
-    except ImportError as err:
-        where = f" (looked in {', '.join(search_path)} and on sys.path)" if search_path else ""
-        raise RecipeError(
-            f"plugins: cannot import plugin module '{module}'{where}: {err}. "
-            "Install the package, put the module beside the recipe, or add its folder to PYTHONPATH."
-        ) from err
-    finally:
-        for p in added:
-            sys.path.remove(p)
+    except ModuleNotFoundError as err:
+        if err.name and module.startswith(err.name):
+            where = f" (looked in {', '.join(search_path)} and on sys.path)" if search_path else ""
+            raise RecipeError(
+                f"plugins: cannot find plugin module '{module}'{where}. Install the package, put "
+                f"{module}.py beside the recipe, or add its folder to PYTHONPATH."
+            ) from err
+        raise _import_failed(module, None, err) from err
+    except Exception as err:
+        raise _import_failed(module, None, err) from err
+
+
+def _import_failed(module: str, file: Path | None, err: Exception) -> RecipeError:
+    """The plugin module was found but raised while importing: say where, as a traceback would."""
+    tb = traceback.extract_tb(err.__traceback__)
+    line = f"{err.filename}:{err.lineno}" if isinstance(err, SyntaxError) else (
+        f"{tb[-1].filename}:{tb[-1].lineno}" if tb else str(file or module))
+    return RecipeError(f"plugins: importing plugin module '{module}' failed at {line}: {type(err).__name__}: {err}")
 
 
 def check_args(factory: Callable, args: dict, where: str) -> None:
@@ -184,7 +243,7 @@ def check_args(factory: Callable, args: dict, where: str) -> None:
         if key not in accepted:
             raise RecipeError(
                 f"{where}.{key}: unknown argument.{closest(key, accepted)} "
-                f"Accepted: {', '.join(accepted) or '(none)'}."
+                f"Accepted: {', '.join(accepted) or '(none)'}. (A base recipe's argument is dropped with {where}.{key}=null.)"
             )
         expected = _type_problem(params[key].default, value)
         if expected:

@@ -26,7 +26,7 @@ from .errors import CheckpointError, DataError, RecipeError, TrainingDiverged, w
 from .executor import Executor
 from .hooks import CheckpointCadence, JsonlLog, LossLog, ProgressPostfix, SampleGrids, TensorBoardLog, event_relay
 from .recipe import apply_overrides, from_yaml, to_yaml
-from .registry import Registry, default_registry
+from .registry import Registry
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged"]
 
@@ -76,10 +76,9 @@ class Trainer:
 
     def __init__(self, recipe: DictConfig, out_dir: str | Path | None = None, registry: Registry | None = None,
                  hooks=()):
-        self.registry = registry or default_registry()
         self.dist = distributed.setup()
-        self.executor = Executor(recipe, self.registry, dist=self.dist)
-        self.recipe, self.device = self.executor.recipe, self.executor.device
+        self.executor = Executor(recipe, registry, dist=self.dist)
+        self.registry, self.recipe, self.device = self.executor.registry, self.executor.recipe, self.executor.device
         self.out_dir = Path(out_dir or recipe.out_dir or f"runs/{recipe.name}")
         self.data = build_dataset(recipe, self.registry)
         self.pairs = training_pairs(self.data, recipe.seed)
@@ -144,8 +143,10 @@ class Trainer:
         except TrainingDiverged as err:
             error = err
             last = checkpoint.latest(self.out_dir, missing_ok=True)
-            raise TrainingDiverged(f"{err} The last good checkpoint is {last or '(none yet)'}; lower the learning "
-                                   "rate or check the data, then resume from it.") from err
+            advice = (f"The last good checkpoint is {last}; lower the learning rate or check the data, then resume "
+                      "from it." if last else "No checkpoint was written yet; lower the learning rate or check the "
+                      "data, then start again.")
+            raise TrainingDiverged(f"{err} {advice}") from err
         except BaseException as err:
             error = err
             raise
