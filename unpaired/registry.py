@@ -125,7 +125,7 @@ class Registry:
         for plug, dist in self.pm.list_plugin_distinfo():
             if plug is plugin:
                 return f"{dist.project_name} {dist.version} ({self.pm.get_name(plugin)})"
-        return getattr(plugin, "__name__", None) or self.pm.get_name(plugin)
+        return getattr(plugin, "__name__", None) or type(plugin).__name__
 
     def _collect(self) -> None:
         for impl in self.pm.hook.unpaired_components.get_hookimpls():
