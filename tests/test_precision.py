@@ -38,3 +38,15 @@ def test_fp16_needs_cuda(tiny_recipe):
 
     with pytest.raises(RecipeError, match="fp16 needs CUDA; use bf16 on the CPU"):
         Trainer(tiny_recipe("train.precision=fp16"))
+
+
+def test_auto_precision_is_bf16_only_where_native(tiny_recipe, monkeypatch):
+    from unpaired import build
+    from unpaired.executor import Executor
+
+    monkeypatch.setattr(build, "native_bf16", lambda device: False)
+    assert Executor(tiny_recipe("train.precision=auto")).precision == "fp32"
+    monkeypatch.setattr(build, "native_bf16", lambda device: True)
+    ex = Executor(tiny_recipe("train.precision=auto"))
+    assert ex.precision == "bf16" and ex.autocast_dtype == torch.bfloat16
+    assert build.resolve_precision("fp16", torch.device("cpu")) == "fp16"  # explicit choices are kept

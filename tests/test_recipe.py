@@ -85,7 +85,7 @@ def test_base_loop_is_reported(tmp_path):
         ("steps.generators.optimizer.type=adamm", "steps.generators.optimizer: unknown optimizer 'adamm'. Did you mean 'adam'?"),
         ("train.scheduler.type=linearr", "train.scheduler: unknown scheduler 'linearr'"),
         ("data.dataset=fashion", "data.dataset: unknown dataset 'fashion'. Did you mean 'fashion_mnist'?"),
-        ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16."),
+        ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16, auto."),
         ("steps.discriminators.losses.D_A.real=null", "steps.discriminators.losses.D_A.real: this step trains 'D_A', so the term needs a real image."),
         ("steps.generators.losses.cycle_A.adversarial=lsgan", "set exactly one of 'adversarial' (a GAN loss) or 'consistency'"),
         ("samples=[real_A,fake_C]", "samples: image 'fake_C' is not defined."),

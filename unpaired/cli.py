@@ -22,7 +22,8 @@ def _train(args) -> int:
         if not args.recipe:
             raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.")
         trainer = Trainer(load_recipe(args.recipe, args.overrides), out_dir=args.out)
-    print(f"training '{trainer.recipe.name}' on {trainer.device}; run directory: {trainer.out_dir}")
+    print(f"training '{trainer.recipe.name}' on {trainer.device} in {trainer.executor.precision}; "
+          f"run directory: {trainer.out_dir}")
     result = trainer.fit()
     print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
     if result.interrupted:

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from . import distributed
-from .build import build_network, pick_device
+from .build import build_network, pick_device, resolve_precision
 from .errors import CheckpointError, RecipeError, TrainingDiverged, warn
 from .graph import DATA_IMAGES, ImageGraph
 from .plan import StepPlan, make_plan
@@ -124,9 +124,10 @@ class Executor:
                 "scheduler", sch.type, "train.scheduler", optimizer=self.optimizers[plan.name], **plugin_args(sch.args),
             )
         self.per_iteration = sch.interval == "iteration"
-        fp16 = tr.precision == "fp16"
+        self.precision = resolve_precision(tr.precision, self.device)
+        fp16 = self.precision == "fp16"
         self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=fp16) for p in self.plans}
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.precision)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self.epoch_loss = {p.name: torch.zeros((), device=self.device) for p in self.plans}
         self.nonfinite_in_row = self.nonfinite_total = 0
 

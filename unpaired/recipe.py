@@ -99,7 +99,7 @@ class TrainSpec:
     epochs: int = 200
     max_steps: Optional[int] = None  # stop after this many iterations (all epochs counted)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where the device computes it natively)
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -457,8 +457,8 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
         problems.append(f"train.scheduler.interval: '{sch.interval}' is not epoch or iteration.")
     elif sch.interval == "iteration" and sch.type == "plateau":
         problems.append("train.scheduler.interval: plateau follows the epoch's mean loss; use interval: epoch.")
-    if recipe.train.precision not in ("fp32", "bf16", "fp16"):
-        problems.append(f"train.precision: '{recipe.train.precision}' is not one of fp32, bf16, fp16.")
+    if recipe.train.precision not in ("fp32", "bf16", "fp16", "auto"):
+        problems.append(f"train.precision: '{recipe.train.precision}' is not one of fp32, bf16, fp16, auto.")
     for img in recipe.samples:
         if known_image(img, "samples") and not loops and channels(img) not in (None, 1, 3):
             problems.append(f"samples: image '{img}' has {channels(img)} channels; a sample grid shows 1- or "
