@@ -50,12 +50,11 @@ class Translator:
         self.registry = registry or default_registry()
         self.graph = ImageGraph(recipe.images)
         if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
-            self.image, self.source = target, self.graph.sources(target).pop()
+            self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
             names = sorted(self.graph.networks(target))
-        else:
-            chain = [target] if isinstance(target, str) else list(target)
-            self.image, self.source, names = None, None, chain
-            self.chain = chain
+        else:  # a network, or networks applied in order
+            self.image, self.source = None, None
+            self.chain = names = [target] if isinstance(target, str) else list(target)
         self.net_name = target if isinstance(target, str) else " -> ".join(target)
         failed = self._register_plugins(recipe)
         self.nets = {}
@@ -70,10 +69,9 @@ class Translator:
             except (KeyError, RuntimeError) as err:
                 raise CheckpointError(f"{run}: weights of '{name}' missing or not matching ({err}).") from err
             self.nets[name] = net.to(self.device).eval()
-        first = self.nets[names[0]] if self.image is None else None
         domain = self.source[-1] if self.source else (direction.split("to")[0] if "to" in direction else None)
         self.source_domain = domain
-        self.in_channels = self._in_channels(first, domain)
+        self.in_channels = self._in_channels(domain)
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
 
     def _register_plugins(self, recipe) -> list[str]:
@@ -85,8 +83,10 @@ class Translator:
             return [str(err)]
         return []
 
-    def _in_channels(self, first, domain) -> int:
-        if first is not None:
+    def _in_channels(self, domain) -> int:
+        """The first network's ``in_channels``, else the source domain's channel count."""
+        if self.chain:
+            first = self.nets[self.chain[0]]
             args = plugin_args(self.recipe.networks[self.chain[0]].args)
             if "in_channels" in args or hasattr(first, "in_channels"):
                 return args.get("in_channels", getattr(first, "in_channels", 3))
@@ -116,7 +116,8 @@ class Translator:
         replication where the image is too small to reflect) for the pass and cropped back.
 
         Raises:
-            DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), or an unreadable file.
+            DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), a channel count
+                other than the model's, or an unreadable file.
         """
         if isinstance(images, (str, Path)):
             images = read_image(Path(images), self.in_channels).float() / 127.5 - 1.0
