@@ -9,15 +9,13 @@ shows — e.g. a U-Net whose down-samplings do not fit the crop size.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from omegaconf import DictConfig
 
 from .build import build_dataset, build_network, training_pairs
 from .data import domain_channels
 from .errors import UnpairedError
-from .executor import build_loss
+from .executor import build_loss, context_names, loss_context
 from .graph import DATA_IMAGES, ImageGraph
 from .plan import make_plan
 from .recipe import DOMAIN_OF, default_arg, plugin_args, validate
@@ -89,9 +87,7 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
 def _run_consistency(loss, term, nets: dict, images: dict) -> None:
     """Call a consistency loss as training does; on real zeros of the same shapes when the loss
     cannot run on the meta device (e.g. kornia's SSIM builds its window on the CPU)."""
-    params = inspect.signature(loss.forward).parameters
-    context = {"network": nets.get(term.network), "images": images, "batch": images}
-    extra = {k: v for k, v in context.items() if k in params}
+    extra = loss_context(context_names(loss), term, nets, images, batch=images)  # no batch yet: the data images
     try:
         loss(images[term.input], images[term.target], **extra)
     except (RuntimeError, NotImplementedError, TypeError):

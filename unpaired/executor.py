@@ -56,6 +56,17 @@ def build_loss(registry: Registry, term, where: str, nets: dict[str, nn.Module])
     return registry.create(kind, name, where, **args)
 
 
+def context_names(loss: nn.Module) -> list[str]:
+    """What of :data:`CONTEXT` a loss's ``forward`` asks for, by parameter name."""
+    return [n for n in CONTEXT if n in inspect.signature(loss.forward).parameters]
+
+
+def loss_context(names, term, nets: dict, images: dict, batch: dict) -> dict:
+    """The keyword arguments ``names`` (from :func:`context_names`) of a consistency term's loss."""
+    context = {"network": nets.get(term.network), "images": images, "batch": batch}
+    return {k: context[k] for k in names}
+
+
 def trainable(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
@@ -105,8 +116,7 @@ class Executor:
                 self.losses[plan.name, tname] = loss.to(self.device)
                 if term.adversarial and plan.sides[tname] == "discriminator" and term.pool:
                     self.pools[f"{plan.name}.{tname}"] = ImagePool(term.pool, seed=recipe.seed + self.dist.rank)
-        self.context = {key: [n for n in CONTEXT if n in inspect.signature(loss.forward).parameters]
-                        for key, loss in self.losses.items()}
+        self.context = {key: context_names(loss) for key, loss in self.losses.items()}
         if self.dist.enabled:  # loss parameters (e.g. a projection head) start equal on every rank too
             distributed.broadcast_networks({f"{s}:{t}": m for (s, t), m in self.losses.items()})
 
@@ -218,8 +228,7 @@ class Executor:
         """The unweighted loss of term ``tname`` of ``plan`` on the step's ``images``."""
         term, loss = plan.terms[tname], self.losses[plan.name, tname]
         if term.consistency:
-            context = {"network": self.nets.get(term.network), "images": images, "batch": batch}
-            extra = {k: context[k] for k in self.context[plan.name, tname]}
+            extra = loss_context(self.context[plan.name, tname], term, self.nets, images, batch)
             return loss(images[term.input], images[term.target], **extra)
         disc = self.fwd[term.discriminator]
         if plan.sides[tname] == "generator":
