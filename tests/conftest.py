@@ -31,6 +31,7 @@ TINY = [
     "train.log_every=2",
     "train.sample_every=1000",
     "train.checkpoint_every=1000",
+    "train.eval_every=null",  # tests that evaluate ask for it
     "device=cpu",
 ]
 

@@ -62,7 +62,8 @@ def commands(body: str) -> list[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("docs-workspace")
-    Trainer(load_recipe("cyclegan-fashion", [*TINY, "train.max_steps=2", f"out_dir={root / 'runs/mine'}"])).fit()
+    Trainer(load_recipe("cyclegan-fashion", [*TINY, "train.max_steps=2", "train.eval_every=2",  # evaluated, best kept
+                                             f"out_dir={root / 'runs/mine'}"])).fit()
     write_images(root / "photos", 2, channels=1, size=28)
     for i, sub in enumerate(("trainA", "trainB", "testA", "testB")):
         write_images(root / "datasets/horse2zebra" / sub, 2, size=16, seed=i)

@@ -9,8 +9,8 @@ The package reads in five ideas:
   :mod:`unpaired.hooks` and plugins handle (logging, samples, checkpoints, evaluation);
 - ``unpaired_plugins`` — the parts (networks, losses, datasets), a catalogue of plugins.
 
-The Python API: :func:`load_recipe`, :func:`check_recipe`, :func:`train`, :class:`Translator`
-(docs/python-api.md).
+The Python API: :func:`load_recipe`, :func:`check_recipe`, :func:`train`, :class:`Translator`,
+:func:`evaluate`, :func:`write_report` (docs/python-api.md, docs/evaluation.md).
 """
 
 from .errors import CheckpointError, DataError, RecipeError, TrainingDiverged, UnpairedError
@@ -18,8 +18,11 @@ from .hookspecs import hookimpl
 from .registry import Component, Registry, create, default_registry, list_components
 from .recipe import load_recipe
 from .api import check_recipe, resume, train
+from .evaluation import EvalResult, Evaluator
+from .evaluation import evaluate_run as evaluate
 from .executor import Executor
 from .inference import Translator, translate
+from .report import write_report
 from .trainer import FitResult, Trainer
 
 __version__ = "0.1.0"
@@ -28,6 +31,8 @@ __all__ = [
     "CheckpointError",
     "Component",
     "DataError",
+    "EvalResult",
+    "Evaluator",
     "Executor",
     "FitResult",
     "RecipeError",
@@ -39,10 +44,12 @@ __all__ = [
     "check_recipe",
     "create",
     "default_registry",
+    "evaluate",
     "hookimpl",
     "list_components",
     "load_recipe",
     "resume",
     "train",
     "translate",
+    "write_report",
 ]

@@ -59,8 +59,12 @@ def flat_weights(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor
     }
 
 
-def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: str, keep: int) -> Path:
+def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: str, keep: int,
+         make_latest: bool = True, extra: dict[str, str] | None = None) -> Path:
     """Write checkpoint ``ckpt_root/name`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    ``make_latest=False`` writes a side checkpoint (e.g. ``best``): ``latest`` and the ``step_*``
+    checkpoints are left alone. ``extra`` maps file names to text written inside the checkpoint.
 
     A failure (disk full, permissions) removes the partial files and leaves earlier checkpoints and
     ``latest`` as they were.
@@ -75,12 +79,15 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: s
         tmp.mkdir()
         save_file(flat_weights(networks), tmp / WEIGHTS, metadata={"recipe": recipe_yaml, "format": "unpaired/1"})
         torch.save(state, tmp / STATE)
-        for f in (WEIGHTS, STATE):
+        for fname, text in (extra or {}).items():
+            (tmp / fname).write_text(text)
+        for f in (WEIGHTS, STATE, *(extra or {})):
             _fsync(tmp / f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(ckpt_root)
-        atomic_write_text(ckpt_root / LATEST, name + "\n")
+        if make_latest:
+            atomic_write_text(ckpt_root / LATEST, name + "\n")
     except (OSError, RuntimeError, SafetensorError) as err:  # torch.save reports a full disk as RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         prev = latest(ckpt_root.parent, missing_ok=True)
@@ -88,7 +95,7 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: s
             f"writing checkpoint {final} failed ({err}); "
             + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
         ) from err
-    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[: -max(1, keep)]:
+    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir() and make_latest)[: -max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -1,4 +1,4 @@
-"""The ``unpaired`` command: train, translate, plugins, recipe check/show."""
+"""The ``unpaired`` command: train, translate, evaluate, report, plugins, recipe check/show."""
 
 from __future__ import annotations
 
@@ -43,6 +43,39 @@ def _translate(args) -> int:
     else:
         files = translate_split(translator, args.split, out)
     print(f"translated {len(files)} image(s) {args.direction} with {translator.net_name}: {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation import evaluate_folders, evaluate_run
+
+    if args.fake or args.real:
+        if not (args.fake and args.real and args.recipe):
+            raise UnpairedError("folder evaluation needs --fake DIR --real DIR --recipe RECIPE (the recipe's eval "
+                                "section names the metrics, feature extractor and classifier).")
+        if args.run:
+            raise UnpairedError(f"give a run directory or --fake/--real folders, not both ('{args.run}').")
+        from .recipe import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        result, path = evaluate_folders(args.fake, args.real, recipe, args.direction or "AtoB", args.paired,
+                                        args.out, device=args.device)
+    else:
+        if not args.run:
+            raise UnpairedError("give a run directory (e.g. 'unpaired evaluate runs/cyclegan-fashion'), or --fake and --real folders.")
+        if args.recipe or args.paired or args.direction:
+            raise UnpairedError("--recipe, --paired and --direction are for folder evaluation (--fake/--real); "
+                                "a run's recipe says its directions (override eval.directions=[AtoB] to choose).")
+        result, path = evaluate_run(args.run, args.overrides, args.device, args.out)
+    print(result.markdown(), end="")
+    print(f"\nwritten: {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(f"report: {write_report(args.run, args.out)}")
     return 0
 
 
@@ -104,6 +137,23 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="output folder (default RUN/translated_<direction>)")
     tr.add_argument("--device", default="auto")
     tr.set_defaults(func=_translate)
+
+    ev = sub.add_parser("evaluate", help="score a run (or a folder of translations) with the recipe's eval metrics")
+    ev.add_argument("run", nargs="?", help="run or checkpoint directory (e.g. RUN/checkpoints/best)")
+    ev.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. eval.num_images=100")
+    ev.add_argument("--out", help="folder for metrics.json and metrics.md (default RUN/eval/<checkpoint>)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--fake", help="folder of translated images (instead of a run)")
+    ev.add_argument("--real", help="folder of real target-domain images (with --fake)")
+    ev.add_argument("--recipe", help="recipe whose eval section to use (with --fake)")
+    ev.add_argument("--direction", help="AtoB or BtoA: which domain --real is (with --fake; default AtoB)")
+    ev.add_argument("--paired", action="store_true", help="--real holds the true image of each translation, same names")
+    ev.set_defaults(func=_evaluate)
+
+    rp = sub.add_parser("report", help="write RUN/report.html: loss curves, sample grids, metrics, recipe")
+    rp.add_argument("run", help="run directory")
+    rp.add_argument("--out", help="HTML file (default RUN/report.html)")
+    rp.set_defaults(func=_report)
 
     pl = sub.add_parser("plugins", help="list every registered component, by kind, with its provider")
     pl.add_argument("--kind", help="only this kind (generator, discriminator, ...)")

@@ -46,6 +46,13 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
         training_pairs(data, recipe.seed)
     except UnpairedError as err:
         problems.append(str(err))
+    if recipe.eval.metrics and not problems:  # the judge's plugins and weights, the test images
+        from .evaluation import Evaluator
+
+        try:
+            Evaluator(recipe, reg, "cpu", data=data)
+        except UnpairedError as err:
+            problems.append(str(err))
     shapes = _data_shapes(recipe, reg)
     graph = ImageGraph(recipe.images)
     with torch.device("meta"):

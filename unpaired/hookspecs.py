@@ -43,7 +43,11 @@ KINDS = {
     "scheduler": "function(optimizer, **args) -> LR scheduler stepped once per epoch (or per iteration)",
     "dataset": "unpaired.data.DomainData: domain(name, split) -> Dataset of (image, name)",
     "classifier": "nn.Module: images (N, C, H, W) in [-1, 1] -> logits (N, K); features(x) -> (N, D); "
-    "attribute classes (K names); a judge of translations and a feature extractor for metrics",
+    "attribute classes (K names); a judge of translations",
+    "feature_extractor": "nn.Module: images (N, C, H, W) in [-1, 1] -> features (N, D); the space of FID/KID "
+    "and diversity",
+    "metric": "factory(**args) -> callable(unpaired.metrics.TranslationSet) -> dict of floats; "
+    "optional attributes needs (tuple) and better ({key: 'min'|'max'})",
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 from torchvision.transforms import v2
@@ -41,26 +42,13 @@ class Translator:
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None):
         recipe_yaml, weights = checkpoint.load_weights(Path(run))
-        self.recipe = recipe = from_yaml(recipe_yaml)
-        if direction not in recipe.inference:
-            known = list(recipe.inference)
-            raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} Known: {', '.join(known) or '(none)'}.")
-        self.direction, target = direction, recipe.inference[direction]
-        self.device = pick_device(device)
+        self._plan(from_yaml(recipe_yaml), direction, pick_device(device))
         self.registry = registry or default_registry()
-        self.graph = ImageGraph(recipe.images)
-        if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
-            self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
-            names = sorted(self.graph.networks(target))
-        else:  # a network, or networks applied in order
-            self.image, self.source = None, None
-            self.chain = names = [target] if isinstance(target, str) else list(target)
-        self.net_name = target if isinstance(target, str) else " -> ".join(target)
-        failed = self._register_plugins(recipe)
+        failed = self._register_plugins(self.recipe)
         self.nets = {}
-        for name in names:
+        for name in self.names:
             try:
-                net = build_network(recipe, name, self.registry, init=False)
+                net = build_network(self.recipe, name, self.registry, init=False)
             except RecipeError as err:
                 hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
                 raise RecipeError(f"{err}{hint}") from err
@@ -69,7 +57,43 @@ class Translator:
             except (KeyError, RuntimeError) as err:
                 raise CheckpointError(f"{run}: weights of '{name}' missing or not matching ({err}).") from err
             self.nets[name] = net.to(self.device).eval()
-        domain = self.source[-1] if self.source else (direction.split("to")[0] if "to" in direction else None)
+        self._finish()
+
+    @classmethod
+    def from_networks(cls, recipe: DictConfig, nets: dict, direction: str, device: torch.device) -> "Translator":
+        """A translator over networks in memory (e.g. a training run's, for evaluation): ``nets``
+        maps recipe names to modules on ``device``; they are used as they are (their train/eval
+        mode is the caller's business), and only the ones the direction needs are kept.
+
+        Raises:
+            RecipeError: unknown direction.
+        """
+        self = cls.__new__(cls)
+        self._plan(recipe, direction, torch.device(device))
+        self.registry = None
+        self.nets = {name: nets[name] for name in self.names}
+        self._finish()
+        return self
+
+    def _plan(self, recipe: DictConfig, direction: str, device: torch.device) -> None:
+        """Which networks (``names``) and which computation the direction uses."""
+        self.recipe = recipe
+        if direction not in recipe.inference:
+            known = list(recipe.inference)
+            raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} Known: {', '.join(known) or '(none)'}.")
+        self.direction, target = direction, recipe.inference[direction]
+        self.device = device
+        self.graph = ImageGraph(recipe.images)
+        if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
+            self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
+            self.names = sorted(self.graph.networks(target))
+        else:  # a network, or networks applied in order
+            self.image, self.source = None, None
+            self.chain = self.names = [target] if isinstance(target, str) else list(target)
+        self.net_name = target if isinstance(target, str) else " -> ".join(target)
+
+    def _finish(self) -> None:
+        domain = self.source[-1] if self.source else (self.direction.split("to")[0] if "to" in self.direction else None)
         self.source_domain = domain
         self.in_channels = self._in_channels(domain)
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))

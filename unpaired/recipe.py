@@ -106,10 +106,37 @@ class TrainSpec:
     log_every: int = 50  # iterations between loss logs (the only host syncs for logging)
     sample_every: int = 500  # iterations between sample grids (and at the end)
     checkpoint_every: int = 1000  # iterations between checkpoints (and at each epoch's end)
-    eval_every: Optional[int] = None  # iterations between evaluations (unpaired_evaluate hooks), and at the end
+    eval_every: Optional[int] = None  # epochs between evaluations (the eval section, unpaired_evaluate hooks), and at the end
     keep_checkpoints: int = 3
+    report: bool = True  # write report.html (losses, samples, metrics) at the end of training
     nan_guard: bool = True
     max_nonfinite: int = 5  # non-finite iterations in a row before training stops
+
+
+@dataclass
+class PluginSpec:
+    type: str = MISSING  # a plugin name of the entry's kind
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricSpec:
+    type: Optional[str] = None  # a metric plugin; unset: the entry's own name (fid: {} is the fid metric)
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSpec:
+    # Entries set to null are deleted. Empty: the recipe asks for no evaluation.
+    metrics: Dict[str, Optional[MetricSpec]] = field(default_factory=dict)
+    features: Optional[PluginSpec] = None  # a feature_extractor: the space of FID/KID and diversity
+    classifier: Optional[PluginSpec] = None  # a classifier judging translations (torchscript: a file)
+    classes: Dict[str, Any] = field(default_factory=dict)  # domain (A, B) -> its class, by name or index
+    split: str = "test"
+    num_images: Optional[int] = None  # the first N images of each domain's split (unset: all)
+    batch_size: int = 50
+    best: Optional[str] = None  # keep checkpoints/best by this metric: <direction>/<key>, or <key> (mean over directions)
+    directions: List[str] = field(default_factory=list)  # unset: every inference direction named <X>to<Y>
 
 
 @dataclass
@@ -130,6 +157,7 @@ class Recipe:
     samples: List[str] = field(default_factory=list)  # image names shown in sample grids
     # direction -> a generator, a chain of networks [E, D], or an image of the graph (made from one data image)
     inference: Dict[str, Any] = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
 
 
 DOMAIN_OF = {"real_A": "A", "real_B": "B"}
@@ -178,7 +206,10 @@ def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) ->
 
 def _typed_entries(cfg) -> list[tuple[tuple[str, ...], str]]:
     """(path, key naming the plugin) of every entry whose args belong to its plugin."""
-    entries = [(("data",), "dataset"), (("train", "scheduler"), "type")]
+    entries = [(("data",), "dataset"), (("train", "scheduler"), "type"), (("eval", "features"), "type"),
+               (("eval", "classifier"), "type")]
+    for name in ((cfg.get("eval") or {}).get("metrics") or {}):
+        entries.append((("eval", "metrics", name), "type"))
     for name in (cfg.get("networks") or {}):
         entries.append((("networks", name), "type"))
     for sname, step in (cfg.get("steps") or {}).items():
@@ -268,8 +299,8 @@ def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
 
 
 def drop_nulls(recipe: DictConfig) -> DictConfig:
-    """Delete networks, images, steps and loss terms set to ``null`` (how a recipe removes them)."""
-    for section in (recipe.networks, recipe.images, recipe.steps):
+    """Delete networks, images, steps, loss terms and metrics set to ``null`` (how a recipe removes them)."""
+    for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics):
         for key in [k for k, v in section.items() if v is None]:
             del section[key]
     for step in recipe.steps.values():
@@ -469,7 +500,25 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
         if isinstance(target, str) and target in graph.nodes and not loops and channels(target) not in (None, 1, 3):
             problems.append(f"{where}: image '{target}' has {channels(target)} channels; translations are "
                             "written as 1- or 3-channel images.")
+    problems += _check_eval(recipe.eval, check_component)
     return list(dict.fromkeys(problems))  # one message per problem, however often it was met
+
+
+def _check_eval(ev: DictConfig, check_component) -> list[str]:
+    """The eval section's plugins and their args, and its domain keys."""
+    problems = []
+    for name, spec in ev.metrics.items():
+        check_component("metric", spec.type or name, spec.args, f"eval.metrics.{name}" + (".type" if spec.type else ""),
+                        f"eval.metrics.{name}.args")
+    for kind, key in (("feature_extractor", "features"), ("classifier", "classifier")):
+        if ev[key] is not None:
+            check_component(kind, ev[key].type, ev[key].args, f"eval.{key}.type", f"eval.{key}.args")
+    for domain in ev.classes:
+        if domain not in ("A", "B"):
+            problems.append(f"eval.classes.{domain}: domains are A and B.")
+    if ev.classes and ev.classifier is None:
+        problems.append("eval.classes: set eval.classifier too (the classifier whose classes these are).")
+    return problems
 
 
 def _image_problems(name: str, spec, problems: list[str]) -> str | None:
@@ -571,6 +620,9 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
     for key in ("max_steps", "eval_every"):
         if tr[key] is not None:
             positive[f"train.{key}"] = tr[key]
+    positive["eval.batch_size"] = recipe.eval.batch_size
+    if recipe.eval.num_images is not None:
+        positive["eval.num_images"] = recipe.eval.num_images
     for sname, step in recipe.steps.items():
         positive[f"steps.{sname}.every"] = step.every
         positive[f"steps.{sname}.repeat"] = step.repeat

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from .build import build_dataset, training_pairs
 from .data import EpochSampler
 from .errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
 from .executor import Executor
-from .hooks import CheckpointCadence, JsonlLog, LossLog, ProgressPostfix, SampleGrids, TensorBoardLog, event_relay
+from .hooks import (CheckpointCadence, Evaluation, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids,
+                    TensorBoardLog, event_relay)
 from .recipe import apply_overrides, from_yaml, to_yaml
 from .registry import Registry
 
@@ -89,7 +91,12 @@ class Trainer:
         self.bar = None
         self._stop_signal: int | None = None
         self._saved_step = 0
-        handlers = [LossLog(), JsonlLog(), TensorBoardLog(), ProgressPostfix(), CheckpointCadence()]
+        self._evaluated_step = -1
+        handlers = [LossLog(), JsonlLog(), TensorBoardLog(), ProgressPostfix(), CheckpointCadence(), RunInfo()]
+        if recipe.eval.metrics and recipe.train.eval_every is not None:
+            handlers.append(Evaluation(self))
+        if recipe.train.report:
+            handlers.append(Report())
         self.sample_grids = SampleGrids(self) if recipe.samples and self.is_main else None
         if self.sample_grids:
             handlers.append(self.sample_grids)
@@ -131,7 +138,7 @@ class Trainer:
             while self.epoch < tr.epochs and not self._done():
                 self._run_epoch()
             self.save_checkpoint()
-            if tr.eval_every is not None:
+            if tr.eval_every is not None and self._stop_signal is None and self._evaluated_step != self.step:
                 self.evaluate()
         except DataError as err:  # keep the work done so far, then say what to fix
             error = err
@@ -182,8 +189,6 @@ class Trainer:
                 self.epoch_step += 1
                 self.epoch_samples += len(batch["real_A"])
                 self.hook.unpaired_after_step(trainer=self, losses=losses)
-                if tr.eval_every is not None and self.step % tr.eval_every == 0:
-                    self.evaluate()
                 if self._done():
                     break
         finally:
@@ -195,14 +200,18 @@ class Trainer:
         self.epoch += 1
         self.epoch_step = self.epoch_samples = 0
         self.hook.unpaired_epoch_end(trainer=self, epoch=self.epoch)
+        if tr.eval_every is not None and self.epoch % tr.eval_every == 0:
+            self.evaluate()
 
     def evaluate(self) -> dict[str, float]:
         """Run the ``unpaired_evaluate`` handlers now and log their metrics (``eval/<name>``)."""
+        self._evaluated_step = self.step
         metrics: dict[str, float] = {}
         for result in self.hook.unpaired_evaluate(trainer=self):
             metrics.update(result or {})
         if metrics:
-            record = {"step": self.step, "epoch": self.epoch, **{f"eval/{k}": float(v) for k, v in metrics.items()}}
+            record = {"step": self.step, "epoch": self.epoch, "time": time.time(),
+                      **{f"eval/{k}": float(v) for k, v in metrics.items()}}
             self.hook.unpaired_log(trainer=self, record=record)
         return metrics
 

@@ -84,6 +84,8 @@ class FashionClassifier(FashionCNN):
             ``zoom``, ``flip``, ``train_images_sha256``, ``torch``, ...
     """
 
+    preprocess = "resized to 28x28 (bilinear, antialiased) when not 28x28"
+
     def __init__(self, weights: str = "embedded"):
         super().__init__()
         path = EMBEDDED if weights == "embedded" else Path(weights)
@@ -130,6 +132,23 @@ class FashionClassifier(FashionCNN):
         """Predicted labels (N,) (int64) of images (N, 1, H, W) in [-1, 1]."""
         with torch.no_grad():
             return self(x).argmax(1)
+
+
+class FashionFeatures(nn.Module):
+    """The ``fashion_mnist`` classifier's 128-d penultimate features (N, 128) of grey images
+    (N, 1, H, W) in [-1, 1]: the feature space of FID/KID and diversity for Fashion-MNIST tasks
+    (kind ``feature_extractor``). Same weights and input handling as :class:`FashionClassifier`.
+    """
+
+    preprocess = "resized to 28x28 (bilinear, antialiased) when not 28x28"
+
+    def __init__(self, weights: str = "embedded"):
+        super().__init__()
+        self.classifier = FashionClassifier(weights)
+        self.weights_path = self.classifier.weights_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(x)
 
 
 def _parse(value: str):

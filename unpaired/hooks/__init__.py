@@ -12,10 +12,13 @@ import pluggy
 from .. import hookspecs
 from ..registry import Registry
 from .checkpoints import CheckpointCadence
+from .evaluation import Evaluation
 from .logs import JsonlLog, LossLog, ProgressPostfix, TensorBoardLog
+from .run import Report, RunInfo
 from .samples import SampleGrids
 
-__all__ = ["CheckpointCadence", "JsonlLog", "LossLog", "ProgressPostfix", "SampleGrids", "TensorBoardLog", "event_relay"]
+__all__ = ["CheckpointCadence", "Evaluation", "JsonlLog", "LossLog", "ProgressPostfix", "Report", "RunInfo",
+           "SampleGrids", "TensorBoardLog", "event_relay"]
 
 
 def event_relay(registry: Registry, handlers) -> pluggy.HookRelay:

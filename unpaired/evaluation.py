@@ -1,0 +1,428 @@
+"""Evaluation: a recipe's networks scored on its test split by the metrics its ``eval`` section names.
+
+For each direction ``<X>to<Y>`` the :class:`Evaluator` translates a fixed set of test images of
+domain X (the first ``eval.num_images``), and builds a :class:`~unpaired.metrics.TranslationSet`:
+the translations, the real Y test images, the reconstructions (when the recipe has ``<Y>to<X>``),
+the identity outputs (the translation applied to Y images, when the channel counts match) and,
+for a paired dataset, the true Y image of each X image. Every metric plugin of ``eval.metrics``
+then reads the set; a metric whose inputs are missing is skipped and the reason recorded.
+
+The result carries the protocol (checkpoint, image counts and sizes, feature extractor and
+classifier with their weights' SHA-256, metric arguments, versions) so that a number can be
+reproduced, and is written as JSON and as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from . import checkpoint
+from .build import build_dataset, build_network, pick_device
+from .checkpoint import atomic_write_text
+from .data import IMAGE_EXTENSIONS, domain_channels, read_image
+from .errors import CheckpointError, DataError, RecipeError
+from .inference import Translator
+from .metrics import Judge, TranslationSet
+from .recipe import apply_overrides, check, from_yaml, network_kind, plugin_args
+from .registry import Registry, closest, default_registry
+
+__all__ = ["DIRECTION", "EvalResult", "Evaluator", "evaluate_folders", "evaluate_run"]
+
+#: A direction between the two data domains, e.g. ``AtoB``.
+DIRECTION = re.compile(r"([AB])to([AB])")
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation.
+
+    Attributes:
+        metrics: direction -> output key -> value, e.g. ``{"AtoB": {"fid": 3.1, ...}}``.
+        skipped: direction -> metric entry -> why it did not run.
+        better: output key -> ``"min"`` or ``"max"`` (how it improves), for the keys that say.
+        protocol: how the numbers were made (see the module docstring).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+    better: dict[str, str] = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float]:
+        """``{"<direction>/<key>": value}``, as logged during training (under ``eval/``)."""
+        return {f"{d}/{k}": v for d, values in self.metrics.items() for k, v in values.items()}
+
+    def value(self, name: str) -> float:
+        """One number: ``<direction>/<key>``, or ``<key>`` averaged over the directions that have it.
+
+        Raises:
+            KeyError: no direction has that key.
+        """
+        if "/" in name:
+            direction, key = name.split("/", 1)
+            return self.metrics[direction][key]
+        values = [m[name] for m in self.metrics.values() if name in m]
+        if not values:
+            raise KeyError(name)
+        return sum(values) / len(values)
+
+    def to_json(self) -> dict:
+        return {"metrics": self.metrics, "skipped": self.skipped, "better": self.better, "protocol": self.protocol}
+
+    def markdown(self) -> str:
+        """A table (rows: output keys, columns: directions) and the protocol as a list."""
+        directions = list(self.metrics)
+        keys = list(dict.fromkeys(k for m in self.metrics.values() for k in m))
+        arrow = {"min": " ↓", "max": " ↑"}
+        lines = ["| metric | " + " | ".join(directions) + " |", "|---|" + "---:|" * len(directions)]
+        for key in keys:
+            cells = [f"{self.metrics[d][key]:.4g}" if key in self.metrics[d] else "—" for d in directions]
+            lines.append(f"| {key}{arrow.get(self.better.get(key), '')} | " + " | ".join(cells) + " |")
+        for d, reasons in self.skipped.items():
+            for name, why in reasons.items():
+                lines.append(f"\nSkipped {name} ({d}): {why}")
+        lines.append("\nProtocol:\n")
+        lines += [f"- {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in self.protocol.items()]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path) -> Path:
+        """Write ``metrics.json`` and ``metrics.md`` into ``folder`` (atomically); returns the JSON path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "metrics.md", self.markdown())
+        atomic_write_text(folder / "metrics.json", json.dumps(self.to_json(), indent=2) + "\n")
+        return folder / "metrics.json"
+
+
+def _file_sha256(path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
+def _describe(spec: DictConfig | None, module: nn.Module | None) -> dict | None:
+    if spec is None:
+        return None
+    info = {"type": spec.type, "args": plugin_args(spec.args)}
+    path = getattr(module, "weights_path", None)
+    if path:
+        info.update(weights=str(path), sha256=_file_sha256(path))
+    if getattr(module, "preprocess", None):
+        info["preprocess"] = module.preprocess
+    return info
+
+
+@torch.no_grad()
+def _translate(translator: Translator, images: Tensor, batch_size: int) -> Tensor:
+    return torch.cat([translator(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+class Scorer:
+    """The eval section's judge and metrics, without data: scores :class:`TranslationSet` parts.
+
+    Args:
+        recipe: a validated recipe; its ``eval`` section is used.
+        registry: where the plugins come from (the recipe's own plugin modules included).
+        device: where the feature extractor and classifier run.
+
+    Raises:
+        RecipeError: a plugin that cannot be created (e.g. a missing weights file: the message
+            says which file is needed), or a class name the classifier does not have.
+    """
+
+    def __init__(self, recipe: DictConfig, registry: Registry, device: torch.device):
+        ev = recipe.eval
+        self.eval, self.registry, self.device = ev, registry, device
+        self.metrics = {name: self._create("metric", spec.type or name, spec.args, f"eval.metrics.{name}")
+                        for name, spec in ev.metrics.items()}
+        features = self._create("feature_extractor", ev.features.type, ev.features.args, "eval.features") if ev.features else None
+        classifier = self._create("classifier", ev.classifier.type, ev.classifier.args, "eval.classifier") if ev.classifier else None
+        for module in (features, classifier):
+            if module is not None:
+                module.to(device).eval()
+        self.features, self.classifier = features, classifier
+        self.classes = {d: self._class_index(d, v) for d, v in ev.classes.items()}
+        self.better = {k: v for m in self.metrics.values() for k, v in getattr(m, "better", {}).items()}
+
+    def _create(self, kind: str, name: str, args, where: str):
+        try:
+            return self.registry.create(kind, name, where, **plugin_args(args))
+        except RecipeError:
+            raise
+        except (ValueError, TypeError, OSError) as err:  # e.g. a weights file that is missing
+            raise RecipeError(f"{where}: {kind} '{name}' could not be created: {err}") from err
+
+    def _class_index(self, domain: str, value) -> int:
+        names = list(getattr(self.classifier, "classes", None) or [])
+        if isinstance(value, int):
+            if names and not 0 <= value < len(names):
+                raise RecipeError(f"eval.classes.{domain}: class {value} is out of range (0..{len(names) - 1}).")
+            return value
+        if str(value) not in names:
+            raise RecipeError(f"eval.classes.{domain}: '{value}' is not a class of the classifier.{closest(str(value), names)} "
+                              f"Classes: {', '.join(names) or '(unnamed: give an index)'}.")
+        return names.index(str(value))
+
+    def judge(self) -> Judge:
+        """A fresh judge (its feature cache lives for one evaluation)."""
+        return Judge(self.features, self.classifier, self.device, self.eval.batch_size)
+
+    def score(self, ts: TranslationSet) -> tuple[dict[str, float], dict[str, str]]:
+        """``(values, skipped)``: every metric's outputs, and why the others did not run.
+
+        Raises:
+            RecipeError: two metrics produce the same output key.
+        """
+        values, skipped = {}, {}
+        for name, metric in self.metrics.items():
+            missing = ts.missing(getattr(metric, "needs", ()))
+            if missing:
+                skipped[name] = "needs " + ", ".join(missing)
+                continue
+            for key, value in metric(ts).items():
+                if key in values:
+                    raise RecipeError(f"eval.metrics.{name}: output '{key}' is also produced by another metric; "
+                                      "remove one of them.")
+                values[key] = float(value)
+        return values, skipped
+
+    def protocol(self) -> dict:
+        """The judge and metric settings, with the weights' SHA-256 and the library versions."""
+        import torch_fidelity
+
+        ev = self.eval
+        return {
+            "features": _describe(ev.features, self.features),
+            "classifier": _describe(ev.classifier, self.classifier),
+            "classes": dict(self.classes),
+            "metrics": {n: {"type": s.type or n, "args": plugin_args(s.args)} for n, s in ev.metrics.items()},
+            "device": str(self.device),
+            "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
+                         "python": platform.python_version()},
+        }
+
+
+class Evaluator:
+    """Scores a recipe's networks on its test split as ``recipe.eval`` says.
+
+    Everything that can be checked before networks exist is checked when it is built: the metric,
+    feature extractor and classifier plugins are created (a missing weights file fails here, not
+    after training), the classes named, the directions, the ``best`` metric; and the test images
+    are read once (the same images at every evaluation).
+
+    Args:
+        recipe: a validated recipe.
+        registry: where plugins come from (default: the entry-point registry plus the recipe's).
+        device: where translation and the judge run.
+        data: the recipe's dataset plugin instance, if already built.
+
+    Raises:
+        RecipeError: a bad eval section (names the key): unknown class, direction or ``best``
+            metric, a plugin that cannot be created.
+        DataError: the test split cannot be read or is empty.
+    """
+
+    def __init__(self, recipe: DictConfig, registry: Registry | None = None, device: str | torch.device = "cpu",
+                 data=None):
+        self.recipe, ev = recipe, recipe.eval
+        self.registry = registry or default_registry().for_recipe(recipe)
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.scorer = Scorer(recipe, self.registry, self.device)
+        self.directions = list(ev.directions) or [d for d in recipe.inference if DIRECTION.fullmatch(d)]
+        for d in self.directions:
+            if not DIRECTION.fullmatch(d) or d not in recipe.inference:
+                raise RecipeError(f"eval.directions: '{d}' is not an inference direction <X>to<Y> of this recipe "
+                                  f"(inference: {', '.join(recipe.inference) or 'none'}).")
+        if not self.directions:
+            raise RecipeError("eval: the recipe's inference section has no direction named AtoB or BtoA to evaluate.")
+        if ev.best is not None:
+            self._check_best(ev.best)
+        self.data = data if data is not None else build_dataset(recipe, self.registry)
+        self.paired = callable(getattr(self.data, "pairs", None))  # an aligned test split (PairedData)
+        self.images = self._test_images()
+
+    @property
+    def better(self) -> dict[str, str]:
+        return self.scorer.better
+
+    def _check_best(self, best: str) -> None:
+        direction, key = best.split("/", 1) if "/" in best else (None, best)
+        if direction is not None and direction not in self.directions:
+            raise RecipeError(f"eval.best: direction '{direction}' is not evaluated.{closest(direction, self.directions)} "
+                              f"Directions: {', '.join(self.directions)}.")
+        if key not in self.better:
+            raise RecipeError(f"eval.best: '{key}' is not a rankable output of the eval metrics.{closest(key, self.better)} "
+                              f"Rankable: {', '.join(self.better) or '(none)'}.")
+
+    def _test_images(self) -> dict[str, Tensor]:
+        """The first ``num_images`` images of each domain the directions use, (N, C, H, W) on the CPU."""
+        ev, out = self.recipe.eval, {}
+        for domain in sorted({c for d in self.directions for c in DIRECTION.fullmatch(d).groups()}):
+            try:
+                ds = self.data.domain(domain, ev.split)
+            except (DataError, ValueError, KeyError) as err:
+                raise DataError(f"eval.split: domain {domain} has no '{ev.split}' images to evaluate on ({err}).") from err
+            n = len(ds) if ev.num_images is None else min(ev.num_images, len(ds))
+            if n == 0:
+                raise DataError(f"eval.split: domain {domain}'s '{ev.split}' split is empty; nothing to evaluate.")
+            out[domain] = torch.stack([ds[i][0] for i in range(n)])
+        return out
+
+    def __call__(self, nets: dict[str, nn.Module], about: dict | None = None) -> EvalResult:
+        """Evaluate ``nets`` (recipe name -> module, on this evaluator's device).
+
+        The networks run in eval mode and get their previous mode back. ``about`` (e.g. the
+        checkpoint, step and epoch) heads the protocol.
+        """
+        start = time.perf_counter()
+        modes = {name: net.training for name, net in nets.items()}
+        for net in nets.values():
+            net.eval()
+        try:
+            wanted = {*self.directions, *(f"{d[-1]}to{d[0]}" for d in self.directions)}
+            translators = {d: Translator.from_networks(self.recipe, nets, d, self.device)
+                           for d in sorted(wanted) if d in self.recipe.inference}
+            judge = self.scorer.judge()
+            metrics, skipped = {}, {}
+            for d in self.directions:
+                metrics[d], skipped[d] = self.scorer.score(self._translation_set(d, translators, judge))
+        finally:
+            for name, net in nets.items():
+                net.train(modes[name])
+        protocol = {**(about or {}), "split": self.recipe.eval.split,
+                    "images": {d: len(x) for d, x in self.images.items()},
+                    "image_size": {d: list(x.shape[1:]) for d, x in self.images.items()},
+                    "transform": "the dataset's test transform (no random crop or flip), no other resize",
+                    "paired": self.paired, **self.scorer.protocol(),
+                    "seconds": round(time.perf_counter() - start, 2)}
+        return EvalResult(metrics, {d: s for d, s in skipped.items() if s}, self.better, protocol)
+
+    def _translation_set(self, direction: str, translators: dict, judge: Judge) -> TranslationSet:
+        bs = self.recipe.eval.batch_size
+        src, tgt = DIRECTION.fullmatch(direction).groups()
+        source, target = self.images[src], self.images[tgt]
+        forward, back = translators[direction], translators.get(f"{tgt}to{src}")
+        fake = _translate(forward, source, bs)
+        return TranslationSet(
+            direction=direction, source=source, fake=fake, target=target,
+            reconstructed=_translate(back, fake, bs) if back is not None else None,
+            identity=_translate(forward, target, bs) if target.shape[1] == forward.in_channels else None,
+            # a paired dataset's test domains are aligned: image i of A and of B are one pair
+            paired=target[: len(source)] if self.paired and len(target) >= len(source) else None,
+            target_class=self.scorer.classes.get(tgt), judge=judge)
+
+
+def _with_eval(recipe: DictConfig, overrides, where: str) -> DictConfig:
+    recipe = check(apply_overrides(recipe, overrides))
+    if not recipe.eval.metrics:
+        raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some, e.g. "
+                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
+    return recipe
+
+
+def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str | Path | None = None,
+                 registry: Registry | None = None) -> tuple[EvalResult, Path]:
+    """Evaluate a run's latest checkpoint (or a checkpoint directory) as its recipe's eval section says.
+
+    Args:
+        run: a run directory or a checkpoint directory (e.g. ``RUN/checkpoints/best``).
+        overrides: ``key=value`` changes to the saved recipe, e.g. ``eval.num_images=100``.
+        out: folder for metrics.json and metrics.md (default ``RUN/eval/<checkpoint name>``).
+
+    Returns:
+        The result and the path of its metrics.json.
+
+    Raises:
+        CheckpointError: no checkpoint, or weights that do not fit the recipe.
+        RecipeError: no metrics in the recipe, or a bad eval section.
+    """
+    ckpt = checkpoint.latest(Path(run))
+    recipe_yaml, weights = checkpoint.load_weights(ckpt)
+    recipe = _with_eval(from_yaml(recipe_yaml), overrides, f"{ckpt}'s recipe")
+    registry = (registry or default_registry()).for_recipe(recipe)
+    device = pick_device(device)
+    evaluator = Evaluator(recipe, registry, device)
+    nets = {}
+    for name in recipe.networks:
+        if network_kind(recipe, name) != "generator":
+            continue
+        net = build_network(recipe, name, registry, init=False)
+        try:
+            net.load_state_dict(weights[name])
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{ckpt}: weights of '{name}' missing or not matching ({err}).") from err
+        nets[name] = net.to(device)
+    counters = checkpoint.load_state(ckpt).get("counters", {}) if (ckpt / checkpoint.STATE).is_file() else {}
+    about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch")}
+    result = evaluator(nets, about)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    return result, result.write(Path(out) if out else run_dir / "eval" / ckpt.name)
+
+
+def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of images.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    images = [read_image(f, channels).float() / 127.5 - 1 for f in files]
+    sizes = {tuple(x.shape) for x in images}
+    if len(sizes) > 1:
+        raise DataError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; resize them to one size first.")
+    return [str(f.relative_to(folder)) for f in files], torch.stack(images)
+
+
+def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, direction: str = "AtoB",
+                     paired: bool = False, out: str | Path | None = None,
+                     registry: Registry | None = None, device: str = "auto") -> tuple[EvalResult, Path]:
+    """Score a folder of translations against a folder of real target-domain images.
+
+    The recipe gives the eval section (metrics, feature extractor, classifier, classes) and the
+    target domain's channel count; nothing is trained or translated. Metrics that need
+    reconstructions or identity outputs are skipped; with ``paired`` each translation is compared
+    with the real image of the same relative file name (the paired metrics).
+
+    Returns:
+        The result and the path of its metrics.json (``out``, default ``<fake>-eval/``).
+
+    Raises:
+        DataError: a folder without images, images of mixed sizes, or (paired) names without a match.
+        RecipeError: a bad eval section, or an unknown direction.
+    """
+    recipe = _with_eval(recipe, (), "the recipe")
+    if not DIRECTION.fullmatch(direction):
+        raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
+    scorer = Scorer(recipe, (registry or default_registry()).for_recipe(recipe), pick_device(device))
+    tgt = direction[-1]
+    channels = domain_channels(recipe.data.args.get("channels", 3), tgt)
+    fake_names, fakes = _read_folder(Path(fake), channels)
+    real_names, reals = _read_folder(Path(real), channels)
+    truth = None
+    if paired:
+        index = {n: i for i, n in enumerate(real_names)}
+        unmatched = [n for n in fake_names if n not in index]
+        if unmatched:
+            raise DataError(f"{real}: no real image named {unmatched[0]} (and {len(unmatched) - 1} more) to pair "
+                            "with the translations; paired folders need the same relative file names.")
+        truth = reals[[index[n] for n in fake_names]]
+    start = time.perf_counter()
+    ts = TranslationSet(direction, source=fakes[:0], fake=fakes, target=reals, paired=truth,
+                        target_class=scorer.classes.get(tgt), judge=scorer.judge())
+    values, skipped = scorer.score(ts)
+    protocol = {"fake": str(fake), "real": str(real), "images": {"fake": len(fakes), "real": len(reals)},
+                "image_size": {"fake": list(fakes.shape[1:]), "real": list(reals.shape[1:])},
+                "transform": "files as they are (uint8 / 127.5 - 1), no resize", "paired": paired,
+                **scorer.protocol(), "seconds": round(time.perf_counter() - start, 2)}
+    result = EvalResult({direction: values}, {direction: skipped} if skipped else {}, scorer.better, protocol)
+    return result, result.write(Path(out) if out else Path(f"{Path(fake)}-eval"))
