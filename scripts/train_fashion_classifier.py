@@ -18,7 +18,6 @@ the overall and per-class accuracies, and writes the weights (float32 safetensor
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unpaired.checkpoint import file_sha256
 from unpaired.data import image_transform
 from unpaired_plugins.classifiers.fashion import EMBEDDED, FashionCNN
 from unpaired_plugins.datasets.fashion import CLASSES, IDX_FILES, _find, read_idx
@@ -40,14 +40,6 @@ def load(folder: Path, split: str):
     labels = read_idx(_find(folder, IDX_FILES[split].format("labels", 1)))
     x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)[:, None]
     return x, torch.from_numpy(labels.astype(np.int64)), img_path
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, zoom: int = 33, flip: bool = False,
@@ -168,7 +160,7 @@ def main(argv=None):
         "seed": str(args.seed),
         "train_images": str(len(x_train)),
         "train_images_file": train_path.name,
-        "train_images_sha256": sha256(train_path),
+        "train_images_sha256": file_sha256(train_path),
         "torch": torch.__version__,
         "input": "(N, 1, 28, 28) in [-1, 1] = uint8 / 127.5 - 1",
     }

@@ -6,7 +6,8 @@
   ``unpaired recipe check``; ``# name.yaml`` blocks are written to that file first.
 - ```bash lines starting with ``unpaired`` run through the command's ``main``: ``unpaired train``
   as ``unpaired recipe check`` with the same recipe and overrides (training is the suite's other
-  tests' job), ``--resume`` for real, one iteration more. The few other commands are listed in
+  tests' job), ``unpaired ablate`` as the check of each variant's recipe, ``--resume`` for real,
+  one iteration more. The few other commands are listed in
   SKIPPED with the reason and where they are tested; a command that is neither fails the test.
 - ```console blocks are transcripts (output shown), not run.
 
@@ -29,6 +30,7 @@ import yaml
 from torchvision.io import write_png
 
 from unpaired import cli
+from unpaired.ablation import PAPER_VARIANTS, variant_recipe
 from unpaired.dryrun import check_all
 from unpaired.recipe import load_recipe
 from unpaired.trainer import Trainer
@@ -86,6 +88,12 @@ def run_command(cmd: str) -> None:
             i = args.index("--out")
             del args[i : i + 2]
         args = ["recipe", "check", *args[1:]]
+    elif args[0] == "ablate":  # minutes of training per variant: each variant's recipe is checked instead
+        parsed = cli.parser().parse_args(args)
+        variants = parsed.variants.split(",") if parsed.variants else PAPER_VARIANTS
+        for variant in variants:
+            assert check_all(variant_recipe(parsed.recipe, variant, parsed.overrides)) == [], (cmd, variant)
+        return
     assert cli.main(args) == 0, cmd
 
 

@@ -14,13 +14,11 @@ from torchvision.io import write_png
 from unpaired import Component, hookimpl
 from unpaired.cli import main
 from unpaired.errors import RecipeError
-from unpaired.evaluation import Evaluator, evaluate_folders, evaluate_run
+from unpaired.evaluation import Evaluator, evaluate_folders
 from unpaired.metrics import Judge
 from unpaired.recipe import load_recipe
 from unpaired.registry import Registry
 from unpaired.trainer import Trainer
-
-from conftest import TINY
 
 #: The demo's judge and the paper's kinds of metric, on 16 test images per domain.
 EVAL = ["eval.metrics.classifier={}", "eval.metrics.fid={}", "eval.metrics.kid={}", "eval.metrics.diversity={}",
@@ -168,3 +166,46 @@ def test_evaluation_errors_name_the_key_and_the_fix(tiny_recipe, tmp_path, monke
     assert "names no metrics (eval.metrics is empty)" in capsys.readouterr().err
     assert main(["evaluate", "--fake", str(tmp_path)]) == 2
     assert "needs --fake DIR --real DIR --recipe RECIPE" in capsys.readouterr().err
+
+
+class Brightness(nn.Module):
+    """Class 1 ("bright") when an image's mean is above 0; its features: the mean and the std."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([-m, m], 1) * 10
+
+    @torch.jit.export
+    def features(self, x):
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], 1)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
+def test_a_saved_module_is_a_classifier_and_a_feature_extractor(tmp_path, fmt):
+    if fmt == "torchscript":
+        path = tmp_path / "judge.pt"
+        with pytest.warns(FutureWarning):  # deprecated by PyTorch, still what published judges are
+            torch.jit.save(torch.jit.script(Brightness()), str(path))
+    else:
+        path = tmp_path / "judge.pt2"
+        dim = torch.export.Dim.AUTO
+        program = torch.export.export(Brightness(), (torch.zeros(2, 1, 8, 8),), dynamic_shapes=([dim, 1, dim, dim],))
+        torch.export.save(program, str(path))
+    fake, real = tmp_path / "fake", tmp_path / "real"
+    for folder, values in ((fake, [250, 250, 250, 10]), (real, [200, 220, 240, 230])):
+        folder.mkdir()
+        for i, v in enumerate(values):
+            write_png(torch.full((1, 8, 8), v, dtype=torch.uint8), str(folder / f"{i}.png"))
+    recipe = load_recipe("cyclegan-fashion", [
+        "eval.metrics.fid=null", "eval.metrics.kid=null", "eval.metrics.cycle=null", "eval.metrics.identity=null",
+        "eval.classifier.type=torchscript", f"eval.classifier.args.path={path}", "eval.classifier.args.classes=[dark,bright]",
+        "eval.features.type=torchscript", f"eval.features.args.path={path}", "eval.classes.A=dark", "eval.classes.B=bright"])
+    result, _ = evaluate_folders(fake, real, recipe, "AtoB", device="cpu")
+    m = result.metrics["AtoB"]
+    assert m["target_accuracy"] == 0.75 and m["real_target_accuracy"] == 1.0  # 3 of 4 translations are bright
+    assert result.protocol["classifier"]["sha256"] and result.protocol["classes"] == {"A": 0, "B": 1}
+    if fmt == "torchscript":  # its features method: mean and std
+        assert m["diversity_fake"] > m["diversity_real"] > 0  # 250 vs 10 spreads more than 200..240
+    path.write_bytes(b"no torchscript")
+    with pytest.raises(RecipeError, match=r"eval.(features|classifier).*judge.pt2?: not a TorchScript file"):
+        evaluate_folders(fake, real, recipe, "AtoB", device="cpu")

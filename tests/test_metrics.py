@@ -12,7 +12,7 @@ from torch import nn
 import unpaired
 from unpaired.metrics import Judge, TranslationSet
 
-NAMES = ["classifier", "cycle", "diversity", "edges", "fid", "identity", "kid", "label_map", "paired"]
+NAMES = ["classifier", "content_class", "cycle", "diversity", "edges", "fid", "identity", "kid", "label_map", "paired"]
 
 
 def metric(name, **args):
@@ -140,6 +140,19 @@ def test_classifier_accuracy_and_confidence():
     with pytest.raises(ValueError, match="target class 5"):
         metric("classifier")(TranslationSet("AtoB", fake, fake, target, target_class=5,
                                             judge=Judge(classifier=Brightness())))
+
+
+def test_content_class_against_each_source_images_class():
+    fake = torch.tensor([0.5, -0.5, 0.5, 0.5]).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()  # bright, dark, ...
+    truth = torch.tensor([0.5, -0.5, -0.5, 0.5]).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()
+    labels = torch.tensor([1, 0, 0, 0])  # what each source shows
+    judge = Judge(classifier=Brightness())
+    out = metric("content_class")(TranslationSet("AtoB", fake, fake, fake, paired=truth, labels=labels, judge=judge))
+    assert out == {"content_accuracy": 0.5, "true_content_accuracy": 0.75}  # 1 and 2 of 4 wrong
+    unpaired_set = TranslationSet("AtoB", fake, fake, fake, labels=labels, judge=judge)
+    assert metric("content_class")(unpaired_set) == {"content_accuracy": 0.5}
+    assert unpaired_set.missing(metric("content_class").needs) == []
+    assert TranslationSet("AtoB", fake, fake, fake, judge=judge).missing(metric("content_class").needs) == ["labels"]
 
 
 PALETTE = [[0, 0, 0], [255, 0, 0], [0, 0, 255]]  # black 0, red 1, blue 2

@@ -10,6 +10,7 @@ import torch
 from torchvision.io import write_png
 from torchvision.transforms import v2
 
+import unpaired
 from unpaired import DataError
 from unpaired.data import AlignedPairs, TensorPairSource, UnalignedPairs, image_transform, paired_transform
 from unpaired_plugins.datasets.aligned import AlignedFolder
@@ -328,3 +329,14 @@ def test_aligned_folder_errors(tmp_path):
         AlignedFolder(root=str(tmp_path), load_size=4, crop_size=4).pairs("val")[0]
     with pytest.raises(ValueError):
         AlignedFolder(root=str(tmp_path), direction="AB")
+
+
+def test_fashion_edges_labels_follow_each_domains_images(edges_unaligned):
+    data = edges_unaligned
+    test_a, test_b = data.labels("A", "test"), data.labels("B", "test")
+    assert torch.equal(test_a, test_b) and test_a[:4].tolist() == [7, 9, 7, 9] and len(test_a) == 400
+    train_a, train_b = data.labels("A", "train"), data.labels("B", "train")  # the two disjoint halves
+    assert len(train_a) == len(data.domain("A", "train")) == 1000 and len(train_b) == 1000
+    assert (train_a == 7).sum() == (train_a == 9).sum() == 500
+    limited = unpaired.create("dataset", "fashion_edges", limit=5).labels("A", "test")
+    assert limited.tolist() == [7, 9, 7, 9, 7]

@@ -14,6 +14,7 @@ Weights are safetensors (no code can run on load); the training state is loaded 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shutil
@@ -26,6 +27,19 @@ from safetensors.torch import load_file, safe_open, save_file
 from .errors import CheckpointError
 
 WEIGHTS, STATE, LATEST = "weights.safetensors", "state.pt", "latest"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

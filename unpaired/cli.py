@@ -1,4 +1,4 @@
-"""The ``unpaired`` command: train, translate, evaluate, report, plugins, recipe check/show."""
+"""The ``unpaired`` command: train, translate, evaluate, ablate, report, plugins, recipe check/show."""
 
 from __future__ import annotations
 
@@ -70,6 +70,18 @@ def _evaluate(args) -> int:
     print(result.markdown(), end="")
     print(f"\nwritten: {path} and {path.with_suffix('.md')}")
     return 0
+
+
+def _ablate(args) -> int:
+    from .ablation import PAPER_VARIANTS, run_ablation
+
+    variants = args.variants.split(",") if args.variants else list(PAPER_VARIANTS)
+    out = args.out or f"runs/ablation-{Path(args.recipe).stem}"
+    result = run_ablation(args.recipe, variants, out, args.overrides,
+                          args.metrics.split(",") if args.metrics else None, args.images, device=args.device)
+    print(result.table.read_text(), end="")
+    print(f"\ntable: {result.table} (and .json)" + (f"   figure: {result.figure}" if result.figure else ""))
+    return 128 + result.interrupted if result.interrupted else 0
 
 
 def _report(args) -> int:
@@ -149,6 +161,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--direction", help="AtoB or BtoA: which domain --real is (with --fake; default AtoB)")
     ev.add_argument("--paired", action="store_true", help="--real holds the true image of each translation, same names")
     ev.set_defaults(func=_evaluate)
+
+    ab = sub.add_parser("ablate", help="train and evaluate variants of a recipe (the paper's loss ablation): table + figure")
+    ab.add_argument("recipe", help="the task's recipe, with an eval section (e.g. cyclegan-fashion)")
+    ab.add_argument("overrides", nargs="*", help="key=value for every variant: the shared budget, e.g. train.epochs=4")
+    ab.add_argument("--variants", help="comma-separated: full and/or recipe files applied to the base "
+                    "(default: full and the four ablations/ recipes)")
+    ab.add_argument("--out", help="the ablation's folder (default runs/ablation-<recipe>); the same command resumes it")
+    ab.add_argument("--metrics", help="comma-separated output keys for the table (default: every rankable key)")
+    ab.add_argument("--images", type=int, default=6, help="test inputs per direction in the figure")
+    ab.add_argument("--device", default="auto")
+    ab.set_defaults(func=_ablate)
 
     rp = sub.add_parser("report", help="write RUN/report.html: loss curves, sample grids, metrics, recipe")
     rp.add_argument("run", help="run directory")

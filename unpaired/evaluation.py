@@ -14,7 +14,6 @@ reproduced, and is written as JSON and as a Markdown table.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -103,21 +102,13 @@ class EvalResult:
         return folder / "metrics.json"
 
 
-def _file_sha256(path) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except (OSError, TypeError):
-        return None
-
-
 def _describe(spec: DictConfig | None, module: nn.Module | None) -> dict | None:
     if spec is None:
         return None
     info = {"type": spec.type, "args": plugin_args(spec.args)}
     path = getattr(module, "weights_path", None)
     if path:
-        info.update(weights=str(path), sha256=_file_sha256(path))
+        info.update(weights=str(path), sha256=checkpoint.file_sha256(Path(path)))
     if getattr(module, "preprocess", None):
         info["preprocess"] = module.preprocess
     return info
@@ -186,6 +177,8 @@ class Scorer:
         """
         values, skipped = {}, {}
         for name, metric in self.metrics.items():
+            if self.eval.metrics[name].directions and ts.direction not in self.eval.metrics[name].directions:
+                continue
             missing = ts.missing(getattr(metric, "needs", ()))
             if missing:
                 skipped[name] = "needs " + ", ".join(missing)
@@ -206,7 +199,9 @@ class Scorer:
             "features": _describe(ev.features, self.features),
             "classifier": _describe(ev.classifier, self.classifier),
             "classes": dict(self.classes),
-            "metrics": {n: {"type": s.type or n, "args": plugin_args(s.args)} for n, s in ev.metrics.items()},
+            "metrics": {n: {"type": s.type or n, "args": plugin_args(s.args), **({"directions": list(s.directions)}
+                                                                              if s.directions else {})}
+                        for n, s in ev.metrics.items()},
             "device": str(self.device),
             "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
                          "python": platform.python_version()},
@@ -246,11 +241,17 @@ class Evaluator:
                                   f"(inference: {', '.join(recipe.inference) or 'none'}).")
         if not self.directions:
             raise RecipeError("eval: the recipe's inference section has no direction named AtoB or BtoA to evaluate.")
+        for name, spec in ev.metrics.items():
+            for d in spec.directions:
+                if d not in self.directions:
+                    raise RecipeError(f"eval.metrics.{name}.directions: '{d}' is not evaluated "
+                                      f"(directions: {', '.join(self.directions)}).")
         if ev.best is not None:
             self._check_best(ev.best)
         self.data = data if data is not None else build_dataset(recipe, self.registry)
         self.paired = callable(getattr(self.data, "pairs", None))  # an aligned test split (PairedData)
         self.images = self._test_images()
+        self.labels = self._test_labels()
 
     @property
     def better(self) -> dict[str, str]:
@@ -278,6 +279,12 @@ class Evaluator:
                 raise DataError(f"eval.split: domain {domain}'s '{ev.split}' split is empty; nothing to evaluate.")
             out[domain] = torch.stack([ds[i][0] for i in range(n)])
         return out
+
+    def _test_labels(self) -> dict[str, Tensor]:
+        """The content class of each test image, for datasets with a ``labels(domain, split)`` method."""
+        if not callable(getattr(self.data, "labels", None)):
+            return {}
+        return {d: self.data.labels(d, self.recipe.eval.split)[: len(x)] for d, x in self.images.items()}
 
     def __call__(self, nets: dict[str, nn.Module], about: dict | None = None) -> EvalResult:
         """Evaluate ``nets`` (recipe name -> module, on this evaluator's device).
@@ -320,6 +327,7 @@ class Evaluator:
             identity=_translate(forward, target, bs) if target.shape[1] == forward.in_channels else None,
             # a paired dataset's test domains are aligned: image i of A and of B are one pair
             paired=target[: len(source)] if self.paired and len(target) >= len(source) else None,
+            labels=self.labels.get(src),
             target_class=self.scorer.classes.get(tgt), judge=judge)
 
 

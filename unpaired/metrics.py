@@ -94,6 +94,8 @@ class TranslationSet:
             source and target have the same channel count; else None.
         paired: the true target of each source image (N, C_t, H, W), when the test set is aligned
             (a paired dataset); else None.
+        labels: the class of what each source image shows (N,) int64, when the dataset tells
+            (e.g. the Fashion-MNIST class of an edge map); else None.
         target_class: the classifier's class index of the target domain, or None.
         judge: features and class probabilities of any of these tensors.
     """
@@ -105,6 +107,7 @@ class TranslationSet:
     reconstructed: Tensor | None = None
     identity: Tensor | None = None
     paired: Tensor | None = None
+    labels: Tensor | None = None
     target_class: int | None = None
     judge: Judge = field(default_factory=Judge)
 

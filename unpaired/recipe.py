@@ -123,6 +123,7 @@ class PluginSpec:
 class MetricSpec:
     type: Optional[str] = None  # a metric plugin; unset: the entry's own name (fid: {} is the fid metric)
     args: Dict[str, Any] = field(default_factory=dict)
+    directions: List[str] = field(default_factory=list)  # only these directions (unset: all)
 
 
 @dataclass
@@ -299,8 +300,9 @@ def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
 
 
 def drop_nulls(recipe: DictConfig) -> DictConfig:
-    """Delete networks, images, steps, loss terms and metrics set to ``null`` (how a recipe removes them)."""
-    for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics):
+    """Delete networks, images, steps, loss terms, metrics and eval classes set to ``null`` (how a
+    recipe removes them)."""
+    for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics, recipe.eval.classes):
         for key in [k for k, v in section.items() if v is None]:
             del section[key]
     for step in recipe.steps.values():

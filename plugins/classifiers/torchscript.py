@@ -1,34 +1,50 @@
-"""``torchscript`` classifier and feature extractor: a judge saved with ``torch.jit.save``.
+"""``torchscript`` classifier and feature extractor: a judge saved as a file, no plugin needed.
 
-Bring any classifier without writing a plugin: script or trace it so that it maps images
-(N, C, H, W) in [-1, 1] to logits (N, K) (and, for features, give it a ``features`` method, or
-trace a feature network), save it, and name the file in the recipe's eval section.
+Two formats load: TorchScript (``torch.jit.save``; deprecated by PyTorch but what most published
+judges are) and ``torch.export`` archives (``torch.export.save``, a ``.pt2`` file; export with
+dynamic batch, height and width). The module maps images (N, C, H, W) in [-1, 1] to logits
+(N, K); a TorchScript module may also have a ``features`` method (``@torch.jit.export``).
 """
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 
-def _load(path: str) -> torch.jit.ScriptModule:
+def _load(path: str) -> nn.Module:
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ValueError(f"TorchScript file not found: {file}")
+        raise ValueError(f"TorchScript / torch.export file not found: {file}")
     try:
-        module = torch.jit.load(str(file), map_location="cpu")
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"{file}: not a TorchScript file ({str(err).splitlines()[0]}); save one with torch.jit.save.") from err
-    return module.eval()
+        if file.suffix == ".pt2":
+            return torch.export.load(str(file)).module()  # an exported program has no train/eval mode
+        with warnings.catch_warnings():  # TorchScript is deprecated in PyTorch; loading it still works
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(file), map_location="cpu").eval()
+    except (RuntimeError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{file}: not a TorchScript file ({str(err).splitlines()[0]}); save one with "
+                         "torch.jit.save, or a torch.export archive (.pt2) with torch.export.save.") from err
 
 
-class TorchScriptClassifier(nn.Module):
+class _Frozen(nn.Module):
+    """A loaded judge: always in eval mode (an exported program cannot switch modes at all)."""
+
+    def train(self, mode: bool = True):
+        """No-op: the module stays as it was saved, in eval mode."""
+        self.training = False
+        return self
+
+
+class TorchScriptClassifier(_Frozen):
     """Logits (N, K) of images (N, C, H, W) in [-1, 1] from a TorchScript module.
 
     Args:
-        path: the ``torch.jit.save`` file.
+        path: the ``torch.jit.save`` file, or a ``torch.export.save`` archive (``.pt2``).
         classes: the K class names (so that eval.classes can name classes); default ``"0"`` ... .
 
     Raises:
@@ -45,7 +61,7 @@ class TorchScriptClassifier(nn.Module):
         return self.module(x)
 
 
-class TorchScriptFeatures(nn.Module):
+class TorchScriptFeatures(_Frozen):
     """Features (N, D) of images (N, C, H, W) in [-1, 1]: the module's ``method`` (default its
     ``features`` method if it has one, else its output).
 

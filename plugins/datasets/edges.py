@@ -140,6 +140,15 @@ class FashionEdges:
             self._cache[split] = edges, photos, [f"{split}_{k:05d}.png" for k in range(len(photos))]
         return self._cache[split]
 
+    def labels(self, name: str, split: str) -> Tensor:
+        """The Fashion-MNIST class (int64, (N,)) of each image of ``domain(name, split)``, in its
+        order: what an edge map or photo shows, for scoring translations by content."""
+        counts = [len(load_split(self.source, split, label)) for label in self.classes]
+        labels = interleave([np.full((n, 1), label, np.int64) for n, label in zip(counts, self.classes)])[:, 0]
+        if self.limit:
+            labels = labels[: self.limit]
+        return torch.from_numpy(np.ascontiguousarray(labels))[self._part(name, split)]
+
     def _part(self, name: str, split: str) -> slice:
         """Which images of ``split`` domain ``name`` uses."""
         if self.aligned or split != "train":

@@ -6,6 +6,7 @@ set must provide and ``better`` which way each key improves.
 
 - feature space (``distribution``): ``fid``, ``kid``, ``diversity``;
 - classification (``classification``): ``classifier`` (the judge's verdict on translations),
+  ``content_class`` (does a translation show its input's class),
   ``label_map`` and ``edges`` (per-pixel scores against aligned true label/edge maps);
 - pixel similarity (``pixel``): ``cycle``, ``identity``, ``paired``.
 
@@ -14,7 +15,7 @@ Feature extractor: ``inception``, the standard FID Inception-v3 from a local wei
 
 from unpaired import Component, hookimpl
 
-from .classification import ClassifierScore, EdgeScore, LabelMapScore
+from .classification import ClassifierScore, ContentClass, EdgeScore, LabelMapScore
 from .distribution import FID, KID, Diversity
 from .inception import InceptionFeatures
 from .pixel import CycleConsistency, IdentityPreservation, PairedSimilarity
@@ -24,6 +25,7 @@ METRICS = {
     "kid": KID,
     "diversity": Diversity,
     "classifier": ClassifierScore,
+    "content_class": ContentClass,
     "label_map": LabelMapScore,
     "edges": EdgeScore,
     "cycle": CycleConsistency,

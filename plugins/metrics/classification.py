@@ -41,6 +41,37 @@ class ClassifierScore:
         }
 
 
+class ContentClass:
+    """Whether translations keep what their input shows: the judge's class of each translation
+    against the class of its source image (e.g. an edge map of a sneaker should become a photo
+    of a sneaker; the paper's FCN-score idea, Zhu et al. ICCV 2017 section 5.1.1, for classes).
+
+    Outputs (shares in [0, 1]):
+
+    - ``content_accuracy`` (higher is better): share of translations (``ts.fake``) classified as
+      the class of their source image (``ts.labels``);
+    - ``true_content_accuracy``: the same for the true targets (``ts.paired``), when the test set
+      is paired: the ceiling of the judge on real images.
+
+    Raises:
+        ValueError: no classifier, or labels outside the classifier's classes.
+    """
+
+    needs = ("classifier", "labels")
+    better = {"content_accuracy": "max"}
+
+    def __call__(self, ts: TranslationSet) -> dict[str, float]:
+        fake = ts.judge.probabilities(ts.fake)
+        labels = ts.labels.long()
+        if labels.shape != (len(fake),) or labels.min() < 0 or labels.max() >= fake.shape[1]:
+            raise ValueError(f"content_class: {tuple(labels.shape)} labels in 0..{fake.shape[1] - 1} needed for "
+                             f"{len(fake)} translations")
+        out = {"content_accuracy": (fake.argmax(1) == labels).float().mean().item()}
+        if ts.paired is not None:
+            out["true_content_accuracy"] = (ts.judge.probabilities(ts.paired).argmax(1) == labels).float().mean().item()
+        return out
+
+
 def _to_255(images: Tensor) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> float in [0, 255]."""
     return (images.double() + 1) * 127.5

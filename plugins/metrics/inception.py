@@ -9,12 +9,13 @@ error names the file and where to get it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from unpaired.checkpoint import file_sha256
 
 FILE = "weights-inception-2015-12-05-6726825d.pth"
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FILE}"
@@ -25,15 +26,6 @@ def default_path() -> Path:
     """``$UNPAIRED_INCEPTION_WEIGHTS``, else where torch.hub caches the file (``$TORCH_HOME/hub/checkpoints``)."""
     env = os.environ.get("UNPAIRED_INCEPTION_WEIGHTS")
     return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints" / FILE
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class InceptionFeatures(nn.Module):
@@ -63,7 +55,7 @@ class InceptionFeatures(nn.Module):
                 f"the FID Inception weights are not at {path}. On a machine with internet: curl -L -o {FILE} {URL} ; "
                 f"then copy it to {path} (or set eval.features.args.weights, or $UNPAIRED_INCEPTION_WEIGHTS)."
             )
-        digest = sha256(path)
+        digest = file_sha256(path)
         if not digest.startswith(SHA256_PREFIX):
             raise ValueError(f"{path} is not {FILE} (SHA-256 {digest[:16]}..., expected {SHA256_PREFIX}...); "
                              f"download it again from {URL}.")
