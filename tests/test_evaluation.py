@@ -124,11 +124,11 @@ def test_evaluation_during_training_keeps_the_best_checkpoint(tiny_recipe, tmp_p
 def test_unpaired_evaluate_on_a_run_and_on_folders(tiny_recipe, tmp_path, capsys):
     Trainer(tiny_recipe("train.max_steps=2", *EVAL)).fit()
     run = tmp_path / "run"
-    assert main(["evaluate", str(run), "eval.num_images=8"]) == 0
+    assert main(["evaluate", str(run)]) == 0
     printed = capsys.readouterr().out
     assert "| target_accuracy ↑ |" in printed and "| fid ↓ |" in printed
     saved = json.loads((run / "eval" / "step_00000002" / "metrics.json").read_text())
-    assert saved["protocol"]["images"] == {"A": 8, "B": 8} and saved["protocol"]["step"] == 2
+    assert saved["protocol"]["images"] == {"A": 16, "B": 16} and saved["protocol"]["step"] == 2
     assert set(saved["metrics"]) == {"AtoB", "BtoA"} and (run / "eval" / "step_00000002" / "metrics.md").is_file()
 
     # folders: translations scored against real images, paired by file name
@@ -209,3 +209,59 @@ def test_a_saved_module_is_a_classifier_and_a_feature_extractor(tmp_path, fmt):
     path.write_bytes(b"no torchscript")
     with pytest.raises(RecipeError, match=r"eval.(features|classifier).*judge.pt2?: not a TorchScript file"):
         evaluate_folders(fake, real, recipe, "AtoB", device="cpu")
+
+
+class Fails:
+    """A metric that finds the data unfit (as FID does with one image)."""
+
+    needs = ()
+    better = {"never": "max"}
+
+    def __call__(self, ts):
+        raise ValueError("needs at least 2 images")
+
+
+def test_a_metric_that_cannot_run_is_a_note_not_a_lost_run(tiny_recipe, tmp_path):
+    plugin = types.ModuleType("failing_metric")
+    plugin.unpaired_components = hookimpl(lambda: [Component("metric", "fails", Fails)])
+    reg = Registry()
+    reg.register_plugin(plugin)
+    recipe = tiny_recipe("train.max_steps=3", "train.eval_every=1", "eval.metrics.fails={}", "eval.best=never",
+                         "eval.num_images=4", *EVAL[:1], *EVAL[6:10])
+    result = Trainer(recipe, registry=reg).fit()
+    assert result.error is None
+    saved = json.loads((tmp_path / "run" / "eval" / "step_00000003" / "metrics.json").read_text())
+    assert saved["skipped"]["AtoB"]["fails"] == "failed: needs at least 2 images"
+    assert "target_accuracy" in saved["metrics"]["AtoB"]
+    assert any("eval.num_images: must be at least 2" in p for p in __import__("unpaired").check_recipe(
+        tiny_recipe(*EVAL, "eval.num_images=1")))
+
+
+def test_folder_mode_takes_overrides_and_checks_pairs(tmp_path, capsys):
+    fake, real, small = tmp_path / "fake", tmp_path / "real", tmp_path / "small"
+    for folder, size in ((fake, 28), (real, 28), (small, 20)):
+        folder.mkdir()
+        for i in range(4):
+            write_png(torch.randint(0, 256, (1, size, size), dtype=torch.uint8), str(folder / f"{i}.png"))
+    # the paper's recipe has no data here and no eval section: both come from the command line
+    args = ["evaluate", "--fake", str(fake), "--real", str(real), "--recipe", "cyclegan", "eval.metrics.paired={}",
+            "data.args.channels=1", "--out", str(tmp_path / "scores")]
+    assert main(args) == 0 and main([*args, "--paired"]) == 0
+    assert "| paired_l1 ↓ |" in capsys.readouterr().out
+    assert main(["evaluate", "--fake", str(fake), "--real", str(real), "--recipe", "cyclegan-fashion", "--paired"]) == 2
+    assert "--paired: the eval section has no metric that compares pairs" in capsys.readouterr().err
+    assert main([*args, "--paired", "--fake", str(small)]) == 2
+    assert "paired images differ in size ((1, 20, 20) and (1, 28, 28))" in capsys.readouterr().err
+
+
+def test_evaluations_with_overrides_never_replace_the_runs_own(tiny_recipe, tmp_path):
+    Trainer(tiny_recipe("train.max_steps=2", "train.eval_every=1", *EVAL)).fit()
+    own = tmp_path / "run" / "eval" / "step_00000002" / "metrics.json"
+    before = own.read_text()
+    assert main(["evaluate", str(tmp_path / "run"), "eval.num_images=4"]) == 0
+    assert own.read_text() == before
+    other = [p for p in (tmp_path / "run" / "eval").iterdir() if p.name != "step_00000002"]
+    assert len(other) == 1 and other[0].name.startswith("step_00000002-")
+    assert json.loads((other[0] / "metrics.json").read_text())["protocol"]["overrides"] == ["eval.num_images=4"]
+    with pytest.raises(RecipeError, match="direction AtoB needs the networks G_AB; missing: G_AB"):
+        Evaluator(tiny_recipe(*EVAL))({"G_BA": nn.Identity()})

@@ -49,6 +49,9 @@ def _translate(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate_folders, evaluate_run
 
+    if args.run and "=" in args.run and not Path(args.run).exists():  # an override, not a run
+        args.overrides.insert(0, args.run)
+        args.run = None
     if args.fake or args.real:
         if not (args.fake and args.real and args.recipe):
             raise UnpairedError("folder evaluation needs --fake DIR --real DIR --recipe RECIPE (the recipe's eval "

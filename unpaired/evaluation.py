@@ -14,6 +14,7 @@ reproduced, and is written as JSON and as a Markdown table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
@@ -183,7 +184,12 @@ class Scorer:
             if missing:
                 skipped[name] = "needs " + ", ".join(missing)
                 continue
-            for key, value in metric(ts).items():
+            try:
+                scores = metric(ts)
+            except ValueError as err:  # the data does not allow it (e.g. one image): a note, never a lost run
+                skipped[name] = f"failed: {err}"
+                continue
+            for key, value in scores.items():
                 if key in values:
                     raise RecipeError(f"eval.metrics.{name}: output '{key}' is also produced by another metric; "
                                       "remove one of them.")
@@ -273,7 +279,8 @@ class Evaluator:
             try:
                 ds = self.data.domain(domain, ev.split)
             except (DataError, ValueError, KeyError) as err:
-                raise DataError(f"eval.split: domain {domain} has no '{ev.split}' images to evaluate on ({err}).") from err
+                raise DataError(f"eval.split: domain {domain} has no '{ev.split}' images to evaluate on: "
+                                f"{str(err).rstrip('.')}.") from err
             n = len(ds) if ev.num_images is None else min(ev.num_images, len(ds))
             if n == 0:
                 raise DataError(f"eval.split: domain {domain}'s '{ev.split}' split is empty; nothing to evaluate.")
@@ -372,10 +379,13 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
             raise CheckpointError(f"{ckpt}: weights of '{name}' missing or not matching ({err}).") from err
         nets[name] = net.to(device)
     counters = checkpoint.load_state(ckpt).get("counters", {}) if (ckpt / checkpoint.STATE).is_file() else {}
-    about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch")}
+    about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch"),
+             **({"overrides": list(overrides)} if overrides else {})}
     result = evaluator(nets, about)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
-    return result, result.write(Path(out) if out else run_dir / "eval" / ckpt.name)
+    # the recipe's own settings go to eval/<checkpoint>; other settings never replace them
+    name = ckpt.name + (f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
+    return result, result.write(Path(out) if out else run_dir / "eval" / name)
 
 
 def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
@@ -397,7 +407,8 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
     """Score a folder of translations against a folder of real target-domain images.
 
     The recipe gives the eval section (metrics, feature extractor, classifier, classes) and the
-    target domain's channel count; nothing is trained or translated. Metrics that need
+    target domain's channel count (``direction``'s target: its class is the classifier's target);
+    nothing is trained or translated, and the recipe's data section is not read. Metrics that need
     reconstructions or identity outputs are skipped; with ``paired`` each translation is compared
     with the real image of the same relative file name (the paired metrics).
 
@@ -408,7 +419,9 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
         DataError: a folder without images, images of mixed sizes, or (paired) names without a match.
         RecipeError: a bad eval section, or an unknown direction.
     """
-    recipe = _with_eval(recipe, (), "the recipe")
+    if not recipe.eval.metrics:  # the data section is not used here, so it is not checked
+        raise RecipeError("the recipe names no metrics (eval.metrics is empty). Add some, e.g. "
+                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
     if not DIRECTION.fullmatch(direction):
         raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
     scorer = Scorer(recipe, (registry or default_registry()).for_recipe(recipe), pick_device(device))
@@ -424,6 +437,12 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
             raise DataError(f"{real}: no real image named {unmatched[0]} (and {len(unmatched) - 1} more) to pair "
                             "with the translations; paired folders need the same relative file names.")
         truth = reals[[index[n] for n in fake_names]]
+        if truth.shape != fakes.shape:
+            raise DataError(f"{fake} and {real}: paired images differ in size ({tuple(fakes.shape[1:])} and "
+                            f"{tuple(truth.shape[1:])}); resize one folder to the other's size first.")
+        if not any("paired" in getattr(m, "needs", ()) for m in scorer.metrics.values()):
+            raise RecipeError("--paired: the eval section has no metric that compares pairs; add one, e.g. "
+                              "eval.metrics.paired={} (or label_map, edges).")
     start = time.perf_counter()
     ts = TranslationSet(direction, source=fakes[:0], fake=fakes, target=reals, paired=truth,
                         target_class=scorer.classes.get(tgt), judge=scorer.judge())

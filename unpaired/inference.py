@@ -70,6 +70,10 @@ class Translator:
         """
         self = cls.__new__(cls)
         self._plan(recipe, direction, torch.device(device))
+        missing = [n for n in self.names if n not in nets]
+        if missing:
+            raise RecipeError(f"direction {direction} needs the networks {', '.join(self.names)}; "
+                              f"missing: {', '.join(missing)}.")
         self.registry = None
         self.nets = {name: nets[name] for name in self.names}
         self._finish()

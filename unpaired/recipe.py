@@ -289,6 +289,8 @@ def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
     Raises:
         RecipeError: an override without '=', an unknown key or a value of the wrong type.
     """
+    if isinstance(overrides, str):  # one override given as a string, not a list of them
+        overrides = [overrides]
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).")
@@ -623,12 +625,14 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
         if tr[key] is not None:
             positive[f"train.{key}"] = tr[key]
     positive["eval.batch_size"] = recipe.eval.batch_size
-    if recipe.eval.num_images is not None:
-        positive["eval.num_images"] = recipe.eval.num_images
+    problems = []
+    if recipe.eval.num_images is not None and recipe.eval.num_images < 2:
+        problems.append(f"eval.num_images: must be at least 2 (FID, KID and diversity compare image sets), "
+                        f"got {recipe.eval.num_images}.")
     for sname, step in recipe.steps.items():
         positive[f"steps.{sname}.every"] = step.every
         positive[f"steps.{sname}.repeat"] = step.repeat
-    problems = [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
+    problems += [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
     if recipe.data.num_workers < 0:
         problems.append(f"data.num_workers: must be 0 or more, got {recipe.data.num_workers}.")
     for sname, step in recipe.steps.items():

@@ -41,6 +41,7 @@ PLOT_DPI = 90
 _ARROWS = {"min": "\u2193", "max": "\u2191"}
 _MISSING = "\u2014"
 _SAMPLE_NAME = re.compile(r"step_(\d+)\.png")
+_STEP_FOLDER = re.compile(r"step_\d+")
 
 _CSS = """
 body { margin: 0; background: #f6f7f9; color: #1d2330;
@@ -182,10 +183,13 @@ def _optional_json(path: Path) -> dict | None:
 
 
 def _newest_eval(run: Path) -> dict | None:
-    """The newest (by step) ``eval/*/metrics.json``, with its ``checkpoint``, ``step`` and ``epoch``
-    at the top level whether the file has them there or in its protocol."""
+    """The newest (by step) ``eval/step_*/metrics.json`` (the run's own settings; evaluations with
+    overrides or of other checkpoints live in other folders), with its ``checkpoint``, ``step`` and
+    ``epoch`` at the top level whether the file has them there or in its protocol."""
     evals = []
     for path in sorted((run / "eval").glob("*/metrics.json")):
+        if not _STEP_FOLDER.fullmatch(path.parent.name):
+            continue
         evaluation = _read_json(path)
         about = {**evaluation.get("protocol", {}), **evaluation}
         evals.append({**evaluation, "checkpoint": about.get("checkpoint", path.parent.name),

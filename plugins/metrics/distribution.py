@@ -83,7 +83,9 @@ class KID:
         fake = _enough(ts.judge.features(ts.fake), "kid")
         real = _enough(ts.judge.features(ts.target), "kid")
         size = min(self.subset_size, len(fake), len(real))
-        out = kid_features_to_metric(fake.double().cpu(), real.double().cpu(), kid_subsets=self.subsets,
+        # subsets as large as both sets are all the same: one is enough (and kid_std is then 0)
+        subsets = 1 if size == len(fake) == len(real) else self.subsets
+        out = kid_features_to_metric(fake.double().cpu(), real.double().cpu(), kid_subsets=subsets,
                                      kid_subset_size=size, rng_seed=self.seed, verbose=False)
         return {"kid": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
 

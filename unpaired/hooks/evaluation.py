@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+from tqdm import tqdm
+
 from .. import checkpoint
 from ..errors import CheckpointError, warn
 from ..evaluation import EvalResult, Evaluator
@@ -53,13 +55,22 @@ class Evaluation:
     def unpaired_evaluate(self, trainer):
         result = self.evaluator(trainer.nets, {"step": trainer.step, "epoch": trainer.epoch})
         self.last = trainer.step, result
+        flat = result.flat()
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:4])
         if self.best_name is not None:
-            value = result.value(self.best_name)
-            if self._improves(value):
+            try:
+                value = result.value(self.best_name)
+            except KeyError:  # the metric could not run this time (see the result's skipped)
+                value = float("nan")
+            improved = self._improves(value)
+            shown = f"{self.best_name} {value:.4g}" + (" (new best: checkpoints/best)" if improved else "") + "; " + shown
+            if improved:
                 self.best_value = value
                 if trainer.is_main:
                     self._save_best(trainer, result, value)
-        return result.flat()
+        if trainer.is_main:
+            tqdm.write(f"evaluation at epoch {trainer.epoch}, iteration {trainer.step}: {shown}")
+        return flat
 
     def _save_best(self, trainer, result: EvalResult, value: float) -> None:
         record = {"metric": self.best_name, "value": value, "step": trainer.step, "epoch": trainer.epoch,
