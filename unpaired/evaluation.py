@@ -338,14 +338,6 @@ class Evaluator:
             target_class=self.scorer.classes.get(tgt), judge=judge)
 
 
-def _with_eval(recipe: DictConfig, overrides, where: str) -> DictConfig:
-    recipe = check(apply_overrides(recipe, overrides))
-    if not recipe.eval.metrics:
-        raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some, e.g. "
-                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
-    return recipe
-
-
 def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str | Path | None = None,
                  registry: Registry | None = None) -> tuple[EvalResult, Path]:
     """Evaluate a run's latest checkpoint (or a checkpoint directory) as its recipe's eval section says.
@@ -364,7 +356,10 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
     """
     ckpt = checkpoint.latest(Path(run))
     recipe_yaml, weights = checkpoint.load_weights(ckpt)
-    recipe = _with_eval(from_yaml(recipe_yaml), overrides, f"{ckpt}'s recipe")
+    recipe = check(apply_overrides(from_yaml(recipe_yaml), overrides))
+    if not recipe.eval.metrics:
+        raise RecipeError(f"{ckpt}'s recipe names no metrics (eval.metrics is empty). Add some, e.g. "
+                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
     registry = (registry or default_registry()).for_recipe(recipe)
     device = pick_device(device)
     evaluator = Evaluator(recipe, registry, device)

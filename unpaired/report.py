@@ -267,6 +267,8 @@ def _training_section(records: list[dict], better: dict) -> str:
         parts += ["<h3>Learning rates</h3>", _plot(records, lines, "lr", ncols=1)]
     if eval_keys:
         groups = _group(eval_keys, _eval_parts)
+        # the rankable metrics first, in the order the metrics declare them; the rest after
+        groups = dict(sorted(groups.items(), key=lambda kv: list(better).index(kv[0]) if kv[0] in better else len(better)))
         titled = {f"{m} {_ARROWS.get(better.get(m), '')}".strip(): lines for m, lines in groups.items()}
         parts += ["<h3>Evaluation during training</h3>", _plot(records, titled, "value", ncols=4)]
     return "\n".join(parts)
@@ -298,13 +300,19 @@ def _plot(records: list[dict], groups: dict[str, list[tuple[str, str]]], ylabel:
     fig = Figure(figsize=(width, nrows * (3.1 if ncols < 4 else 2.4)), dpi=PLOT_DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (title, lines) in zip(axes, groups.items()):
+        xs = set()
         for label, key in lines:
             steps, values = _series(records, key)
+            xs.update(steps)
             ax.plot(steps, values, label=label or None, linewidth=1.4, marker="o" if len(steps) < 12 else None,
                     markersize=3)
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("iteration", fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+        if len(xs) == 1:  # one point: one tick (a locator would invent fractional iterations around it)
+            ax.set_xticks(sorted(xs))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4 if ncols >= 4 else "auto", integer=True,
+                                                   steps=[1, 2, 2.5, 5, 10]))
         ax.set_ylabel(ylabel, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
