@@ -11,7 +11,7 @@ import pytest
 from torchvision.io import read_image
 
 from unpaired import hookimpl
-from unpaired.ablation import PAPER_VARIANTS, run_ablation, variant_recipe
+from unpaired.ablation import LABEL_WIDTH, PAPER_VARIANTS, run_ablation, variant_recipe
 from unpaired.cli import main
 from unpaired.errors import RecipeError
 from unpaired.executor import Executor
@@ -70,8 +70,11 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     assert set(saved["variants"]) == {"full", "gan-alone"}
     assert saved["variants"]["gan-alone"]["metrics"]["AtoB"]["target_accuracy"] >= 0
     figure = read_image(str(out / "ablation.png"))
-    # rows: the inputs + 2 variants; columns: 3 AtoB + 3 BtoA; 28x28 tiles enlarged 3x, 2-pixel padding
-    assert figure.shape == (3, 3 * (84 + 2) + 2, 6 * (84 + 2) + 2)
+    # rows: the inputs + 2 variants; columns: 3 AtoB + 3 BtoA; 28x28 tiles enlarged 3x, 2-pixel padding,
+    # and a column of row labels (dark text on white) on the left
+    assert figure.shape == (3, 3 * (84 + 2) + 2, LABEL_WIDTH + 6 * (84 + 2) + 2)
+    labels = figure[:, :, :LABEL_WIDTH]
+    assert (labels < 100).any() and (labels == 255).float().mean() > 0.8
 
     code = main(["ablate", "cyclegan-fashion", *BUDGET, "--variants", "full,ablations/gan-alone", "--out", str(out),
                  "--images", "3"])

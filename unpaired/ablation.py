@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import make_grid, save_image
+from torchvision.transforms.v2.functional import to_pil_image
+from torchvision.utils import make_grid
 
 from . import checkpoint
 from .checkpoint import atomic_write_text
@@ -185,7 +186,26 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
     if scale > 1:
         grid = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="nearest")
     path = out / "ablation.png"
-    save_image(make_grid(grid, nrow=len(rows[0]), normalize=True, value_range=(-1, 1), pad_value=1.0), path)
+    sheet = make_grid(grid, nrow=len(rows[0]), normalize=True, value_range=(-1, 1), pad_value=1.0)
+    _labelled(sheet, ["input", *recipes], rows=len(rows)).save(path)
     caption = (f"Figure {path.name}: rows = the test inputs, then {', '.join(recipes)}; columns = "
                + ", then ".join(f"{count} {d} translations" for d in directions) + ".")
     return path, caption
+
+
+#: Width in pixels of the figure's label column.
+LABEL_WIDTH = 150
+
+
+def _labelled(sheet: torch.Tensor, labels: list[str], rows: int):
+    """The grid (3, H, W) in [0, 1] as a PIL image with a white column of row labels on its left."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = to_pil_image(sheet)
+    page = Image.new("RGB", (LABEL_WIDTH + grid.width, grid.height), "white")
+    page.paste(grid, (LABEL_WIDTH, 0))
+    draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=15)
+    row_height = grid.height / rows
+    for i, label in enumerate(labels):
+        draw.text((LABEL_WIDTH - 8, (i + 0.5) * row_height), label, fill="black", font=font, anchor="rm")
+    return page
