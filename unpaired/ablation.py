@@ -177,7 +177,9 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
     first = next(iter(recipes.values()))
     data = build_dataset(first, default_registry().for_recipe(first))
     directions = [d for d in first.inference if DIRECTION.fullmatch(d)]
-    inputs = {d: torch.stack([data.domain(d[0], first.eval.split)[i][0] for i in range(count)]) for d in directions}
+    domains = {d: data.domain(d[0], first.eval.split) for d in directions}
+    count = min(count, *(len(ds) for ds in domains.values()))
+    inputs = {d: torch.stack([ds[i][0] for i in range(count)]) for d, ds in domains.items()}
     rows = [torch.cat([inputs[d] for d in directions])]
     for name in recipes:
         rows.append(torch.cat([Translator(out / name, d, device)(inputs[d]) for d in directions]))

@@ -173,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", help="the ablation's folder (default runs/ablation-<recipe>); the same command resumes it")
     ab.add_argument("--metrics", help="comma-separated output keys for the table (default: every rankable key)")
     ab.add_argument("--images", type=int, default=6, help="test inputs per direction in the figure")
-    ab.add_argument("--device", default="auto")
+    ab.add_argument("--device", default="auto", help="for evaluation and the figure (training: the recipe's "
+                    "device, e.g. the override device=cpu)")
     ab.set_defaults(func=_ablate)
 
     rp = sub.add_parser("report", help="write RUN/report.html: loss curves, sample grids, metrics, recipe")
