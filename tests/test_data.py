@@ -568,3 +568,39 @@ def test_fashion_full_set():
     assert len(data.domain("B", "test")) == 1000
     img, name = sneakers[5999]
     assert img.shape == (1, 28, 28) and name == "trainA_05999.png"
+
+
+def test_bmp_and_tiff_decode_like_png(tmp_path):
+    rgb = torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8)
+    image = Image.fromarray(rgb.permute(1, 2, 0).numpy())
+    for suffix in (".bmp", ".tif", ".TIFF"):
+        image.save(tmp_path / f"x{suffix}")
+        assert torch.equal(read_image(tmp_path / f"x{suffix}", 3), rgb), suffix
+        assert torch.equal(read_image(tmp_path / f"x{suffix}", 1), rgb_to_grayscale(rgb)), suffix
+    grey16 = np.array([[0, 256, 65535], [1000, 40000, 512]], dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g16.tif")  # 16-bit grey TIFF ("I;16")
+    assert read_image(tmp_path / "g16.tif", 1)[0].tolist() == (grey16 >> 8).tolist()
+    floats = np.array([[-1.0, 0.0], [1.0, 3.0]], dtype=np.float32)
+    Image.fromarray(floats).save(tmp_path / "f.tif")  # float TIFF: its own range onto 0..255
+    assert read_image(tmp_path / "f.tif", 1)[0].tolist() == [[0, 64], [128, 255]]
+    (tmp_path / "bad.tif").write_bytes(b"II*\0 not really a tiff")
+    with pytest.raises(DataError, match="bad.tif: cannot decode image"):
+        read_image(tmp_path / "bad.tif", 3)
+
+
+def test_folder_walks_subfolders_and_skips_what_is_not_an_image(tmp_path, capsys):
+    folder = tmp_path / "trainA"
+    write_images(folder / "day2", 2, seed=1)
+    write_images(folder / "day1", 1, seed=2)
+    write_images(folder, 1, seed=3)
+    Image.new("RGB", (16, 16)).save(folder / "day1" / "scan.bmp")
+    for junk in ("._img_000.png", ".DS_Store", "Thumbs.db"):
+        (folder / junk).write_bytes(b"metadata")
+    write_images(folder / ".hidden", 1)  # hidden folders are skipped too
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "day2" / "loop").symlink_to(folder, target_is_directory=True)  # a link back up: walked once
+    domain = FolderDomain(folder, 3, image_transform(16, 16, False, False))
+    names = [domain[i][1] for i in range(len(domain))]
+    assert names == ["day1/img_000.png", "day1/scan.bmp", "day2/img_000.png", "day2/img_001.png", "img_000.png"]
+    err = capsys.readouterr().err
+    assert "1 file(s) that are not images" in err and "e.g. notes.txt" in err

@@ -145,3 +145,19 @@ def test_translate_never_overwrites(trained, tmp_path):
     with pytest.raises(DataError, match="the output folder is the input folder"):
         translate_folder(Translator(out, "AtoB", "cpu"), tmp_path / "in", tmp_path / "in")
     assert png.read_bytes() == before
+
+
+def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
+    from PIL import Image
+
+    from unpaired.inference import Translator, translate_folder
+
+    Trainer(tiny_recipe("train.max_steps=1")).fit()
+    src = tmp_path / "photos"
+    (src / "day1").mkdir(parents=True)
+    Image.new("L", (28, 20)).save(src / "day1" / "a.bmp")
+    Image.new("L", (28, 28)).save(src / "b.png")
+    (src / "._b.png").write_bytes(b"AppleDouble")
+    out = translate_folder(Translator(tmp_path / "run", "AtoB", device="cpu"), src, tmp_path / "out")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in out] == ["b.png", "day1/a.bmp.png"]
+    assert Image.open(out[1]).size == (28, 20)

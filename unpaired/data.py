@@ -14,10 +14,14 @@ sample i in epoch e are the same whatever the number of workers or ranks, and af
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
@@ -27,16 +31,65 @@ from torchvision.transforms import v2
 
 from .errors import DataError
 
-#: What torchvision.io decodes everywhere (BMP/TIFF are not among them: convert those first).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+#: Decoded by torchvision.io (libpng, libjpeg, libwebp, giflib).
+TORCHVISION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+#: Decoded by Pillow: what torchvision.io does not read (scanners, microscopes, older tools).
+PILLOW_EXTENSIONS = (".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = TORCHVISION_EXTENSIONS + PILLOW_EXTENSIONS
+#: Operating-system metadata files, never images (hidden files, ``.DS_Store`` and macOS ``._name``
+#: AppleDouble files among them, are skipped by their leading dot).
+OS_METADATA = ("Thumbs.db", "desktop.ini")
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under ``folder`` and the other files, each sorted by relative path.
+
+    Subfolders are walked (symbolic links followed, each real folder once); hidden files and
+    folders (a leading dot: ``.DS_Store``, ``._photo.jpg``, ``.git/``) and :data:`OS_METADATA`
+    are ignored. An image is a file with a suffix of :data:`IMAGE_EXTENSIONS` (any case).
+    """
+    images, others, seen = [], [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and name not in OS_METADATA:
+                path = Path(dirpath) / name
+                (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
+
+    def key(p: Path) -> str:
+        return p.relative_to(folder).as_posix()
+
+    return sorted(images, key=key), sorted(others, key=key)
+
+
+def _pillow_decode(path: Path) -> Tensor:
+    """BMP/TIFF through Pillow as (C, H, W) uint8, or uint16 for 16-bit grey (scaled below)."""
+    with PIL.Image.open(path) as im:
+        im = PIL.ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16"):
+            return torch.from_numpy(np.asarray(im, dtype=np.uint16).astype(np.int32)).to(torch.uint16)[None]
+        if im.mode in ("I", "F"):  # 32-bit integer or float: its own range onto 0..255
+            arr = np.asarray(im, dtype=np.float64)
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = np.zeros_like(arr) if hi == lo else (arr - lo) / (hi - lo) * 255
+            return torch.from_numpy(arr.round().astype(np.uint8))[None]
+        im = im.convert("RGBA" if "A" in im.mode else "RGB" if im.mode not in ("L", "1") else "L")
+        return v2.functional.pil_to_tensor(im)
 
 
 def read_image(path: Path, channels: int) -> Tensor:
     """Decode an image file to uint8 (C, H, W) with ``channels`` 1 (grey) or 3 (RGB).
 
-    Grey files become RGB and RGB grey, RGBA loses its alpha, 16-bit PNGs are scaled to 8 bits,
-    an animated GIF gives its first frame, and the EXIF orientation is applied. Decoding is
-    torchvision's (libpng, libjpeg, libwebp, giflib).
+    Grey files become RGB and RGB grey, RGBA loses its alpha, 16-bit images are scaled to 8 bits
+    (``>> 8``), 32-bit integer and float TIFFs are scaled from their own minimum and maximum to
+    0..255, an animated GIF or a multi-page TIFF gives its first frame, and the EXIF orientation
+    is applied. PNG, JPEG, WebP and GIF are decoded by torchvision (libpng, libjpeg, libwebp,
+    giflib), BMP and TIFF by Pillow.
 
     Raises:
         DataError: the file is missing, empty or cannot be decoded; names the file.
@@ -47,11 +100,14 @@ def read_image(path: Path, channels: int) -> Tensor:
         raise DataError(f"{path}: empty file. Remove or re-save it.")
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
-        data = read_file(str(path))
-        with warnings.catch_warnings():  # some decoders warn and ignore the mode; converted below
-            warnings.simplefilter("ignore", UserWarning)
-            img = decode_image(data, mode=mode, apply_exif_orientation=True)
-    except (RuntimeError, ValueError, OSError) as err:
+        if path.suffix.lower() in PILLOW_EXTENSIONS:
+            img = _pillow_decode(path)
+        else:
+            data = read_file(str(path))
+            with warnings.catch_warnings():  # some decoders warn and ignore the mode; converted below
+                warnings.simplefilter("ignore", UserWarning)
+                img = decode_image(data, mode=mode, apply_exif_orientation=True)
+    except (RuntimeError, ValueError, OSError, PIL.UnidentifiedImageError) as err:
         reason = str(err).strip().splitlines()[0]
         reason = reason if len(reason) < 120 and "/__w/" not in reason else type(err).__name__
         raise DataError(f"{path}: cannot decode image: not a valid {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} "

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from . import checkpoint
 from .build import build_dataset, build_network, pick_device
 from .checkpoint import atomic_write_text
-from .data import IMAGE_EXTENSIONS, domain_channels, read_image
+from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image
 from .errors import CheckpointError, DataError, RecipeError
 from .inference import Translator
 from .metrics import Judge, TranslationSet
@@ -386,7 +386,7 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
 def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder of images.")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = list_images(folder)[0]
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).")
     images = [read_image(f, channels).float() / 127.5 - 1 for f in files]

@@ -15,8 +15,8 @@ from torchvision.transforms import v2
 
 from . import checkpoint
 from .build import build_dataset, build_network, pick_device
-from .data import IMAGE_EXTENSIONS, domain_channels, read_image
-from .errors import CheckpointError, DataError, RecipeError
+from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image
+from .errors import CheckpointError, DataError, RecipeError, warn
 from .graph import ImageGraph
 from .recipe import from_yaml, plugin_args
 from .registry import Registry, closest, default_registry
@@ -212,20 +212,26 @@ def translate(run: str | Path, images, direction: str = "AtoB", device: str = "a
 
 
 def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]:
-    """Translate every image of a folder (or one file) into ``dst`` with the same file names.
+    """Translate every image of a folder and its subfolders (or one file) into ``dst``, under the
+    same relative paths (:func:`unpaired.data.list_images`; files that are not images are skipped
+    with one warning).
 
     Raises:
         DataError: the input has no images, or one cannot be decoded (names the file).
     """
     if not src.exists():
         raise DataError(f"{src}: not found.")
-    files = [src] if src.is_file() else sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    root = src.parent if src.is_file() else src
+    files, others = ([src], []) if src.is_file() else list_images(src)
+    if others:
+        warn(f"{src}: {len(others)} file(s) that are not images are skipped, e.g. "
+             f"{', '.join(p.relative_to(src).as_posix() for p in others[:5])}.")
     if not files:
         raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.")
     if dst.resolve() in {f.parent.resolve() for f in files}:
         raise DataError(f"{dst}: the output folder is the input folder; translations would replace the "
                         "originals. Choose another --out.")
-    return [translator.translate_file(f, dst / output_name(f.name)) for f in files]
+    return [translator.translate_file(f, dst / output_name(f.relative_to(root).as_posix())) for f in files]
 
 
 def output_name(name: str) -> str:

@@ -6,27 +6,34 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from unpaired.data import IMAGE_EXTENSIONS, domain_channels, image_transform, read_image
-from unpaired.errors import DataError
+from unpaired.data import IMAGE_EXTENSIONS, domain_channels, image_transform, list_images, read_image
+from unpaired.errors import DataError, warn
 
 class FolderDomain(Dataset):
-    """The images of one folder, sorted by name; items ``(image (C, H, W) in [-1, 1], file name)``.
+    """The images of one folder and its subfolders, sorted by relative path; items
+    ``(image (C, H, W) in [-1, 1], relative path)`` (:func:`unpaired.data.list_images`).
+
+    Files that are not images are skipped with one warning that counts them and names a few.
 
     Raises:
-        DataError: the folder is missing or holds no readable image type.
+        DataError: the folder is missing or holds no image.
     """
 
     def __init__(self, folder: Path, channels: int, transform):
         if not folder.is_dir():
             raise DataError(f"{folder}: folder not found. Expected the layout root/trainA, root/trainB, root/testA, root/testB.")
-        self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        self.folder = folder
+        self.files, others = list_images(folder)
+        names = [p.relative_to(folder).as_posix() for p in others[:5]]
         if not self.files:
-            others = sorted(p.name for p in folder.iterdir())[:5]
             raise DataError(
                 f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found"
-                + (f"; it holds e.g. {', '.join(others)}" if others else " (the folder is empty)")
+                + (f"; it holds e.g. {', '.join(names)}" if names else " (the folder is empty)")
                 + ". Add images or point the dataset root elsewhere."
             )
+        if others:
+            warn(f"{folder}: {len(others)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) are "
+                 f"skipped, e.g. {', '.join(names)}.")
         self.channels, self.transform = channels, transform
 
     def __len__(self) -> int:
@@ -34,7 +41,7 @@ class FolderDomain(Dataset):
 
     def __getitem__(self, i: int):
         path = self.files[i]
-        return self.transform(read_image(path, self.channels)), path.name
+        return self.transform(read_image(path, self.channels)), path.relative_to(self.folder).as_posix()
 
 
 class UnalignedFolder:
