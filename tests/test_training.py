@@ -81,10 +81,11 @@ def test_translate_folder_keeps_names(trained, tmp_path):
     _, _, out = trained
     src = tmp_path / "in"
     write_images(src, 3, channels=3, size=28)  # RGB files are converted to the generator's 1 channel
-    write_images(src / "sub", 1)  # sub-folders are not read
+    write_images(src / "sub", 1, size=28)  # sub-folders are translated into the same relative paths
     code = main(["translate", str(out), "--direction", "AtoB", "--input", str(src), "--out", str(tmp_path / "o"), "--device", "cpu"])
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["img_000.png", "img_001.png", "img_002.png"]
+    written = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png"))
+    assert written == ["img_000.png", "img_001.png", "img_002.png", "sub/img_000.png"]
 
 
 def test_translate_test_split_of_the_run_dataset(trained, tmp_path):
