@@ -58,8 +58,8 @@ def test_each_variant_resolves_to_the_papers_loss_terms():
 
 def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     out = tmp_path / "abl"
-    code = main(["ablate", "cyclegan-fashion", *BUDGET, "--variants", "full,ablations/gan-alone", "--out", str(out),
-                 "--metrics", "target_accuracy,fid,diversity,cycle_l1", "--images", "3"])
+    code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,ablations/gan-alone",
+                 "--out", str(out), "--metrics", "target_accuracy,fid,diversity,cycle_l1", "--images", "3"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "[1/2] full: training" in printed and "[2/2] gan-alone: training" in printed
@@ -68,6 +68,9 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     assert [row.split("|")[1].strip() for row in table[2:4]] == ["full", "gan-alone"]
     saved = json.loads((out / "ablation.json").read_text())
     assert set(saved["variants"]) == {"full", "gan-alone"}
+    # each variant's scores are the evaluation its training wrote at its last checkpoint
+    trained = json.loads((out / "full" / "eval" / "step_00000002" / "metrics.json").read_text())
+    assert saved["variants"]["full"]["metrics"] == trained["metrics"]
     assert saved["variants"]["gan-alone"]["metrics"]["AtoB"]["target_accuracy"] >= 0
     figure = read_image(str(out / "ablation.png"))
     # rows: the inputs + 2 variants; columns: 3 AtoB + 3 BtoA; 28x28 tiles enlarged 3x, 2-pixel padding,
@@ -76,8 +79,8 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     labels = figure[:, :, :LABEL_WIDTH]
     assert (labels < 100).any() and (labels == 255).float().mean() > 0.8
 
-    code = main(["ablate", "cyclegan-fashion", *BUDGET, "--variants", "full,ablations/gan-alone", "--out", str(out),
-                 "--images", "3"])
+    code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,ablations/gan-alone",
+                 "--out", str(out), "--images", "3"])
     assert code == 0 and capsys.readouterr().out.count("finished before, not retrained") == 2
     with pytest.raises(RecipeError, match="holds another ablation"):
         run_ablation("cyclegan-fashion", ["full"], out, BUDGET)

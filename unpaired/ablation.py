@@ -23,8 +23,9 @@ from torchvision.utils import make_grid
 from . import checkpoint
 from .checkpoint import atomic_write_text
 from .errors import RecipeError
-from .evaluation import DIRECTION, EvalResult, evaluate_run
+from .evaluation import DIRECTION, EvalResult, evaluate_run, require_metrics
 from .inference import Translator
+from .metrics import ARROWS
 from .recipe import _read, find_recipe, load_recipe
 from .registry import Registry
 from .trainer import Trainer
@@ -95,6 +96,15 @@ def _train(recipe: DictConfig, run: Path, registry: Registry | None, label: str)
     return trainer.fit().interrupted
 
 
+def _scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
+    """A variant's evaluation at its last checkpoint: the one its training wrote there (same
+    recipe, same images), else a new one."""
+    saved = run / "eval" / checkpoint.latest(run).name / "metrics.json"
+    if saved.is_file():
+        return EvalResult.read(saved)
+    return evaluate_run(run, device=device, registry=registry)[0]
+
+
 def _check_same_ablation(out: Path, config: dict) -> None:
     """An output folder holds one ablation: the same base, variants and overrides when resumed."""
     path = out / "ablation.yaml"
@@ -133,8 +143,7 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
     recipes = {variant_name(v): variant_recipe(base, v, overrides) for v in variants}
     if len(recipes) != len(variants):
         raise RecipeError(f"variants must have distinct names, got {list(variants)}.")
-    if not next(iter(recipes.values())).eval.metrics:
-        raise RecipeError(f"{base}: the recipe has no eval.metrics to compare the variants with (docs/evaluation.md).")
+    require_metrics(next(iter(recipes.values())), str(base))
     _check_same_ablation(out, {"base": str(base), "variants": list(variants), "overrides": list(overrides)})
     results: dict[str, EvalResult | None] = dict.fromkeys(recipes)
     for i, (name, recipe) in enumerate(recipes.items(), 1):
@@ -143,7 +152,7 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         if stopped:
             print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
             return AblationResult(results, _write_table(out, results, metrics, ""), None, stopped)
-        results[name], _ = evaluate_run(out / name, device=device, registry=registry)
+        results[name] = _scores(out / name, device, registry)
     figure, caption = _write_figure(out, recipes, images, device)
     return AblationResult(results, _write_table(out, results, metrics, caption), figure)
 
@@ -154,8 +163,7 @@ def _write_table(out: Path, results: dict[str, EvalResult | None], keys: list[st
     directions = list(dict.fromkeys(d for r in done.values() for d in r.metrics))
     keys = keys or list(better)
     columns = [(d, k) for d in directions for k in keys if any(k in r.metrics.get(d, {}) for r in done.values())]
-    arrow = {"min": " ↓", "max": " ↑"}
-    heads = [f"{d} {k}{arrow.get(better.get(k), '')}" for d, k in columns] or [""]
+    heads = [f"{d} {k}" + (f" {ARROWS[better[k]]}" if k in better else "") for d, k in columns] or [""]
     lines = ["| variant | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for name, r in results.items():
         cells = ["(not run yet)"] + [""] * (len(heads) - 1) if r is None else [

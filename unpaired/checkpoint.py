@@ -42,6 +42,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def step_name(step: int) -> str:
+    """The name of iteration ``step``'s checkpoint (and of its evaluation folder): ``step_00001234``."""
+    return f"step_{step:08d}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -109,8 +114,9 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: s
             f"writing checkpoint {final} failed ({err}); "
             + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
         ) from err
-    for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir() and make_latest)[: -max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+    if make_latest:  # a side checkpoint leaves the step_* ones alone
+        for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[: -max(1, keep)]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -67,6 +67,13 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     return sorted(images, key=key), sorted(others, key=key)
 
 
+def skipped_note(folder: Path, others: list[Path]) -> str:
+    """The warning for files under ``folder`` that :func:`list_images` found not to be images:
+    their count and the first five relative paths."""
+    names = ", ".join(p.relative_to(folder).as_posix() for p in others[:5])
+    return f"{folder}: {len(others)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) are skipped, e.g. {names}."
+
+
 def _pillow_decode(path: Path) -> Tensor:
     """BMP/TIFF through Pillow as (C, H, W) uint8, or uint16 for 16-bit grey (scaled below)."""
     with PIL.Image.open(path) as im:
@@ -80,6 +87,12 @@ def _pillow_decode(path: Path) -> Tensor:
             return torch.from_numpy(arr.round().astype(np.uint8))[None]
         im = im.convert("RGBA" if "A" in im.mode else "RGB" if im.mode not in ("L", "1") else "L")
         return v2.functional.pil_to_tensor(im)
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Images in [-1, 1] (any shape) as the uint8 values an image file would hold: clamped,
+    mapped to 0..255 and rounded (the inverse of ``x.float() / 127.5 - 1``)."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def read_image(path: Path, channels: int) -> Tensor:

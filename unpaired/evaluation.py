@@ -20,6 +20,7 @@ import platform
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -27,16 +28,16 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from . import checkpoint
-from .build import build_dataset, build_network, pick_device
+from .build import build_dataset, pick_device
 from .checkpoint import atomic_write_text
 from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image
-from .errors import CheckpointError, DataError, RecipeError
-from .inference import Translator
-from .metrics import Judge, TranslationSet
+from .errors import DataError, RecipeError
+from .inference import Translator, load_networks
+from .metrics import ARROWS, Judge, TranslationSet
 from .recipe import apply_overrides, check, from_yaml, network_kind, plugin_args
 from .registry import Registry, closest, default_registry
 
-__all__ = ["DIRECTION", "EvalResult", "Evaluator", "evaluate_folders", "evaluate_run"]
+__all__ = ["DIRECTION", "EvalResult", "Evaluator", "evaluate_folders", "evaluate_run", "require_metrics"]
 
 #: A direction between the two data domains, e.g. ``AtoB``.
 DIRECTION = re.compile(r"([AB])to([AB])")
@@ -79,15 +80,25 @@ class EvalResult:
     def to_json(self) -> dict:
         return {"metrics": self.metrics, "skipped": self.skipped, "better": self.better, "protocol": self.protocol}
 
+    @classmethod
+    def read(cls, path: Path) -> "EvalResult":
+        """The evaluation :meth:`write` wrote to ``path`` (a metrics.json).
+
+        Raises:
+            OSError, ValueError: the file is missing or not such JSON.
+        """
+        saved = json.loads(Path(path).read_text())
+        return cls(saved["metrics"], saved["skipped"], saved["better"], saved["protocol"])
+
     def markdown(self) -> str:
         """A table (rows: output keys, columns: directions) and the protocol as a list."""
         directions = list(self.metrics)
         keys = list(dict.fromkeys(k for m in self.metrics.values() for k in m))
-        arrow = {"min": " ↓", "max": " ↑"}
         lines = ["| metric | " + " | ".join(directions) + " |", "|---|" + "---:|" * len(directions)]
         for key in keys:
             cells = [f"{self.metrics[d][key]:.4g}" if key in self.metrics[d] else "—" for d in directions]
-            lines.append(f"| {key}{arrow.get(self.better.get(key), '')} | " + " | ".join(cells) + " |")
+            arrow = f" {ARROWS[self.better[key]]}" if key in self.better else ""
+            lines.append(f"| {key}{arrow} | " + " | ".join(cells) + " |")
         for d, reasons in self.skipped.items():
             for name, why in reasons.items():
                 lines.append(f"\nSkipped {name} ({d}): {why}")
@@ -148,12 +159,7 @@ class Scorer:
         self.better = {k: v for m in self.metrics.values() for k, v in getattr(m, "better", {}).items()}
 
     def _create(self, kind: str, name: str, args, where: str):
-        try:
-            return self.registry.create(kind, name, where, **plugin_args(args))
-        except RecipeError:
-            raise
-        except (ValueError, TypeError, OSError) as err:  # e.g. a weights file that is missing
-            raise RecipeError(f"{where}: {kind} '{name}' could not be created: {err}") from err
+        return self.registry.create(kind, name, where, **plugin_args(args))
 
     def _class_index(self, domain: str, value) -> int:
         names = list(getattr(self.classifier, "classes", None) or [])
@@ -196,8 +202,10 @@ class Scorer:
                 values[key] = float(value)
         return values, skipped
 
+    @cached_property
     def protocol(self) -> dict:
-        """The judge and metric settings, with the weights' SHA-256 and the library versions."""
+        """The judge and metric settings, with the weights' SHA-256 and the library versions
+        (computed once: hashing an Inception file at every evaluation would be wasted I/O)."""
         import torch_fidelity
 
         ev = self.eval
@@ -318,7 +326,7 @@ class Evaluator:
                     "images": {d: len(x) for d, x in self.images.items()},
                     "image_size": {d: list(x.shape[1:]) for d, x in self.images.items()},
                     "transform": "the dataset's test transform (no random crop or flip), no other resize",
-                    "paired": self.paired, **self.scorer.protocol(),
+                    "paired": self.paired, **self.scorer.protocol,
                     "seconds": round(time.perf_counter() - start, 2)}
         return EvalResult(metrics, {d: s for d, s in skipped.items() if s}, self.better, protocol)
 
@@ -336,6 +344,18 @@ class Evaluator:
             paired=target[: len(source)] if self.paired and len(target) >= len(source) else None,
             labels=self.labels.get(src),
             target_class=self.scorer.classes.get(tgt), judge=judge)
+
+
+def require_metrics(recipe: DictConfig, where: str) -> DictConfig:
+    """``recipe`` itself when its eval section names metrics.
+
+    Raises:
+        RecipeError: ``eval.metrics`` is empty (the message starts with ``where``).
+    """
+    if not recipe.eval.metrics:
+        raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some, e.g. "
+                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
+    return recipe
 
 
 def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str | Path | None = None,
@@ -356,23 +376,12 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
     """
     ckpt = checkpoint.latest(Path(run))
     recipe_yaml, weights = checkpoint.load_weights(ckpt)
-    recipe = check(apply_overrides(from_yaml(recipe_yaml), overrides))
-    if not recipe.eval.metrics:
-        raise RecipeError(f"{ckpt}'s recipe names no metrics (eval.metrics is empty). Add some, e.g. "
-                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
+    recipe = require_metrics(check(apply_overrides(from_yaml(recipe_yaml), overrides)), f"{ckpt}'s recipe")
     registry = (registry or default_registry()).for_recipe(recipe)
     device = pick_device(device)
     evaluator = Evaluator(recipe, registry, device)
-    nets = {}
-    for name in recipe.networks:
-        if network_kind(recipe, name) != "generator":
-            continue
-        net = build_network(recipe, name, registry, init=False)
-        try:
-            net.load_state_dict(weights[name])
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(f"{ckpt}: weights of '{name}' missing or not matching ({err}).") from err
-        nets[name] = net.to(device)
+    generators = [n for n in recipe.networks if network_kind(recipe, n) == "generator"]
+    nets = load_networks(recipe, generators, weights, registry, ckpt, device)
     counters = checkpoint.load_state(ckpt).get("counters", {}) if (ckpt / checkpoint.STATE).is_file() else {}
     about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch"),
              **({"overrides": list(overrides)} if overrides else {})}
@@ -414,9 +423,7 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
         DataError: a folder without images, images of mixed sizes, or (paired) names without a match.
         RecipeError: a bad eval section, or an unknown direction.
     """
-    if not recipe.eval.metrics:  # the data section is not used here, so it is not checked
-        raise RecipeError("the recipe names no metrics (eval.metrics is empty). Add some, e.g. "
-                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
+    require_metrics(recipe, "the recipe")  # its data section is not used here, so it is not checked
     if not DIRECTION.fullmatch(direction):
         raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
     scorer = Scorer(recipe, (registry or default_registry()).for_recipe(recipe), pick_device(device))
@@ -445,6 +452,6 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
     protocol = {"fake": str(fake), "real": str(real), "images": {"fake": len(fakes), "real": len(reals)},
                 "image_size": {"fake": list(fakes.shape[1:]), "real": list(reals.shape[1:])},
                 "transform": "files as they are (uint8 / 127.5 - 1), no resize", "paired": paired,
-                **scorer.protocol(), "seconds": round(time.perf_counter() - start, 2)}
+                **scorer.protocol, "seconds": round(time.perf_counter() - start, 2)}
     result = EvalResult({direction: values}, {direction: skipped} if skipped else {}, scorer.better, protocol)
     return result, result.write(Path(out) if out else Path(f"{Path(fake)}-eval"))

@@ -15,11 +15,39 @@ from torchvision.transforms import v2
 
 from . import checkpoint
 from .build import build_dataset, build_network, pick_device
-from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image
+from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note, to_uint8
 from .errors import CheckpointError, DataError, RecipeError, warn
 from .graph import ImageGraph
 from .recipe import from_yaml, plugin_args
 from .registry import Registry, closest, default_registry
+
+
+def load_networks(recipe: DictConfig, names, weights: dict, registry: Registry, source, device: torch.device,
+                  hint: str = "") -> dict[str, torch.nn.Module]:
+    """Networks ``names`` of a recipe built by their plugins (no init) with their saved weights,
+    on ``device`` in eval mode.
+
+    Args:
+        weights: network name -> state dict, as :func:`unpaired.checkpoint.load_weights` gives them.
+        source: the run or checkpoint the weights come from (named in errors).
+        hint: added to a plugin error (e.g. the run's plugin modules that failed to import).
+
+    Raises:
+        RecipeError: a network plugin that is not installed or rejects its args.
+        CheckpointError: weights missing or not matching the network (names ``source``).
+    """
+    nets = {}
+    for name in names:
+        try:
+            net = build_network(recipe, name, registry, init=False)
+        except RecipeError as err:
+            raise RecipeError(f"{err}{hint}") from err
+        try:
+            net.load_state_dict(weights[name])
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{source}: weights of '{name}' missing or not matching ({err}).") from err
+        nets[name] = net.to(device).eval()
+    return nets
 
 
 class Translator:
@@ -45,18 +73,8 @@ class Translator:
         self._plan(from_yaml(recipe_yaml), direction, pick_device(device))
         self.registry = registry or default_registry()
         failed = self._register_plugins(self.recipe)
-        self.nets = {}
-        for name in self.names:
-            try:
-                net = build_network(self.recipe, name, self.registry, init=False)
-            except RecipeError as err:
-                hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
-                raise RecipeError(f"{err}{hint}") from err
-            try:
-                net.load_state_dict(weights[name])
-            except (KeyError, RuntimeError) as err:
-                raise CheckpointError(f"{run}: weights of '{name}' missing or not matching ({err}).") from err
-            self.nets[name] = net.to(self.device).eval()
+        hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
+        self.nets = load_networks(self.recipe, self.names, weights, self.registry, run, self.device, hint)
         self._finish()
 
     @classmethod
@@ -151,7 +169,7 @@ class Translator:
             images = read_image(Path(images), self.in_channels).float() / 127.5 - 1.0
         elif isinstance(images, PIL.Image.Image):
             u8 = v2.functional.pil_to_tensor(images.convert("RGB" if self.in_channels == 3 else "L"))
-            return v2.functional.to_pil_image(self._u8(self(u8.float() / 127.5 - 1.0)))
+            return v2.functional.to_pil_image(to_uint8(self(u8.float() / 127.5 - 1.0)))
         if not isinstance(images, Tensor) or not images.is_floating_point():
             kind = images.dtype if isinstance(images, Tensor) else type(images).__name__
             raise DataError(f"images must be float tensors in [-1, 1], PIL images or file paths; got {kind} "
@@ -170,10 +188,6 @@ class Translator:
         y = self._run(x)[..., :h, :w].cpu()
         return y[0] if single else y
 
-    @staticmethod
-    def _u8(image: Tensor) -> Tensor:
-        return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
     def translate_file(self, src: Path, dst: Path) -> Path:
         """Translate one image file into ``dst`` (PNG, or JPEG for .jpg/.jpeg); returns the path."""
         return write_image(self(Path(src)), Path(dst))
@@ -185,7 +199,7 @@ def write_image(image: Tensor, dst: Path) -> Path:
     Raises:
         DataError: the file cannot be written (names it).
     """
-    u8 = Translator._u8(image)
+    u8 = to_uint8(image)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.suffix.lower() in (".jpg", ".jpeg"):
@@ -224,8 +238,7 @@ def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]
     root = src.parent if src.is_file() else src
     files, others = ([src], []) if src.is_file() else list_images(src)
     if others:
-        warn(f"{src}: {len(others)} file(s) that are not images are skipped, e.g. "
-             f"{', '.join(p.relative_to(src).as_posix() for p in others[:5])}.")
+        warn(skipped_note(src, others))
     if not files:
         raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.")
     if dst.resolve() in {f.parent.resolve() for f in files}:

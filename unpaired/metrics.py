@@ -22,7 +22,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Judge", "TranslationSet"]
+__all__ = ["ARROWS", "Judge", "TranslationSet"]
+
+#: How a metric's ``better`` direction is drawn in tables and reports.
+ARROWS = {"min": "↓", "max": "↑"}
 
 
 class Judge:

@@ -183,13 +183,14 @@ class Registry:
         ``where`` is the recipe key path used in error messages.
 
         Raises:
-            RecipeError: unknown name, an argument the factory does not take, or one it rejects.
+            RecipeError: unknown name, an argument the factory does not take, or one it rejects
+                (``TypeError``, ``ValueError``, or ``OSError`` for a file it cannot read).
         """
         comp = self.get(kind, name, where)
         check_args(comp.factory, args, f"{where or kind + ' ' + name}.args")
         try:
             return comp.factory(**args)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OSError) as err:
             raise RecipeError(f"{where or kind + ' ' + name}: {err}") from err
 
 

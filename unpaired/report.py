@@ -20,14 +20,15 @@ import io
 import json
 import math
 import re
-import struct
 from datetime import datetime
 from pathlib import Path
 
+import PIL.Image
 from omegaconf import OmegaConf
 
 from .checkpoint import atomic_write_text
 from .errors import CheckpointError
+from .metrics import ARROWS
 
 __all__ = ["write_report"]
 
@@ -38,7 +39,6 @@ GRID_TARGET_WIDTH = 520
 #: Resolution of the embedded plots.
 PLOT_DPI = 90
 
-_ARROWS = {"min": "\u2193", "max": "\u2191"}
 _MISSING = "\u2014"
 _SAMPLE_NAME = re.compile(r"step_(\d+)\.png")
 _STEP_FOLDER = re.compile(r"step_\d+")
@@ -269,7 +269,7 @@ def _training_section(records: list[dict], better: dict) -> str:
         groups = _group(eval_keys, _eval_parts)
         # the rankable metrics first, in the order the metrics declare them; the rest after
         groups = dict(sorted(groups.items(), key=lambda kv: list(better).index(kv[0]) if kv[0] in better else len(better)))
-        titled = {f"{m} {_ARROWS.get(better.get(m), '')}".strip(): lines for m, lines in groups.items()}
+        titled = {f"{m} {ARROWS.get(better.get(m), '')}".strip(): lines for m, lines in groups.items()}
         parts += ["<h3>Evaluation during training</h3>", _plot(records, titled, "value", ncols=4)]
     return "\n".join(parts)
 
@@ -339,7 +339,7 @@ def _samples_section(folder: Path, rows: list | None) -> str:
     figures = []
     for step, path in shown:
         data = path.read_bytes()
-        size = _png_size(data)
+        size = _image_size(data)
         width = f" width='{size[0] * max(1, min(4, GRID_TARGET_WIDTH // size[0]))}'" if size else ""
         figures.append(f"<figure><div class='grid'>{labels}<img alt='samples at iteration {step}'{width} "
                        f"src='{_data_uri(data)}'></div><figcaption>iteration {step:,}</figcaption></figure>")
@@ -354,11 +354,13 @@ def _spread(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's header, or None if it is not a PNG."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an image file's bytes (Pillow reads the header only), or None."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except PIL.UnidentifiedImageError:
         return None
-    return struct.unpack(">II", data[16:24])
 
 
 # -- final evaluation --------------------------------------------------------------------------------
@@ -387,7 +389,7 @@ def _best_line(best: dict) -> str:
     """``checkpoints/best/eval.json``: the metric that chose the checkpoint and its value (a key
     without a direction is the mean over the directions that have it)."""
     metric = str(best.get("metric", "?"))
-    arrow = _ARROWS.get(best.get("better", {}).get(metric.rpartition("/")[2]), "")
+    arrow = ARROWS.get(best.get("better", {}).get(metric.rpartition("/")[2]), "")
     value = ""
     if "value" in best:
         value = f" = {_fmt(best['value'])}" + ("" if "/" in metric else " (mean over directions)")
@@ -404,7 +406,7 @@ def _metrics_table(metrics: dict, better: dict) -> str:
     head = "".join(f"<th>{_esc(d)}</th>" for d in directions)
     rows = []
     for m in names:
-        arrow = _ARROWS.get(better.get(m), "")
+        arrow = ARROWS.get(better.get(m), "")
         cells = "".join(f"<td class='num'>{_fmt(metrics[d][m]) if m in metrics[d] else _MISSING}</td>"
                         for d in directions)
         rows.append(f"<tr><td><code>{_esc(m)}</code> {arrow}</td>{cells}</tr>")

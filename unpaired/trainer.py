@@ -276,7 +276,7 @@ class Trainer:
         if not self.is_main:
             return None
         try:
-            path = checkpoint.save(self.out_dir / "checkpoints", f"step_{self.step:08d}", self.executor.modules(),
+            path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step), self.executor.modules(),
                                    self.state_dict(), to_yaml(self.recipe), self.recipe.train.keep_checkpoints)
         except CheckpointError as err:
             warn(f"{err} Training goes on.")

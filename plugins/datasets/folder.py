@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from unpaired.data import IMAGE_EXTENSIONS, domain_channels, image_transform, list_images, read_image
+from unpaired.data import IMAGE_EXTENSIONS, domain_channels, image_transform, list_images, read_image, skipped_note
 from unpaired.errors import DataError, warn
 
 class FolderDomain(Dataset):
@@ -32,8 +32,7 @@ class FolderDomain(Dataset):
                 + ". Add images or point the dataset root elsewhere."
             )
         if others:
-            warn(f"{folder}: {len(others)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) are "
-                 f"skipped, e.g. {', '.join(names)}.")
+            warn(skipped_note(folder, others))
         self.channels, self.transform = channels, transform
 
     def __len__(self) -> int:

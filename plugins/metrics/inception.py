@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from unpaired.checkpoint import file_sha256
+from unpaired.data import to_uint8
 
 FILE = "weights-inception-2015-12-05-6726825d.pth"
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FILE}"
@@ -67,5 +68,4 @@ class InceptionFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"inception features take images (N, 1 or 3, H, W) in [-1, 1], got {tuple(x.shape)}")
-        u8 = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return self.net(u8.expand(-1, 3, -1, -1))[0]
+        return self.net(to_uint8(x).expand(-1, 3, -1, -1))[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from unpaired.data import to_uint8
 from unpaired.metrics import TranslationSet
 
 
@@ -146,5 +147,5 @@ class PairedSimilarity:
 
 def _uint8_rgb(images: Tensor) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> (N, 3, H, W) uint8, what torch-fidelity's LPIPS expects."""
-    images = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    images = to_uint8(images)
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

@@ -85,6 +85,6 @@ class Evaluation:
     @hookimpl
     def unpaired_train_end(self, trainer, result):
         if trainer.is_main and result.error is None and self.last is not None and self.last[0] == trainer.step:
-            scores = self.last[1]
-            scores.protocol["checkpoint"] = str(trainer.out_dir / "checkpoints" / f"step_{trainer.step:08d}")
-            scores.write(trainer.out_dir / "eval" / f"step_{trainer.step:08d}")
+            scores, name = self.last[1], checkpoint.step_name(trainer.step)
+            scores.protocol["checkpoint"] = str(trainer.out_dir / "checkpoints" / name)
+            scores.write(trainer.out_dir / "eval" / name)
