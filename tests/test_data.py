@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +18,8 @@ from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 from conftest import write_images
 from unpaired import DataError
-from unpaired.data import EpochSampler, UnalignedPairs, domain_channels, image_transform, read_image
+from unpaired.data import EpochSampler, UnalignedPairs, domain_channels, read_image, to_float
+from unpaired.preprocess import image_transform
 from unpaired_plugins.datasets.fashion import FashionMNIST, read_idx
 from unpaired_plugins.datasets.folder import FolderDomain, UnalignedFolder
 
@@ -66,7 +68,7 @@ def test_read_image_rgb_as_grey(tmp_path):
     write_png(rgb, str(tmp_path / "rgb.png"))
     grey = read_image(tmp_path / "rgb.png", 1)
     assert grey.shape == (1, 5, 7) and grey.dtype == torch.uint8
-    # libpng's RGB->grey is the ITU-R 601 luma, as torchvision's rgb_to_grayscale (allow rounding)
+    # the ITU-R 601 luma, as torchvision's rgb_to_grayscale, rounded
     assert (grey.int() - rgb_to_grayscale(rgb).int()).abs().max() <= 1
 
     write_png(torch.full((3, 4, 4), 77, dtype=torch.uint8), str(tmp_path / "flat.png"))
@@ -101,29 +103,31 @@ def test_read_image_rgba_drops_alpha(tmp_path):
     assert read_image(tmp_path / "rgba.png", 1).shape == (1, 5, 6)
 
 
-def test_read_image_16bit_grey_becomes_8bit(tmp_path):
+def test_read_image_16bit_grey_keeps_its_precision(tmp_path):
     values = np.array([[0, 255, 256, 1000], [40000, 65535, 12345, 65280]], dtype=np.uint16)
     write_png16(tmp_path / "g16.png", values)
     assert np.array_equal(np.array(Image.open(tmp_path / "g16.png")), values)  # the hand-made file is valid
-    expected = torch.from_numpy((values >> 8).astype(np.uint8))
-    assert expected.tolist() == [[0, 0, 1, 3], [156, 255, 48, 255]]
+    expected = torch.from_numpy(values.astype(np.float32) / 65535)
+    assert expected[0, 1] != expected[0, 2]  # 255 and 256: one 8-bit level, two 16-bit ones
 
     grey = read_image(tmp_path / "g16.png", 1)
-    assert grey.dtype == torch.uint8 and grey.shape == (1, 2, 4)
+    assert grey.dtype == torch.float32 and grey.shape == (1, 2, 4)
     assert torch.equal(grey[0], expected)
 
     rgb = read_image(tmp_path / "g16.png", 3)
-    assert rgb.dtype == torch.uint8 and rgb.shape == (3, 2, 4)
+    assert rgb.dtype == torch.float32 and rgb.shape == (3, 2, 4)
     for c in range(3):
         assert torch.equal(rgb[c], expected)
+    assert torch.allclose(to_float(grey), expected * 2 - 1)
 
 
-def test_read_image_16bit_rgb_becomes_8bit(tmp_path):
+def test_read_image_16bit_rgb_keeps_its_precision(tmp_path):
     values = np.random.default_rng(0).integers(0, 65536, size=(3, 5, 3), dtype=np.uint16)
     write_png16(tmp_path / "rgb16.png", values)
     img = read_image(tmp_path / "rgb16.png", 3)
-    assert img.dtype == torch.uint8
-    assert torch.equal(img, torch.from_numpy((values >> 8).astype(np.uint8)).permute(2, 0, 1))
+    assert img.dtype == torch.float32
+    assert torch.equal(img, torch.from_numpy(values.astype(np.float32) / 65535).permute(2, 0, 1))
+    assert len(torch.unique(img)) == 45  # 45 distinct 16-bit values survive (no >> 8)
 
 
 @pytest.mark.parametrize("content", [bytes(range(256)) * 3, b"\x89PNG\r\n\x1a\n" + bytes(100)], ids=["random", "bad-png-header"])
@@ -389,26 +393,33 @@ def test_pairs_empty_domain(uneven_root):
 # EpochSampler
 
 
+def idx(sampler) -> list[int]:
+    """The sample indices of a sampler's ``(epoch, index)`` items."""
+    return [i for _, i in sampler]
+
+
 def test_sampler_permutation():
     sampler = EpochSampler(10, seed=3)
-    indices = list(sampler)
+    indices = idx(sampler)
     assert sorted(indices) == list(range(10))
     assert indices != list(range(10))  # shuffled (fixed seed: not by chance)
     assert len(sampler) == 10
-    assert list(EpochSampler(10, shuffle=False)) == list(range(10))
+    assert idx(EpochSampler(10, shuffle=False)) == list(range(10))
+    sampler.set_epoch(4)
+    assert {e for e, _ in sampler} == {4}  # the epoch travels with the index (persistent workers)
 
 
 def test_sampler_seed_and_epoch():
     a, b = EpochSampler(50, seed=7), EpochSampler(50, seed=7)
     a.set_epoch(2)
     b.set_epoch(2)
-    assert list(a) == list(b)
-    assert list(a) == list(a)  # iterating twice gives the same epoch
+    assert idx(a) == idx(b)
+    assert idx(a) == idx(a)  # iterating twice gives the same epoch
     b.set_epoch(3)
-    assert list(a) != list(b)
+    assert idx(a) != idx(b)
     c = EpochSampler(50, seed=8)
     c.set_epoch(2)
-    assert list(a) != list(c)
+    assert idx(a) != idx(c)
 
 
 @pytest.mark.parametrize("n", [10, 11])
@@ -416,7 +427,7 @@ def test_sampler_ranks(n):
     ranks = [EpochSampler(n, seed=1, rank=r, world_size=2) for r in range(2)]
     for s in ranks:
         s.set_epoch(4)
-    parts = [list(s) for s in ranks]
+    parts = [idx(s) for s in ranks]
     assert all(len(p) == n // 2 for p in parts)
     assert all(len(s) == n // 2 for s in ranks)
     assert not set(parts[0]) & set(parts[1])
@@ -424,7 +435,7 @@ def test_sampler_ranks(n):
     # together are the single process's k-th batch
     whole = EpochSampler(n, seed=1)
     whole.set_epoch(4)
-    assert [i for pair in zip(*parts) for i in pair] == list(whole)[: 2 * (n // 2)]
+    assert [i for pair in zip(*parts) for i in pair] == idx(whole)[: 2 * (n // 2)]
 
 
 def test_sampler_resume_start():
@@ -432,16 +443,16 @@ def test_sampler_resume_start():
     full.set_epoch(5)
     resumed = EpochSampler(20, seed=2)
     resumed.set_epoch(5, start=7)
-    assert list(resumed) == list(full)[7:]
+    assert idx(resumed) == idx(full)[7:]
     assert len(resumed) == 13
     resumed.set_epoch(6)  # the next epoch starts from the beginning
-    assert len(list(resumed)) == 20
+    assert len(idx(resumed)) == 20
 
     rank1 = EpochSampler(20, seed=2, rank=1, world_size=2)
     rank1.set_epoch(5)
     rank1_resumed = EpochSampler(20, seed=2, rank=1, world_size=2)
     rank1_resumed.set_epoch(5, start=3)
-    assert list(rank1_resumed) == list(rank1)[3:]
+    assert idx(rank1_resumed) == idx(rank1)[3:]
     assert len(rank1_resumed) == 7
 
 
@@ -576,16 +587,48 @@ def test_bmp_and_tiff_decode_like_png(tmp_path):
     for suffix in (".bmp", ".tif", ".TIFF"):
         image.save(tmp_path / f"x{suffix}")
         assert torch.equal(read_image(tmp_path / f"x{suffix}", 3), rgb), suffix
-        assert torch.equal(read_image(tmp_path / f"x{suffix}", 1), rgb_to_grayscale(rgb)), suffix
-    grey16 = np.array([[0, 256, 65535], [1000, 40000, 512]], dtype=np.uint16)
-    Image.fromarray(grey16).save(tmp_path / "g16.tif")  # 16-bit grey TIFF ("I;16")
-    assert read_image(tmp_path / "g16.tif", 1)[0].tolist() == (grey16 >> 8).tolist()
-    floats = np.array([[-1.0, 0.0], [1.0, 3.0]], dtype=np.float32)
-    Image.fromarray(floats).save(tmp_path / "f.tif")  # float TIFF: its own range onto 0..255
-    assert read_image(tmp_path / "f.tif", 1)[0].tolist() == [[0, 64], [128, 255]]
+        assert torch.equal(read_image(tmp_path / f"x{suffix}", 1), rgb_to_grayscale(rgb.float()).round().to(torch.uint8)), suffix
     (tmp_path / "bad.tif").write_bytes(b"II*\0 not really a tiff")
     with pytest.raises(DataError, match="bad.tif: cannot decode image"):
         read_image(tmp_path / "bad.tif", 3)
+
+
+def test_tiff_of_more_than_8_bits_keeps_its_precision(tmp_path):
+    grey16 = np.array([[0, 256, 65535], [1000, 40000, 257]], dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "pil16.tif")  # Pillow's "I;16"
+    tifffile.imwrite(tmp_path / "g16.tif", grey16)
+    for name in ("pil16.tif", "g16.tif"):
+        img = read_image(tmp_path / name, 1)
+        assert img.dtype == torch.float32 and torch.equal(img[0], torch.from_numpy(grey16 / np.float32(65535))), name
+        assert img[0, 0, 1] != img[0, 1, 2]  # 256 and 257: one level in 8 bits
+
+    rgb16 = np.random.default_rng(1).integers(0, 65536, (4, 6, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb16)  # Pillow would read this as 8-bit RGB
+    img = read_image(tmp_path / "rgb16.tif", 3)
+    assert img.shape == (3, 4, 6) and torch.equal(img, torch.from_numpy(rgb16 / np.float32(65535)).permute(2, 0, 1))
+    planar = read_image(_write(tmp_path / "planar.tif", rgb16.transpose(2, 0, 1), photometric="rgb", planarconfig="separate"), 3)
+    assert torch.equal(planar, img)
+
+    unit = np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)  # float already in [0, 1]: kept
+    assert read_image(_write(tmp_path / "unit.tif", unit), 1)[0].tolist() == unit.tolist()
+    floats = np.array([[-1.0, 0.0], [1.0, 3.0]], dtype=np.float32)  # other floats: their own range onto [0, 1]
+    for name, writer in (("f.tif", tifffile.imwrite), ("pilf.tif", lambda p, a: Image.fromarray(a).save(p))):
+        writer(tmp_path / name, floats)
+        assert read_image(tmp_path / name, 1)[0].tolist() == [[0.0, 0.25], [0.5, 1.0]], name
+    assert read_image(tmp_path / "f.tif", 3).shape == (3, 2, 2)
+
+    five = np.zeros((2, 2, 5), dtype=np.uint16)
+    with pytest.raises(DataError, match=r"five.tif: a TIFF with 5 samples per pixel .* Export 1 or 3 channels"):
+        read_image(_write(tmp_path / "five.tif", five, planarconfig="contig", photometric="minisblack"), 3)
+
+    # through the transform: the float image keeps its 16-bit steps and stays in [-1, 1]
+    out = image_transform(4, 4, False, False, "resize_and_crop")(read_image(tmp_path / "rgb16.tif", 3))
+    assert out.shape == (3, 4, 4) and out.min() >= -1 and out.max() <= 1 and len(torch.unique(out)) > 40
+
+
+def _write(path, array, **kwargs):
+    tifffile.imwrite(path, array, **kwargs)
+    return path
 
 
 def test_folder_walks_subfolders_and_skips_what_is_not_an_image(tmp_path, capsys):

@@ -6,7 +6,7 @@ domains with :class:`UnalignedPairs` the way the reference implementation does (
 
 Paired ("aligned") data, as pix2pix uses it (Isola et al., CVPR 2017), is a plugin that also has
 ``aligned = True`` and a ``pairs(split, seed)`` method (:class:`PairedData`); its pairs are an
-:class:`AlignedPairs`, whose two images get one shared crop and flip (:func:`paired_transform`).
+:class:`AlignedPairs`, whose two images get one shared crop and flip (:func:`unpaired.preprocess.paired_transform`).
 
 Randomness is a pure function of (seed, epoch, index): the B index, the crop and the flip of
 sample i in epoch e are the same whatever the number of workers or ranks, and after a resume.
@@ -16,26 +16,30 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
+import tifffile
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
-from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
 from .errors import DataError
+from .preprocess import PairedTransform
 
-#: Decoded by torchvision.io (libpng, libjpeg, libwebp, giflib).
-TORCHVISION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-#: Decoded by Pillow: what torchvision.io does not read (scanners, microscopes, older tools).
-PILLOW_EXTENSIONS = (".bmp", ".tif", ".tiff")
-IMAGE_EXTENSIONS = TORCHVISION_EXTENSIONS + PILLOW_EXTENSIONS
+#: Decoded by torchvision.io (libjpeg, libwebp, giflib).
+TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".gif")
+#: Decoded by Pillow (and tifffile): what torchvision.io does not read (scanners, microscopes),
+#: and PNG, because torchvision 0.29's PNG decoder crashes the process (a segmentation fault,
+#: not an exception) on a PNG whose pixel data is damaged, where Pillow raises an error.
+PILLOW_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 #: Operating-system metadata files, never images (hidden files, ``.DS_Store`` and macOS ``._name``
 #: AppleDouble files among them, are skipped by their leading dot).
 OS_METADATA = ("Thumbs.db", "desktop.ini")
@@ -74,17 +78,73 @@ def skipped_note(folder: Path, others: list[Path]) -> str:
     return f"{folder}: {len(others)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) are skipped, e.g. {names}."
 
 
+def _unit_range(arr: np.ndarray, bits: int) -> Tensor:
+    """A decoded array of more than 8 bits as float32 in [0, 1]: unsigned integers divided by
+    2**bits - 1 (the file's bits per sample: 65535 for 16 bits), floats already in [0, 1] kept,
+    anything else (signed, 32-bit integers, other float ranges) mapped from the image's own
+    minimum and maximum."""
+    if arr.dtype.kind == "u" and bits <= 16:
+        out = arr.astype(np.float32) / float(2**bits - 1)
+    else:
+        out = arr.astype(np.float64)
+        lo, hi = float(out.min()), float(out.max())
+        if arr.dtype.kind != "f" or lo < 0 or hi > 1:
+            out = np.zeros_like(out) if hi == lo else (out - lo) / (hi - lo)
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).clamp_(0, 1)
+
+
+def _tifffile_decode(path: Path) -> Tensor | None:
+    """A TIFF of more than 8 bits per sample through tifffile as float32 (C, H, W) in [0, 1], its
+    first page; None for 8-bit, palette and other TIFFs Pillow reads as well, and for files
+    tifffile cannot read without the imagecodecs package: those go to Pillow."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            if page.bitspersample <= 8 or page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+                return None
+            arr, axes = page.asarray(), page.axes
+    except (tifffile.TiffFileError, IndexError, KeyError, ValueError, NotImplementedError):
+        return None  # damaged, or a compression that needs imagecodecs (LZW): Pillow tries and reports
+    if "S" in axes:  # samples per pixel first: (S, H, W)
+        arr = np.moveaxis(arr, axes.index("S"), 0)
+    elif arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 2, 3, 4):
+        raise DataError(f"{path}: a TIFF with {arr.shape[0] if arr.ndim == 3 else arr.shape} samples per pixel "
+                        f"(axes {axes}); unpaired reads grey, grey+alpha, RGB or RGBA. Export 1 or 3 channels.")
+    return _unit_range(arr[:1] if arr.shape[0] == 2 else arr, page.bitspersample)
+
+
+def _png_colour16(path: Path) -> Tensor | None:
+    """A 16-bit colour PNG (which Pillow reduces to 8 bits) through torchvision, once every chunk's
+    CRC and the whole compressed pixel stream have checked out (damaged data would crash
+    torchvision's decoder); None for any other PNG."""
+    data = path.read_bytes()
+    if len(data) < 29 or data[12:16] != b"IHDR" or data[24] != 16 or data[25] not in (2, 6):
+        return None
+    pos, idat = 8, []
+    while pos + 12 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + size]
+        if len(body) != size or zlib.crc32(kind + body) != int.from_bytes(data[pos + 8 + size : pos + 12 + size], "big"):
+            raise ValueError(f"damaged {kind.decode('latin-1')} chunk (CRC mismatch or cut short)")
+        idat += [body] if kind == b"IDAT" else []
+        pos += 12 + size
+    zlib.decompress(b"".join(idat))  # zlib.error on damaged pixel data
+    return _unit_range(decode_image(read_file(str(path))).to(torch.int32).numpy().astype(np.uint16), 16)
+
+
 def _pillow_decode(path: Path) -> Tensor:
-    """BMP/TIFF through Pillow as (C, H, W) uint8, or uint16 for 16-bit grey (scaled below)."""
+    """PNG/BMP/TIFF through Pillow: (C, H, W) uint8, or float32 in [0, 1] for 16-bit, 32-bit and
+    float images."""
+    if path.suffix.lower() == ".png" and (img := _png_colour16(path)) is not None:
+        return img
     with PIL.Image.open(path) as im:
         im = PIL.ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16"):
-            return torch.from_numpy(np.asarray(im, dtype=np.uint16).astype(np.int32)).to(torch.uint16)[None]
-        if im.mode in ("I", "F"):  # 32-bit integer or float: its own range onto 0..255
-            arr = np.asarray(im, dtype=np.float64)
-            lo, hi = float(arr.min()), float(arr.max())
-            arr = np.zeros_like(arr) if hi == lo else (arr - lo) / (hi - lo) * 255
-            return torch.from_numpy(arr.round().astype(np.uint8))[None]
+            return _unit_range(np.asarray(im, dtype=np.uint16)[None], 16)
+        if im.mode in ("I", "F"):
+            return _unit_range(np.asarray(im)[None], 32)
         im = im.convert("RGBA" if "A" in im.mode else "RGB" if im.mode not in ("L", "1") else "L")
         return v2.functional.pil_to_tensor(im)
 
@@ -95,14 +155,25 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def read_image(path: Path, channels: int) -> Tensor:
-    """Decode an image file to uint8 (C, H, W) with ``channels`` 1 (grey) or 3 (RGB).
+def to_float(image: Tensor) -> Tensor:
+    """What :func:`read_image` gives (uint8, or float in [0, 1]) as float32 in [-1, 1]."""
+    return v2.functional.to_dtype(image, torch.float32, scale=True) * 2 - 1
 
-    Grey files become RGB and RGB grey, RGBA loses its alpha, 16-bit images are scaled to 8 bits
-    (``>> 8``), 32-bit integer and float TIFFs are scaled from their own minimum and maximum to
-    0..255, an animated GIF or a multi-page TIFF gives its first frame, and the EXIF orientation
-    is applied. PNG, JPEG, WebP and GIF are decoded by torchvision (libpng, libjpeg, libwebp,
-    giflib), BMP and TIFF by Pillow.
+
+def read_image(path: Path, channels: int) -> Tensor:
+    """Decode an image file to (C, H, W) with ``channels`` 1 (grey) or 3 (RGB).
+
+    8-bit files give uint8 (0..255). Files with more bits keep their precision as float32 in
+    [0, 1]: 16-bit PNG and TIFF divided by 65535 (2**BitsPerSample - 1), float TIFFs already in
+    [0, 1] as they are, other float and 32-bit integer images mapped from their own minimum and
+    maximum. Grey files become RGB and RGB grey (ITU-R 601 luma), alpha is dropped, an animated
+    GIF or a multi-page TIFF gives its first frame, and the EXIF orientation is applied (not to
+    TIFFs of more than 8 bits, whose Orientation tag is rare).
+
+    Decoders: JPEG, WebP and GIF by torchvision (libjpeg, libwebp, giflib); TIFF of more than 8
+    bits by tifffile; PNG, BMP and other TIFF by Pillow. PNG avoids torchvision because its PNG
+    decoder crashes the process on damaged pixel data; a 16-bit colour PNG, which Pillow reduces
+    to 8 bits, goes to torchvision only after its chunks' CRCs and its compressed data check out.
 
     Raises:
         DataError: the file is missing, empty or cannot be decoded; names the file.
@@ -112,27 +183,32 @@ def read_image(path: Path, channels: int) -> Tensor:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file. Remove or re-save it.")
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() in PILLOW_EXTENSIONS:
-            img = _pillow_decode(path)
+        if suffix in PILLOW_EXTENSIONS:
+            img = _tifffile_decode(path) if suffix in (".tif", ".tiff") else None
+            img = _pillow_decode(path) if img is None else img
         else:
             data = read_file(str(path))
             with warnings.catch_warnings():  # some decoders warn and ignore the mode; converted below
                 warnings.simplefilter("ignore", UserWarning)
                 img = decode_image(data, mode=mode, apply_exif_orientation=True)
-    except (RuntimeError, ValueError, OSError, PIL.UnidentifiedImageError) as err:
+    except (RuntimeError, ValueError, OSError, zlib.error, PIL.UnidentifiedImageError, tifffile.TiffFileError) as err:
+        if isinstance(err, DataError):
+            raise
         reason = str(err).strip().splitlines()[0]
         reason = reason if len(reason) < 120 and "/__w/" not in reason else type(err).__name__
         raise DataError(f"{path}: cannot decode image: not a valid {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} "
                         f"file ({reason}). Remove or re-save it.") from err
     if img.ndim == 4:  # animated GIF: frames first
         img = img[0]
-    if img.dtype == torch.uint16:
-        img = (img.to(torch.int32) >> 8).to(torch.uint8)
     if img.shape[0] == 4:
         img = img[:3]
-    if img.shape[0] != channels:
-        img = v2.functional.rgb_to_grayscale(img) if channels == 1 else img.expand(3, -1, -1).contiguous()
+    if img.shape[0] == 3 and channels == 1:  # rounded, where torchvision's uint8 path truncates (77 -> 76)
+        grey = v2.functional.rgb_to_grayscale(img.float())
+        img = grey.round().clamp(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else grey
+    elif img.shape[0] != channels:
+        img = img.expand(3, -1, -1).contiguous()
     return img
 
 
@@ -176,67 +252,13 @@ def domain_channels(channels, domain: str) -> int:
     return int(values["AB".index(domain)])
 
 
-def image_transform(load_size: int, crop_size: int, flip: bool, train: bool) -> v2.Transform:
-    """The reference "resize_and_crop" preprocessing for uint8 images (C, H, W).
-
-    Resize (bicubic, antialiased) so the shorter side is ``load_size``, crop ``crop_size`` (random
-    when ``train``, centred otherwise), flip horizontally at random when ``train and flip``, then
-    scale to [-1, 1] (mean 0.5, std 0.5 per channel).
-    """
-    steps = [v2.Resize(load_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
-    steps.append(v2.RandomCrop(crop_size) if train else v2.CenterCrop(crop_size))
-    if train and flip:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])]
-    return v2.Compose(steps)
-
-
-class PairedTransform:
-    """One image transform applied to two images with ONE draw of its random parameters.
-
-    ``t(img_a, img_b) -> (out_a, out_b)``: uint8 (C_A, H, W) and (C_B, H, W) (the channel counts
-    may differ, H and W may not) to plain float tensors. Both images are wrapped as
-    ``tv_tensors.Image`` so that torchvision's v2 transforms treat both as images (given two plain
-    tensors, v2 transforms only the first and passes the second through untouched) and share the
-    random parameters (crop position, flip) of the call. Draws come from torch's global generator:
-    seed it (as :class:`AlignedPairs` does) for reproducible output.
-
-    Raises:
-        ValueError: the two images differ in height or width.
-    """
-
-    def __init__(self, transform: v2.Transform):
-        self.transform = transform
-
-    def __call__(self, img_a: Tensor, img_b: Tensor) -> tuple[Tensor, Tensor]:
-        if img_a.shape[-2:] != img_b.shape[-2:]:
-            raise ValueError(f"the images of a pair differ in size: {tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])} (H, W)")
-        out_a, out_b = self.transform(tv_tensors.Image(img_a), tv_tensors.Image(img_b))
-        return out_a.as_subclass(Tensor), out_b.as_subclass(Tensor)
-
-    def __repr__(self) -> str:
-        return f"PairedTransform({self.transform})"
-
-
-def paired_transform(load_size: int, crop_size: int, flip: bool, train: bool) -> PairedTransform:
-    """:func:`image_transform` for the two images of a pair, with one crop and one flip for both.
-
-    Resize each (bicubic, antialiased) so its shorter side is ``load_size``, crop ``crop_size`` at
-    the same position in both (random when ``train``, centred otherwise), flip both or neither
-    (at random when ``train and flip``), scale to [-1, 1]. Takes uint8 (C_A, H, W) and
-    (C_B, H, W), returns float32 (C_A, crop, crop) and (C_B, crop, crop). Outside training the
-    result is deterministic and equals :func:`image_transform` applied to each image.
-    """
-    return PairedTransform(image_transform(load_size, crop_size, flip, train))
-
-
 class TensorDomain(Dataset):
     """One domain from uint8 images held in memory; items ``(transform(image), name)``.
 
     Args:
         images: uint8 (N, C, H, W); C 1 is expanded to ``channels`` 3 when asked.
         names: N file names.
-        transform: e.g. :func:`image_transform`.
+        transform: e.g. :func:`unpaired.preprocess.image_transform`.
         channels: channels of the items (1 or 3); None keeps C.
     """
 
@@ -293,7 +315,8 @@ class UnalignedPairs(Dataset):
     """Unpaired samples ``{"real_A", "real_B", "name_A", "name_B"}`` from two domain datasets.
 
     Item i of epoch e is A[i mod |A|] with B[random]; the random draws (B index, crops, flips) are
-    seeded by (seed, e, i). Call :meth:`set_epoch` before iterating each epoch.
+    seeded by (seed, e, i). The index is ``i`` (epoch set by :meth:`set_epoch`) or ``(e, i)``, as
+    :class:`EpochSampler` gives it, so that persistent worker processes need no epoch update.
 
     Raises:
         DataError: either domain is empty.
@@ -311,9 +334,10 @@ class UnalignedPairs(Dataset):
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(self.seed, self.epoch, i))
+            torch.manual_seed(_seed(self.seed, epoch, i))
             img_a, name_a = self.a[i % len(self.a)]
             img_b, name_b = self.b[int(torch.randint(len(self.b), ()))]
         return {"real_A": img_a, "real_B": img_b, "name_A": name_a, "name_B": name_b}
@@ -323,12 +347,13 @@ class AlignedPairs(Dataset):
     """Paired samples ``{"real_A", "real_B", "name_A", "name_B"}``, the pix2pix way.
 
     Item i is pair i: ``load(i) -> (img_a uint8 (C_A, H, W), img_b uint8 (C_B, H, W), name_a,
-    name_b)`` passed through ``transform`` (a :class:`PairedTransform`, e.g.
-    :func:`paired_transform`), so both images get the same crop and the same flip; ``real_A`` is
+    name_b)`` passed through ``transform`` (a :class:`~unpaired.preprocess.PairedTransform`, e.g.
+    :func:`~unpaired.preprocess.paired_transform`), so both images get the same crop and the same flip; ``real_A`` is
     float (C_A, crop, crop) and ``real_B`` float (C_B, crop, crop), in [-1, 1]. As in
     :class:`UnalignedPairs`, the random draws of item i in epoch e are seeded by (seed, e, i): the
     same item whatever the number of workers or ranks, and after a resume; another epoch draws
-    another crop. Call :meth:`set_epoch` before iterating each epoch. An epoch has ``size``
+    another crop. The index is ``i`` (epoch set by :meth:`set_epoch`) or ``(e, i)`` as
+    :class:`UnalignedPairs`. An epoch has ``size``
     samples. ``load`` must be picklable for worker processes that do not fork (a module-level
     function, a bound method, :class:`TensorPairSource`), not a lambda.
 
@@ -348,7 +373,8 @@ class AlignedPairs(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
         if not 0 <= i < self.size:
             raise IndexError(f"pair {i} out of range (0..{self.size - 1})")
         img_a, img_b, name_a, name_b = self.load(i)
@@ -356,13 +382,16 @@ class AlignedPairs(Dataset):
             raise DataError(f"{name_a} / {name_b}: the two images of a pair differ in size "
                             f"({tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])}, H x W).")
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(self.seed, self.epoch, i))
+            torch.manual_seed(_seed(self.seed, epoch, i))
             real_a, real_b = self.transform(img_a, img_b)
         return {"real_A": real_a, "real_B": real_b, "name_A": name_a, "name_B": name_b}
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffled indices for one epoch, the same for a given (seed, epoch), strided across ranks.
+
+    It yields ``(epoch, index)``: the pairs datasets seed their draws with both, so a
+    ``DataLoader`` can keep its worker processes from epoch to epoch (``persistent_workers``).
 
     ``start`` skips the first indices of this rank (a resume in the middle of an epoch). Each rank
     gets ``len // world_size`` indices (the remainder is dropped so ranks stay in step).
@@ -386,7 +415,7 @@ class EpochSampler(Sampler[int]):
         return order[self.rank :: self.world_size][: self.epoch_length]
 
     def __iter__(self):
-        return iter(self._indices()[self.start :])
+        return ((self.epoch, i) for i in self._indices()[self.start :])
 
     @property
     def epoch_length(self) -> int:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from . import checkpoint
 from .build import build_dataset, pick_device
 from .checkpoint import atomic_write_text
-from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image
+from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, to_float
 from .errors import DataError, RecipeError
 from .inference import Translator, load_networks
 from .metrics import ARROWS, Judge, TranslationSet
@@ -398,7 +398,7 @@ def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
     files = list_images(folder)[0]
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).")
-    images = [read_image(f, channels).float() / 127.5 - 1 for f in files]
+    images = [to_float(read_image(f, channels)) for f in files]
     sizes = {tuple(x.shape) for x in images}
     if len(sizes) > 1:
         raise DataError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; resize them to one size first.")

@@ -1,4 +1,5 @@
-"""Datasets: the reference folder layouts (unaligned, and pix2pix's aligned side-by-side pairs),
+"""Datasets: the reference folder layouts (unaligned; pix2pix's aligned pairs, side by side or in
+two folders; a single folder for translation),
 Fashion-MNIST classes (embedded demo subset or full set), and Fashion-MNIST edges <-> photos."""
 
 from unpaired import Component, hookimpl
@@ -6,7 +7,7 @@ from unpaired import Component, hookimpl
 from .aligned import AlignedFolder
 from .edges import FashionEdges
 from .fashion import FashionMNIST
-from .folder import UnalignedFolder
+from .folder import SingleFolder, UnalignedFolder
 
 
 @hookimpl
@@ -16,4 +17,5 @@ def unpaired_components():
         Component("dataset", "fashion_mnist", FashionMNIST),
         Component("dataset", "aligned_folder", AlignedFolder),
         Component("dataset", "fashion_edges", FashionEdges),
+        Component("dataset", "single_folder", SingleFolder),
     ]

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from unpaired.data import AlignedPairs, TensorDomain, TensorPairSource, domain_channels, image_transform, paired_transform
+from unpaired.data import AlignedPairs, TensorDomain, TensorPairSource, domain_channels
+from unpaired.preprocess import check_preprocess, image_transform, paired_transform
 from unpaired.errors import DataError
 
 from .fashion import CLASSES, load_split
@@ -113,8 +114,7 @@ class FashionEdges:
                  channels: int | list = 1, load_size: int = 36, crop_size: int = 32, flip: bool = True,
                  limit: int = 0, low_threshold: float = 0.2, high_threshold: float = 0.4):
         domain_channels(channels, "A")  # fail early on a bad value
-        if crop_size > load_size:
-            raise ValueError(f"crop_size {crop_size} is larger than load_size {load_size}")
+        check_preprocess("resize_and_crop", load_size, crop_size)
         classes = [classes] if isinstance(classes, int) else [int(c) for c in classes]
         if not classes or len(set(classes)) != len(classes) or any(not 0 <= c < len(CLASSES) for c in classes):
             raise ValueError(f"classes must be distinct labels 0..9, got {classes}")
@@ -162,7 +162,7 @@ class FashionEdges:
             raise ValueError(f"domain is A or B, got {name!r}")
         edges, photos, names = self.split_images(split)
         part = self._part(name, split)
-        transform = image_transform(self.load_size, self.crop_size, self.flip, train=split == "train")
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
         images = edges if name == "A" else photos
         return TensorDomain(images[part], names[part], transform, domain_channels(self.channels, name))
 
@@ -170,5 +170,5 @@ class FashionEdges:
         """Every image of ``split`` as a pair (its edges, itself), one crop and flip for both."""
         edges, photos, names = self.split_images(split)
         source = TensorPairSource(edges, photos, names, domain_channels(self.channels, "A"), domain_channels(self.channels, "B"))
-        transform = paired_transform(self.load_size, self.crop_size, self.flip, train=split == "train")
+        transform = paired_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
         return AlignedPairs(source, len(source), transform, seed=seed)

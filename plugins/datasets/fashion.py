@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unpaired.data import image_transform
+from unpaired.preprocess import check_preprocess, image_transform
 from unpaired.errors import DataError
 
 EMBEDDED = Path(__file__).parent / "data" / "fashion_sneaker_boot.npz"
@@ -98,8 +98,7 @@ class FashionMNIST:
                  load_size: int = 32, crop_size: int = 28, flip: bool = True, limit: int = 0):
         if channels != 1:
             raise ValueError("Fashion-MNIST is grey: channels must be 1")
-        if crop_size > load_size:
-            raise ValueError(f"crop_size {crop_size} is larger than load_size {load_size}")
+        check_preprocess("resize_and_crop", load_size, crop_size)
         for label in (class_A, class_B):
             if not 0 <= label < len(CLASSES):
                 raise ValueError(f"class labels are 0..9, got {label}")
@@ -110,5 +109,5 @@ class FashionMNIST:
         images = load_split(self.source, split, self.labels[name])
         if self.limit:
             images = images[: self.limit]
-        transform = image_transform(self.load_size, self.crop_size, self.flip, train=split == "train")
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
         return ArrayDomain(images, f"{split}{name}", transform)

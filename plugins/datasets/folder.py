@@ -1,4 +1,5 @@
-"""``unaligned_folder``: images in the CycleGAN folder layout (trainA/, trainB/, testA/, testB/)."""
+"""Folder datasets: ``unaligned_folder`` (the CycleGAN layout trainA/, trainB/, testA/, testB/) and
+``single_folder`` (one folder of images of one domain, for translation)."""
 
 from __future__ import annotations
 
@@ -6,41 +7,59 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from unpaired.data import IMAGE_EXTENSIONS, domain_channels, image_transform, list_images, read_image, skipped_note
+from unpaired.data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note
 from unpaired.errors import DataError, warn
+from unpaired.preprocess import check_preprocess, image_transform
+
+
+def folder_images(folder: Path, layout: str) -> list[Path]:
+    """The images under ``folder`` (:func:`unpaired.data.list_images`), warning once about the other files.
+
+    Raises:
+        DataError: the folder is missing (names the expected ``layout``) or holds no image.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found. Expected the layout {layout}.")
+    files, others = list_images(folder)
+    if not files:
+        names = [p.relative_to(folder).as_posix() for p in others[:5]]
+        raise DataError(
+            f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found"
+            + (f"; it holds e.g. {', '.join(names)}" if names else " (the folder is empty)")
+            + ". Add images or point the dataset root elsewhere."
+        )
+    if others:
+        warn(skipped_note(folder, others))
+    return files
+
 
 class FolderDomain(Dataset):
     """The images of one folder and its subfolders, sorted by relative path; items
-    ``(image (C, H, W) in [-1, 1], relative path)`` (:func:`unpaired.data.list_images`).
+    ``(image (C, h, w) in [-1, 1], relative path)``.
 
-    Files that are not images are skipped with one warning that counts them and names a few.
+    Attributes:
+        files: the image paths (:func:`unpaired.data.list_images`); the training data check
+            (:mod:`unpaired.datacheck`) removes unreadable ones from it when told to skip them.
 
     Raises:
-        DataError: the folder is missing or holds no image.
+        DataError: the folder is missing or holds no image; on reading, a file that cannot be
+            decoded or is smaller than the crop (names it).
     """
 
-    def __init__(self, folder: Path, channels: int, transform):
-        if not folder.is_dir():
-            raise DataError(f"{folder}: folder not found. Expected the layout root/trainA, root/trainB, root/testA, root/testB.")
-        self.folder = folder
-        self.files, others = list_images(folder)
-        names = [p.relative_to(folder).as_posix() for p in others[:5]]
-        if not self.files:
-            raise DataError(
-                f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found"
-                + (f"; it holds e.g. {', '.join(names)}" if names else " (the folder is empty)")
-                + ". Add images or point the dataset root elsewhere."
-            )
-        if others:
-            warn(skipped_note(folder, others))
-        self.channels, self.transform = channels, transform
+    def __init__(self, folder: Path, channels: int, transform, layout: str = "a folder of images"):
+        self.folder, self.channels, self.transform = folder, channels, transform
+        self.files = folder_images(folder, layout)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
         path = self.files[i]
-        return self.transform(read_image(path, self.channels)), path.relative_to(self.folder).as_posix()
+        image = read_image(path, self.channels)
+        try:
+            return self.transform(image), path.relative_to(self.folder).as_posix()
+        except ValueError as err:  # e.g. an image smaller than the crop
+            raise DataError(f"{path}: {err}.") from err
 
 
 class UnalignedFolder:
@@ -49,19 +68,54 @@ class UnalignedFolder:
     Args:
         root: dataset folder (e.g. ``datasets/horse2zebra``).
         channels: 3 (RGB) or 1 (grey), or a pair [C_A, C_B]; files of other kinds are converted
-            (grey to RGB, RGBA without its alpha, 16-bit to 8-bit).
-        load_size, crop_size, flip: the reference "resize_and_crop" preprocessing (286, 256, True).
+            (grey to RGB, RGBA without its alpha; 16-bit and float keep their precision).
+        load_size, crop_size: pixels, one number or ``[H, W]`` (see :mod:`unpaired.preprocess`).
+        flip: random horizontal flip when training.
+        preprocess: one of :data:`unpaired.preprocess.PREPROCESS`; the default keeps the aspect
+            ratio (shorter side to load_size); ``resize_and_crop`` is the reference's square resize.
 
     Source: Zhu et al., ICCV 2017; the reference's ``unaligned_dataset.py``.
     """
 
-    def __init__(self, root: str = "???", channels: int | list = 3, load_size: int = 286, crop_size: int = 256, flip: bool = True):
+    layout = "root/trainA, root/trainB, root/testA, root/testB"
+
+    def __init__(self, root: str = "???", channels: int | list = 3, load_size: int | list = 286,
+                 crop_size: int | list = 256, flip: bool = True, preprocess: str = "scale_shorter_side_and_crop"):
         domain_channels(channels, "A")  # fail early on a bad value
-        if crop_size > load_size:
-            raise ValueError(f"crop_size {crop_size} is larger than load_size {load_size}")
+        check_preprocess(preprocess, load_size, crop_size)
         self.root, self.channels = Path(root), channels
-        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        self.load_size, self.crop_size, self.flip, self.preprocess = load_size, crop_size, flip, preprocess
 
     def domain(self, name: str, split: str) -> Dataset:
-        transform = image_transform(self.load_size, self.crop_size, self.flip, train=split == "train")
-        return FolderDomain(self.root / f"{split}{name}", domain_channels(self.channels, name), transform)
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
+        return FolderDomain(self.root / f"{split}{name}", domain_channels(self.channels, name), transform, self.layout)
+
+
+class SingleFolder:
+    """One domain's images in one folder (and its subfolders), for translation: the reference's
+    ``single_dataset``. Every split of domain ``A`` is the whole folder; there is no domain B.
+
+    Args:
+        root: the folder.
+        channels: 3 (RGB) or 1 (grey).
+        preprocess: default ``none``: each side rounded to a multiple of 4 (the reference's test
+            default); a cropping option with ``load_size``/``crop_size`` gives fixed sizes.
+        load_size, crop_size: as :class:`UnalignedFolder`.
+
+    Raises:
+        DataError: on ``domain("B", ...)``: a single folder holds one domain.
+    """
+
+    def __init__(self, root: str = "???", channels: int = 3, preprocess: str = "none", load_size: int | list = 256,
+                 crop_size: int | list = 256):
+        domain_channels(channels, "A")
+        check_preprocess(preprocess, load_size, crop_size)
+        self.root, self.channels, self.preprocess = Path(root), channels, preprocess
+        self.load_size, self.crop_size = load_size, crop_size
+
+    def domain(self, name: str, split: str) -> Dataset:
+        if name != "A":
+            raise DataError(f"{self.root}: single_folder holds one domain (A); translate it AtoB, or use "
+                            "unaligned_folder for two domains.")
+        transform = image_transform(self.load_size, self.crop_size, False, False, self.preprocess)
+        return FolderDomain(self.root, domain_channels(self.channels, "A"), transform)
