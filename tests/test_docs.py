@@ -13,7 +13,7 @@
 
 Each page runs in a workspace of its own holding what its commands name: a tiny trained run
 ``runs/mine``, ``photos/``, datasets ``datasets/horse2zebra`` and ``datasets/facades``,
-``my-recipe.yaml``.
+``my-recipe.yaml``, the authors' generator files ``checkpoints/horse2zebra_pretrained/``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from unpaired.recipe import load_recipe
 from unpaired.trainer import Trainer
 
 from conftest import TINY, write_images
+from test_import_reference import generator as reference_generator
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -48,6 +49,7 @@ SKIPPED = {
     "source .venv/bin/activate": "shell set-up",
     "torchrun ": "tests/test_distributed.py runs torchrun with two processes",
     ".venv/bin/python benchmarks/": "benchmarks take minutes; their code paths are the trainer's",
+    "unpaired data download ": "needs the authors' server; tests/test_download.py serves archives from 127.0.0.1",
 }
 
 
@@ -73,6 +75,10 @@ def workspace(tmp_path_factory):
         (root / "datasets/facades" / split).mkdir(parents=True)
         write_png(torch.zeros(3, 16, 32, dtype=torch.uint8), str(root / "datasets/facades" / split / "1.png"))
     (root / "my-recipe.yaml").write_text("base: cyclegan-fashion\n")
+    pretrained = root / "checkpoints/horse2zebra_pretrained"  # the authors' file layout (docs/training.md)
+    pretrained.mkdir(parents=True)
+    for name, seed in (("G_A", 1), ("G_B", 2)):
+        torch.save(reference_generator(seed=seed).state_dict(), pretrained / f"latest_net_{name}.pth")
     return root
 
 

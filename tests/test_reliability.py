@@ -242,7 +242,13 @@ def test_resume_with_another_batch_size_continues_at_the_same_sample(tiny_recipe
 def test_bad_data_mid_run_keeps_the_work_done(tmp_path, image_root):
     from unpaired.recipe import load_recipe
 
-    (image_root / "trainA" / "img_005.png").write_bytes(b"not a png")
+    # damaged pixel data behind a sound header and end marker: only found when read (the check
+    # before training reads headers), so training stops mid-run
+    bad = image_root / "trainA" / "img_005.png"
+    raw = bytearray(bad.read_bytes())
+    idat = raw.index(b"IDAT")
+    raw[idat + 6 : idat + 10] = b"\xff\xff\xff\xff"
+    bad.write_bytes(bytes(raw))
     small = [f"networks.{n}.args.ngf=4" for n in ("G_AB", "G_BA")] + [f"networks.{n}.args.ndf=4" for n in ("D_A", "D_B")]
     recipe = load_recipe("cyclegan", [f"data.args.root={image_root}", "data.args.load_size=36", "data.args.crop_size=32",
                                       "data.num_workers=0", "device=cpu", f"out_dir={tmp_path / 'run'}", *small])

@@ -44,6 +44,7 @@ def train(recipe: DictConfig, out_dir: str | Path | None = None, hooks=(), regis
     return Trainer(recipe, out_dir=out_dir, registry=registry, hooks=hooks).fit()
 
 
-def resume(run_dir: str | Path, overrides=(), hooks=()) -> FitResult:
-    """Continue a run from its latest checkpoint (``overrides`` such as ``["train.epochs=30"]``)."""
-    return Trainer.resume(run_dir, overrides, hooks=hooks).fit()
+def resume(run_dir: str | Path, overrides=(), hooks=(), out_dir: str | Path | None = None) -> FitResult:
+    """Continue a run from its latest checkpoint (``overrides`` such as ``["train.epochs=30"]``);
+    another ``out_dir`` forks it there (see :meth:`unpaired.trainer.Trainer.resume`)."""
+    return Trainer.resume(run_dir, overrides, hooks=hooks, out_dir=out_dir).fit()

@@ -12,17 +12,53 @@ from .recipe import network_kind, plugin_args
 from .registry import Registry
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: this rank's CUDA device when CUDA is present, else the CPU; or the named device.
+def pick_device(name: str = "auto", local_rank: int = 0, where: str = "device") -> torch.device:
+    """The device a name means, checked against this machine: the one device check of every
+    command (the recipe's ``device`` key, ``--device`` of translate, evaluate and ablate).
+
+    Args:
+        name: ``auto`` (this rank's CUDA device when CUDA is present, else the CPU), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps`` (where PyTorch has it).
+        local_rank: the CUDA device ``auto`` means in a ``torchrun`` job.
+        where: how the user wrote the setting, for the message: ``device`` (the recipe key,
+            suggested as ``device=cpu``) or ``--device`` (suggested as ``--device cpu``).
+
+    Returns:
+        The ``torch.device``.
 
     Raises:
-        RecipeError: a CUDA device is named but CUDA is not available.
+        RecipeError: one line naming the setting and the valid names: not a device name (the
+            reference's ``gpu_ids`` idiom ``-1`` or ``0`` included: use ``cpu`` or ``cuda:0``), or a
+            device this machine does not have.
     """
+    name = str(name)
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    mps = torch.backends.mps.is_available()
+    names = ["auto", "cpu", "cuda", "cuda:N", *(["mps"] if mps else [])]
+    valid = f"{', '.join(names[:-1])} or {names[-1]}"
+
+    def use(value: str) -> str:
+        return f"{where} {value}" if where.startswith("-") else f"{where}={value}"
+
+    if name.lstrip("-").isdigit():  # the reference's --gpu_ids: -1 for the CPU, N for GPU N
+        wanted = "cpu" if name.startswith("-") else f"cuda:{name}"
+        raise RecipeError(f"{where}: '{name}' is the reference's gpu_ids setting, not a device name; use {use(wanted)} "
+                          f"(valid: {valid}).")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise RecipeError(f"{where}: '{name}' is not a device; use {valid}.")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(f"device: '{name}' asked for, but CUDA is not available here; use device=cpu or auto.")
+        raise RecipeError(f"{where}: '{name}' asked for, but CUDA is not available here; use {use('cpu')} or auto.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise RecipeError(f"{where}: '{name}' asked for, but this machine has {count} CUDA device(s), cuda:0 to "
+                          f"cuda:{count - 1}; use one of them, or auto.")
+    if device.type == "mps" and not mps:
+        raise RecipeError(f"{where}: '{name}' asked for, but MPS is not available here; use {use('cpu')} or auto.")
     return device
 
 

@@ -6,6 +6,8 @@ Layout of a run directory::
     checkpoints/step_00001000/       one checkpoint (a directory, renamed into place when complete)
         weights.safetensors          all networks' weights; metadata holds the recipe
         state.pt                     optimizers, schedulers, image pools, counters, RNG states
+    checkpoints/imported/            an imported model (unpaired import-reference): weights.safetensors
+        source.json                  and the files it came from, with their SHA-256; no state.pt
     checkpoints/latest               name of the newest complete checkpoint
 
 Weights are safetensors (no code can run on load); the training state is loaded with
@@ -15,6 +17,7 @@ Weights are safetensors (no code can run on load); the training state is loaded 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -27,6 +30,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from .errors import CheckpointError
 
 WEIGHTS, STATE, LATEST = "weights.safetensors", "state.pt", "latest"
+SOURCE = "source.json"  # an imported checkpoint's origin (unpaired import-reference); such a checkpoint has no state.pt
 
 
 def file_sha256(path: Path) -> str:
@@ -78,12 +82,13 @@ def flat_weights(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor
     }
 
 
-def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: str, keep: int,
+def save(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe_yaml: str, keep: int,
          make_latest: bool = True, extra: dict[str, str] | None = None) -> Path:
     """Write checkpoint ``ckpt_root/name`` atomically, point ``latest`` at it, keep the newest ``keep``.
 
     ``make_latest=False`` writes a side checkpoint (e.g. ``best``): ``latest`` and the ``step_*``
     checkpoints are left alone. ``extra`` maps file names to text written inside the checkpoint.
+    ``state=None`` writes weights only (an imported model: no training state exists).
 
     A failure (disk full, permissions) removes the partial files and leaves earlier checkpoints and
     ``latest`` as they were.
@@ -97,10 +102,11 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict, recipe_yaml: s
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_file(flat_weights(networks), tmp / WEIGHTS, metadata={"recipe": recipe_yaml, "format": "unpaired/1"})
-        torch.save(state, tmp / STATE)
+        if state is not None:
+            torch.save(state, tmp / STATE)
         for fname, text in (extra or {}).items():
             (tmp / fname).write_text(text)
-        for f in (WEIGHTS, STATE, *(extra or {})):
+        for f in (WEIGHTS, *([STATE] if state is not None else []), *(extra or {})):
             _fsync(tmp / f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -176,16 +182,30 @@ def load_weights(path: Path) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
     return recipe, {n: strip_prefixes(s) for n, s in nets.items()}
 
 
+def source(ckpt: Path) -> dict:
+    """What an imported checkpoint's ``source.json`` says (:mod:`unpaired.import_reference`), or ``{}``
+    for a checkpoint that training wrote."""
+    file = Path(ckpt) / SOURCE
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
 def load_state(ckpt: Path) -> dict:
     """The training state of a checkpoint, loaded with ``weights_only=True`` on the CPU.
 
     Raises:
-        CheckpointError: missing, or a pickle that would run code (refused, never executed).
+        CheckpointError: missing (for an imported model, which has none, the message says how to
+            train from it), or a pickle that would run code (refused, never executed).
     """
     file = Path(ckpt) / STATE
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
+        if (Path(ckpt) / SOURCE).is_file():
+            run = Path(ckpt).parent.parent
+            raise CheckpointError(
+                f"{ckpt} is an imported model: weights without a training state to resume. Train a new run from "
+                f"them: unpaired train {run / 'recipe.yaml'} init_from.path={run} data.args.root=DATA --out NEW_RUN"
+            ) from err
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.") from err
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise CheckpointError(

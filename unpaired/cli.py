@@ -1,27 +1,41 @@
-"""The ``unpaired`` command: train, translate, evaluate, ablate, report, plugins, recipe check/show."""
+"""The ``unpaired`` command: train, translate, evaluate, ablate, report, import-reference, plugins,
+recipe check/show."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import UnpairedError
 
 
 def _train(args) -> int:
-    from .recipe import load_recipe
+    from .recipe import InitFromSpec, load_recipe
     from .trainer import Trainer
 
     if args.resume:
+        if args.init_from:
+            raise UnpairedError("--init-from starts a new run from weights; a resumed run continues its own. "
+                                "Drop --init-from, or give a recipe instead of --resume.")
         overrides = ([args.recipe] if args.recipe else []) + args.overrides
-        trainer = Trainer.resume(args.resume, overrides)
-        print(f"resuming {args.resume} at epoch {trainer.epoch + 1}, iteration {trainer.step}")
+        trainer = Trainer.resume(args.resume, overrides, out_dir=args.out)
+        fork = Path(trainer.out_dir).resolve() != Path(args.resume).resolve()
+        print(f"resuming {args.resume}{f' as a fork in {trainer.out_dir}' if fork else ''} at epoch "
+              f"{trainer.epoch + 1}, iteration {trainer.step}")
     else:
         if not args.recipe:
             raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.")
-        trainer = Trainer(load_recipe(args.recipe, args.overrides), out_dir=args.out)
+        recipe = load_recipe(args.recipe, args.overrides)
+        if args.init_from:  # RUN[:NET,NET]; a path that exists as given keeps its colons
+            path, sep, names = args.init_from.rpartition(":")
+            if not sep or Path(args.init_from).exists():
+                path, names = args.init_from, ""
+            recipe.init_from = InitFromSpec(path=path, networks=[n for n in names.split(",") if n])
+        trainer = Trainer(recipe, out_dir=args.out)
     print(f"training '{trainer.recipe.name}' on {trainer.device} in {trainer.executor.precision}; "
           f"run directory: {trainer.out_dir}")
     result = trainer.fit()
@@ -33,10 +47,22 @@ def _train(args) -> int:
     return 0
 
 
+def _device(name: str) -> str:
+    """A ``--device`` value, checked before any work (ablate evaluates only after training).
+
+    Raises:
+        RecipeError: not a device, or one this machine lacks (:func:`unpaired.build.pick_device`).
+    """
+    from .build import pick_device
+
+    pick_device(name, where="--device")
+    return name
+
+
 def _translate(args) -> int:
     from .inference import Translator, translate_folder, translate_split
 
-    translator = Translator(args.run, args.direction, args.device)
+    translator = Translator(args.run, args.direction, _device(args.device))
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
     if args.input:
         files = translate_folder(translator, Path(args.input), out)
@@ -49,6 +75,7 @@ def _translate(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate_folders, evaluate_run
 
+    _device(args.device)
     if args.run and "=" in args.run and not Path(args.run).exists():  # an override, not a run
         args.overrides.insert(0, args.run)
         args.run = None
@@ -78,6 +105,7 @@ def _evaluate(args) -> int:
 def _ablate(args) -> int:
     from .ablation import PAPER_VARIANTS, run_ablation
 
+    _device(args.device)
     variants = args.variants.split(",") if args.variants else list(PAPER_VARIANTS)
     out = args.out or f"runs/ablation-{Path(args.recipe).stem}"
     result = run_ablation(args.recipe, variants, out, args.overrides,
@@ -92,6 +120,40 @@ def _report(args) -> int:
 
     print(f"report: {write_report(args.run, args.out)}")
     return 0
+
+
+def _import_reference(args) -> int:
+    from .import_reference import import_reference
+
+    out = Path(args.out or f"runs/{Path(args.folder).resolve().name}")
+    done = import_reference(args.folder, out, args.epoch, args.data)
+    print(f"imported {args.folder} (epoch {done.epoch}) into {done.checkpoint}:")
+    for ours, (theirs, file, kind, net_args) in done.networks.items():
+        sizes = ", ".join(f"{k}={v}" for k, v in net_args.items() if k != "norm")
+        print(f"  {theirs:<4} -> {ours:<5} {file}  ({kind}: {sizes})")
+    for direction in done.directions:
+        print(f"translate: unpaired translate {out} --direction {direction} --input IMAGES --out OUT")
+    missing = [n for n in ("G_AB", "G_BA", "D_A", "D_B") if n not in done.networks]
+    chosen = f" 'init_from.networks=[{','.join(done.networks)}]'" if missing else ""
+    extra = " inference.BtoA=G_BA" if "BtoA" not in done.directions else ""
+    print(f"train from it: unpaired train {out / 'recipe.yaml'} init_from.path={out}{chosen}{extra} "
+          f"{'' if args.data else 'data.args.root=DATA '}--out NEW_RUN")
+    if missing:
+        print(f"not in {args.folder}: {', '.join(missing)} (a run trained from it initialises them)")
+    return 0
+
+
+def _data(args) -> int:
+    if args.action == "download":
+        from .download import download
+
+        print(f"dataset ready: {download(args.target, args.root, url=args.url)}")
+        return 0
+    from .datacheck import check_data
+
+    report = check_data(args.target, args.overrides)
+    print(report.text(), end="")
+    return 0 if report.ok else 1
 
 
 def _plugins(args) -> int:
@@ -134,13 +196,19 @@ def _recipe(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unpaired", description="Unpaired image-to-image translation.")
+    p.add_argument("--traceback", action="store_true",
+                   help="print the full traceback of errors too (also $UNPAIRED_TRACEBACK=1); a plugin's own bug "
+                        "always shows its traceback")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a recipe, or resume a run")
     t.add_argument("recipe", nargs="?", help="recipe file or built-in name (cyclegan, cyclegan-fashion)")
     t.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. train.epochs=5")
-    t.add_argument("--out", help="run directory (default: recipe out_dir or runs/<name>)")
+    t.add_argument("--out", help="run directory (default: recipe out_dir or runs/<name>); with --resume, a new "
+                   "directory forks the run there (RUN_DIR is only read)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    t.add_argument("--init-from", metavar="RUN[:NETS]", help="start the new run's networks from the weights of a run "
+                   "or checkpoint, all or the comma-separated NETS (e.g. runs/old:G_AB,G_BA); sets init_from")
     t.set_defaults(func=_train)
 
     tr = sub.add_parser("translate", help="translate images with a trained run")
@@ -182,6 +250,25 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="HTML file (default RUN/report.html)")
     rp.set_defaults(func=_report)
 
+    ir = sub.add_parser("import-reference", help="make a run of the authors' pretrained CycleGAN .pth files "
+                        "(latest_net_G_A.pth ...), for translate and for training from them")
+    ir.add_argument("folder", help="folder of <epoch>_net_G_A.pth, _G_B, _D_A, _D_B (or a test model's _net_G.pth)")
+    ir.add_argument("--out", help="the new run directory (default runs/<folder name>)")
+    ir.add_argument("--epoch", default="latest", help="which files: latest (default; else the highest epoch) or "
+                    "an epoch number")
+    ir.add_argument("--data", help="the dataset folder (data.args.root) for training from the run; unset, "
+                    "training asks for it")
+    ir.set_defaults(func=_import_reference)
+
+    d = sub.add_parser("data", help="check a dataset's images, or download a standard dataset")
+    d.add_argument("action", choices=["check", "download"])
+    d.add_argument("target", help="check: a dataset folder or a recipe; download: a dataset name (e.g. horse2zebra)")
+    d.add_argument("overrides", nargs="*", help="check with a recipe: key=value recipe overrides")
+    d.add_argument("--root", default="datasets", help="download: the folder that receives the dataset (default datasets/)")
+    d.add_argument("--url", help="download: a mirror's base URL instead of the authors' server "
+                   "(also $UNPAIRED_DATASETS_URL)")
+    d.set_defaults(func=_data)
+
     pl = sub.add_parser("plugins", help="list every registered component, by kind, with its provider")
     pl.add_argument("--kind", help="only this kind (generator, discriminator, ...)")
     pl.add_argument("--recipe", help="also the plugin modules this recipe names in 'plugins:'")
@@ -205,7 +292,9 @@ def main(argv=None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (UnpairedError, OSError) as err:  # user mistakes and file-system trouble: no traceback
+    except (UnpairedError, OSError) as err:  # user mistakes and file-system trouble: one line
+        if args.traceback or os.environ.get("UNPAIRED_TRACEBACK", "0") not in ("", "0"):
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
 

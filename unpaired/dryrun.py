@@ -14,12 +14,14 @@ from omegaconf import DictConfig
 
 from .build import build_dataset, build_network, training_pairs
 from .data import domain_channels
-from .errors import UnpairedError
+from .errors import RecipeError, UnpairedError, warn
 from .executor import build_loss, context_names, loss_context
 from .graph import DATA_IMAGES, ImageGraph
 from .plan import make_plan
 from .recipe import DOMAIN_OF, default_arg, plugin_args, validate
 from .registry import Registry, default_registry
+from .runs import init_weights
+from .schedule import schedule_warning
 
 
 def _data_shapes(recipe: DictConfig, registry: Registry) -> dict[str, tuple[int, ...]]:
@@ -35,12 +37,19 @@ def _data_shapes(recipe: DictConfig, registry: Registry) -> dict[str, tuple[int,
 
 
 def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
-    """All problems of ``recipe``: static checks, then a meta-device dry run if those pass."""
+    """All problems of ``recipe``: static checks, then a meta-device dry run if those pass, and
+    the weights ``init_from`` names (there, and fitting the networks' shapes).
+
+    A ``train.epochs`` that does not fit the LR schedule is printed as a warning (stderr), not
+    returned: such a recipe trains (:func:`unpaired.schedule.schedule_warning`)."""
     reg = registry or default_registry()
     problems = validate(recipe, reg)
     if problems:
         return problems
     reg = reg.for_recipe(recipe)
+    mismatch = schedule_warning(recipe, reg)  # a warning, not a problem: the recipe can train
+    if mismatch:
+        warn(mismatch)
     try:  # the data: folders exist and hold images, sizes fit
         data = build_dataset(recipe, reg)
         training_pairs(data, recipe.seed)
@@ -88,6 +97,11 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[str]
                     problems.append(str(err) if str(err).startswith(where) else f"{where}: {err}")
                 except Exception as err:  # the loss plugin itself failed: say how
                     problems.append(f"{where}: the loss failed on the dry run: {type(err).__name__}: {err}")
+    if recipe.init_from is not None:  # the source's weights: there, and of these networks' shapes
+        try:
+            init_weights(recipe, nets)
+        except RecipeError as err:
+            problems.append(str(err))
     return problems
 
 

@@ -33,6 +33,7 @@ from .plan import StepPlan, make_plan
 from .pool import ImagePool
 from .recipe import check, plugin_args
 from .registry import Registry, default_registry
+from .schedule import advance
 
 #: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
 CONTEXT = ("network", "images", "batch")
@@ -130,9 +131,7 @@ class Executor:
                 "optimizer", spec.type, f"steps.{plan.name}.optimizer", params=list(dict.fromkeys(params)),
                 **plugin_args(spec.args),
             )
-            self.schedulers[plan.name] = self.registry.create(
-                "scheduler", sch.type, "train.scheduler", optimizer=self.optimizers[plan.name], **plugin_args(sch.args),
-            )
+            self.schedulers[plan.name] = self._make_scheduler(self.optimizers[plan.name])
         self.per_iteration = sch.interval == "iteration"
         self.precision = resolve_precision(tr.precision, self.device)
         fp16 = self.precision == "fp16"
@@ -184,6 +183,47 @@ class Executor:
         for n, v in state["epoch_loss"].items():
             self.epoch_loss[n] = v.to(self.device)
         self.nonfinite_total = state["nonfinite_total"]
+
+    def _make_scheduler(self, optimizer):
+        """The recipe's LR schedule (``train.scheduler``) on ``optimizer``, at its start."""
+        sch = self.recipe.train.scheduler
+        return self.registry.create("scheduler", sch.type, "train.scheduler", optimizer=optimizer, **plugin_args(sch.args))
+
+    def follow_recipe(self, saved: DictConfig) -> None:
+        """After :meth:`load_state_dict`: apply to the restored optimizers and schedules what this
+        executor's recipe changes from the ``saved`` one (a resume with overrides).
+
+        A step whose optimizer ``args`` changed (lr, betas, weight_decay, eps, ...) gets the recipe's
+        values in every restored param group (its moments are kept). When a step's ``lr`` or
+        ``train.scheduler`` changed, its schedule is rebuilt on the new base LR and advanced to the
+        restored position, so the LR is from the first resumed iteration what the recipe gives for
+        it; a ``plateau`` schedule keeps its restored state unless the schedule itself changed.
+
+        Args:
+            saved: the recipe the restored state was trained with (same steps and optimizer types).
+        """
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
+        schedule_changed = self.recipe.train.scheduler != saved.train.scheduler
+        for name, opt in self.optimizers.items():
+            spec = self.recipe.steps[name].optimizer
+            args, old_args = plugin_args(spec.args), plugin_args(saved.steps[name].optimizer.args)
+            old = self.schedulers[name]
+            lr_changed = args.get("lr") != old_args.get("lr")
+            rebuild = schedule_changed or (lr_changed and not isinstance(old, plateau))
+            if args == old_args and not rebuild:
+                continue
+            # the recipe's values are those of the optimizer it builds (the plugin's defaults included)
+            probe = self.registry.create("optimizer", spec.type, f"steps.{name}.optimizer",
+                                         params=[torch.zeros(1, requires_grad=True)], **args).param_groups[0]
+            values = {k: v for k, v in probe.items() if k != "params" and (k != "lr" or rebuild or lr_changed)}
+            for group in opt.param_groups:
+                group.update(values)
+                if "lr" in values:  # the base LR, which a schedule multiplies
+                    group["initial_lr"] = values["lr"]
+            if rebuild:
+                self.schedulers[name] = self._make_scheduler(opt)
+                if not isinstance(self.schedulers[name], plateau):
+                    advance(self.schedulers[name], old.last_epoch)
 
     # -- one iteration ----------------------------------------------------------------------------
     def _set_trainable(self, networks) -> None:

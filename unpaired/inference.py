@@ -8,14 +8,14 @@ from pathlib import Path
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 from torchvision.transforms import v2
 
 from . import checkpoint
 from .build import build_dataset, build_network, pick_device
-from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note, to_uint8
+from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note, to_float, to_uint8
 from .errors import CheckpointError, DataError, RecipeError, warn
 from .graph import ImageGraph
 from .recipe import from_yaml, plugin_args
@@ -65,11 +65,15 @@ class Translator:
 
     Raises:
         CheckpointError: no usable checkpoint, or weights that do not fit.
-        RecipeError: unknown direction (lists the known ones), or a network plugin that is not installed.
+        RecipeError: unknown direction (lists the known ones; for an imported model without that
+            direction's generator, says why), or a network plugin that is not installed.
     """
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None):
         recipe_yaml, weights = checkpoint.load_weights(Path(run))
+        why = checkpoint.source(checkpoint.latest(Path(run))).get("unavailable", {}).get(direction)
+        if why:  # an imported model without this direction's generator says why
+            raise RecipeError(f"{run}: direction '{direction}' is not available: {why}.")
         self._plan(from_yaml(recipe_yaml), direction, pick_device(device))
         self.registry = registry or default_registry()
         failed = self._register_plugins(self.recipe)
@@ -166,7 +170,7 @@ class Translator:
                 other than the model's, or an unreadable file.
         """
         if isinstance(images, (str, Path)):
-            images = read_image(Path(images), self.in_channels).float() / 127.5 - 1.0
+            images = to_float(read_image(Path(images), self.in_channels))
         elif isinstance(images, PIL.Image.Image):
             u8 = v2.functional.pil_to_tensor(images.convert("RGB" if self.in_channels == 3 else "L"))
             return v2.functional.to_pil_image(to_uint8(self(u8.float() / 127.5 - 1.0)))
@@ -254,12 +258,21 @@ def output_name(name: str) -> str:
 
 
 def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]:
-    """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images)."""
+    """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images).
+
+    Raises:
+        RecipeError: the direction has no source domain, or the recipe leaves a data setting unset
+            (an imported model without ``--data``): translate files instead.
+    """
     recipe = translator.recipe
     domain = translator.source_domain
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "
                           "or an inference image made from real_A or real_B.")
+    unset = sorted(OmegaConf.missing_keys(recipe.data))
+    if unset:
+        raise RecipeError(f"translating the {split} split needs the run's dataset, but its recipe leaves "
+                          f"{', '.join(unset)} unset; translate image files with --input IMAGES.")
     data = build_dataset(recipe, translator.registry)
     ds = data.domain(domain, split)
     out = []

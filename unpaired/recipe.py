@@ -85,6 +85,7 @@ class DataSpec:
     args: Dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1
     num_workers: int = 2
+    on_bad_file: str = "error"  # an unreadable training image stops training before it starts; "skip" drops it
 
 
 @dataclass
@@ -141,6 +142,14 @@ class EvalSpec:
 
 
 @dataclass
+class InitFromSpec:
+    # A new run's networks start from another run's weights (docs/training.md, unpaired/runs.py).
+    path: str = MISSING  # a run directory (its latest checkpoint) or a checkpoint directory
+    networks: List[str] = field(default_factory=list)  # these networks only (unset: every network of the recipe)
+    sha256: Optional[str] = None  # the weights file's SHA-256: recorded by training; when set, checked
+
+
+@dataclass
 class Recipe:
     name: str = "run"
     base: Optional[str] = None
@@ -159,6 +168,7 @@ class Recipe:
     # direction -> a generator, a chain of networks [E, D], or an image of the graph (made from one data image)
     inference: Dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    init_from: Optional[InitFromSpec] = None  # start a new run's networks from another run's weights
 
 
 DOMAIN_OF = {"real_A": "A", "real_B": "B"}
@@ -635,17 +645,18 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
     problems += [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
     if recipe.data.num_workers < 0:
         problems.append(f"data.num_workers: must be 0 or more, got {recipe.data.num_workers}.")
+    if recipe.data.on_bad_file not in ("error", "skip"):
+        problems.append(f"data.on_bad_file: 'error' or 'skip', got '{recipe.data.on_bad_file}'.")
     for sname, step in recipe.steps.items():
         for tname, term in step.losses.items():
             if term.pool < 0:
                 problems.append(f"steps.{sname}.losses.{tname}.pool: must be 0 (off) or more, got {term.pool}.")
-    if recipe.device != "auto":
-        try:
-            device = torch.device(recipe.device)
-        except RuntimeError:
-            return problems + [f"device: '{recipe.device}' is not a device; use auto, cpu, cuda or cuda:N."]
-        if device.type == "cuda" and not torch.cuda.is_available():
-            problems.append(f"device: '{recipe.device}' asked for, but CUDA is not available here; use device=cpu or auto.")
+    from .build import pick_device  # here, not at the top: build imports this module
+
+    try:
+        pick_device(recipe.device)
+    except RecipeError as err:
+        problems.append(str(err))
     on_cuda = recipe.device.startswith("cuda") or (recipe.device == "auto" and torch.cuda.is_available())
     if tr.precision == "fp16" and not on_cuda:
         problems.append("train.precision: fp16 needs CUDA; use bf16 on the CPU.")
@@ -653,8 +664,10 @@ def _check_numbers(recipe: DictConfig) -> list[str]:
 
 
 def check(recipe: DictConfig, registry: Registry | None = None) -> DictConfig:
-    """Validate a recipe; raise :class:`RecipeError` listing every problem at once."""
+    """Validate a recipe; raise :class:`RecipeError` listing every problem at once (one line for one)."""
     problems = validate(recipe, registry)
+    if len(problems) == 1:
+        raise RecipeError(f"recipe: {problems[0]}")
     if problems:
         raise RecipeError("recipe has %d problem(s):\n  - %s" % (len(problems), "\n  - ".join(problems)))
     return recipe

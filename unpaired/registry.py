@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import RecipeError
+from .errors import RecipeError, UnpairedError
 
 ENTRY_POINT_GROUP = "unpaired"
 
@@ -183,15 +183,28 @@ class Registry:
         ``where`` is the recipe key path used in error messages.
 
         Raises:
-            RecipeError: unknown name, an argument the factory does not take, or one it rejects
-                (``TypeError``, ``ValueError``, or ``OSError`` for a file it cannot read).
+            RecipeError: one line: unknown name, an argument the factory does not take, a required
+                argument missing (the call's own ``TypeError``), or a value it rejects (a
+                ``ValueError``, or an ``OSError`` for a file it cannot read).
+            Exception: anything else the factory raises (``TypeError`` from inside it, ``NameError``,
+                ``ZeroDivisionError``...) is a bug in the plugin's code, or a value of a kind its
+                code cannot take: it propagates with its traceback and a note naming the plugin,
+                its provider and the recipe key.
         """
         comp = self.get(kind, name, where)
-        check_args(comp.factory, args, f"{where or kind + ' ' + name}.args")
+        at = where or f"{kind} {name}"
+        check_args(comp.factory, args, f"{at}.args")
         try:
             return comp.factory(**args)
-        except (TypeError, ValueError, OSError) as err:
-            raise RecipeError(f"{where or kind + ' ' + name}: {err}") from err
+        except Exception as err:
+            binding = isinstance(err, TypeError) and err.__traceback__.tb_next is None  # the factory never ran
+            if binding or isinstance(err, (ValueError, OSError)):
+                raise RecipeError(f"{at}: {err}") from err
+            if not isinstance(err, UnpairedError):
+                err.add_note(f"{at}: raised inside {kind} plugin '{name}' ({comp.provider}); the traceback shows "
+                             f"where. Unless a value in {at}.args is of a kind the plugin cannot take, this is a "
+                             "bug in the plugin.")
+            raise
 
 
 def _import(module: str, search_path: list[str]):

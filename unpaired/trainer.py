@@ -20,15 +20,17 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, runs
 from .build import build_dataset, training_pairs
 from .data import EpochSampler
+from .datacheck import check_training_files
 from .errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
 from .executor import Executor
 from .hooks import (CheckpointCadence, Evaluation, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids,
                     TensorBoardLog, event_relay)
-from .recipe import apply_overrides, from_yaml, to_yaml
-from .registry import Registry
+from .recipe import apply_overrides, check, from_yaml, to_yaml
+from .registry import Registry, default_registry
+from .schedule import schedule_warning
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged"]
 
@@ -73,22 +75,26 @@ class Trainer:
 
     Raises:
         RecipeError: the recipe has problems (all listed), or asks for an unavailable device.
-        DataError: the dataset cannot be read.
+        DataError: the dataset cannot be read, or training files fail the check of
+            :func:`unpaired.datacheck.check_training_files` (before any network is built).
     """
 
     def __init__(self, recipe: DictConfig, out_dir: str | Path | None = None, registry: Registry | None = None,
                  hooks=()):
         self.dist = distributed.setup()
+        # The data before the networks: a recipe mistake or a bad image file stops in seconds.
+        registry = (registry or default_registry()).for_recipe(check(recipe, registry or default_registry()))
+        self.data = build_dataset(recipe, registry)
+        self.pairs = training_pairs(self.data, recipe.seed)
+        check_training_files(self.pairs, recipe.data.on_bad_file)
         self.executor = Executor(recipe, registry, dist=self.dist)
         self.registry, self.recipe, self.device = self.executor.registry, self.executor.recipe, self.executor.device
         self.out_dir = Path(out_dir or recipe.out_dir or f"runs/{recipe.name}")
-        self.data = build_dataset(recipe, self.registry)
-        self.pairs = training_pairs(self.data, recipe.seed)
         self.sampler = EpochSampler(len(self.pairs), recipe.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
         self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
         self.history: list[dict] = []  # the log records, also written to log.jsonl
-        self.bar = None
+        self.bar = self.loader = None
         self._stop_signal: int | None = None
         self._saved_step = 0
         self._evaluated_step = -1
@@ -125,11 +131,21 @@ class Trainer:
         in the result). Checkpoints go out every ``checkpoint_every`` iterations, at each epoch's
         end and at the end.
 
+        A new run with ``init_from`` first loads its source's weights (:meth:`load_init_weights`).
+        A ``train.epochs`` that does not fit the LR schedule is warned about
+        (:func:`unpaired.schedule.schedule_warning`).
+
         Raises:
             DataError: a sample could not be read (a checkpoint of the work done is written first).
             TrainingDiverged: losses stayed non-finite (names the last good checkpoint).
+            RecipeError: ``init_from`` names weights that are missing or do not fit.
         """
         tr = self.recipe.train
+        if self.recipe.init_from is not None and self.step == 0:  # a resumed run has its own weights
+            self.load_init_weights()
+        mismatch = schedule_warning(self.recipe, self.registry) if self.is_main else None
+        if mismatch:
+            warn(mismatch)
         self._prepare_out_dir()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         error = None
@@ -175,11 +191,13 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         tr, data = self.recipe.train, self.recipe.data
-        self.pairs.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch, start=self.epoch_samples)
-        loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
-                            num_workers=data.num_workers, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(self.recipe.seed + self.epoch))
+        if self.loader is None:  # one loader for the run: its workers live on from epoch to epoch
+            # its own generator: each pass draws a worker seed, which must not move torch's global RNG
+            self.loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
+                                     num_workers=data.num_workers, persistent_workers=data.num_workers > 0,
+                                     pin_memory=self.device.type == "cuda", generator=torch.Generator())
+        loader = self.loader
         self.bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
                         initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
         try:
@@ -216,6 +234,21 @@ class Trainer:
         return metrics
 
     # -- run directory and checkpoints ------------------------------------------------------------
+    def load_init_weights(self) -> None:
+        """Load the weights ``recipe.init_from`` names into their networks (on every rank, from the
+        same file), and record in the recipe the resolved checkpoint, the networks loaded and the
+        SHA-256 of its weights file (saved in recipe.yaml and in every checkpoint).
+
+        Raises:
+            RecipeError: no checkpoint there, another SHA-256 than recorded, or weights that are
+                missing or do not fit (see :func:`unpaired.runs.init_weights`).
+        """
+        ckpt, sha, weights = runs.init_weights(self.recipe, self.nets)
+        for name, state in weights.items():
+            self.nets[name].load_state_dict(state)
+        spec = self.recipe.init_from
+        spec.path, spec.networks, spec.sha256 = str(ckpt.resolve()), list(weights), sha
+
     def _prepare_out_dir(self) -> None:
         if not self.is_main:
             return
@@ -285,14 +318,25 @@ class Trainer:
         return path
 
     @classmethod
-    def resume(cls, run_dir: str | Path, overrides=(), registry: Registry | None = None, hooks=()) -> "Trainer":
+    def resume(cls, run_dir: str | Path, overrides=(), registry: Registry | None = None, hooks=(),
+               out_dir: str | Path | None = None) -> "Trainer":
         """A trainer restored from the latest checkpoint of ``run_dir`` (recipe, weights, state).
 
-        ``overrides`` (``key=value``) apply on top of the saved recipe, e.g. ``train.epochs=300``.
+        ``overrides`` (``key=value``) apply on top of the saved recipe from the first resumed
+        iteration: e.g. ``train.epochs=300``, an optimizer's ``lr`` or ``betas`` (set in the
+        restored optimizers), a schedule's args (the schedule is rebuilt at the restored epoch).
+        Changes a restored run cannot take (its networks, images, steps' networks: see
+        :func:`unpaired.runs.fixed_changes`) are refused.
+
+        ``out_dir`` other than ``run_dir`` forks the run: ``out_dir`` starts as a copy of the
+        latest checkpoint and of the log up to it, and training goes on there; ``run_dir`` is
+        only read.
 
         Raises:
-            CheckpointError: no checkpoint, an unsafe one, or weights that do not fit the recipe.
-            RecipeError: the run already reached its end (says which value to raise).
+            CheckpointError: no checkpoint, an unsafe one, weights that do not fit the recipe, or
+                an ``out_dir`` that already holds a run.
+            RecipeError: the run already reached its end (says which value to raise), or
+                overrides a restored run cannot take (names the keys).
         """
         run_dir = Path(run_dir)
         if (run_dir / checkpoint.WEIGHTS).is_file():
@@ -300,12 +344,27 @@ class Trainer:
                 f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), "
                 "which continues from the latest checkpoint."
             )
+        out_dir = Path(out_dir or run_dir)
+        fork = out_dir.resolve() != run_dir.resolve()
+        if fork and out_dir.is_dir() and checkpoint.latest(out_dir, missing_ok=True) is not None:
+            raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
+                                  "pass another --out.")
         ckpt = checkpoint.latest(run_dir)
         recipe_yaml, weights = checkpoint.load_weights(ckpt)
+        saved = from_yaml(recipe_yaml)
         recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
-        trainer = cls(recipe, out_dir=run_dir, registry=registry, hooks=hooks)
+        fixed = runs.fixed_changes(saved, recipe)
+        if fixed:
+            raise RecipeError(
+                f"cannot change {', '.join(fixed)} when resuming {run_dir}: a restored run keeps its networks, "
+                f"images and steps. Start a new run from its weights instead (init_from.path={run_dir})."
+            )
+        if fork and recipe.out_dir is not None:
+            recipe.out_dir = str(out_dir)
+        trainer = cls(recipe, out_dir=out_dir, registry=registry, hooks=hooks)
         trainer.executor.load_weights(weights, str(ckpt))
         trainer.load_state_dict(checkpoint.load_state(ckpt))
+        trainer.executor.follow_recipe(saved)
         tr = trainer.recipe.train
         if trainer._done() or trainer.epoch >= tr.epochs:
             raise RecipeError(
@@ -313,4 +372,6 @@ class Trainer:
                 f"{'' if tr.max_steps is None else f' of train.max_steps={tr.max_steps}'}); to train longer, "
                 "resume with a larger train.epochs=N (or train.max_steps=N, or train.max_steps=null)."
             )
+        if fork and trainer.is_main:
+            runs.fork(ckpt, trainer.step, out_dir)
         return trainer
