@@ -24,6 +24,7 @@ from .executor import Executor
 from .inference import Translator, translate
 from .report import write_report
 from .trainer import FitResult, Trainer
+from .translation import TranslateSummary, translate_folder, translate_split
 
 __version__ = "0.1.0"
 
@@ -51,5 +52,8 @@ __all__ = [
     "resume",
     "train",
     "translate",
+    "translate_folder",
+    "translate_split",
+    "TranslateSummary",
     "write_report",
 ]

@@ -1,5 +1,5 @@
-"""The ``unpaired`` command: train, translate, evaluate, ablate, report, import-reference, plugins,
-recipe check/show."""
+"""The ``unpaired`` command: train, translate, export, evaluate, ablate, report, data check/download,
+import-reference, plugins, recipe check/show."""
 
 from __future__ import annotations
 
@@ -60,15 +60,25 @@ def _device(name: str) -> str:
 
 
 def _translate(args) -> int:
-    from .inference import Translator, translate_folder, translate_split
+    from .inference import Translator
+    from .translation import translate_folder, translate_split
 
-    translator = Translator(args.run, args.direction, _device(args.device))
+    translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
+                            tile=args.tile, overlap=args.overlap)
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
+    options = dict(batch_size=args.batch_size, workers=args.workers)
     if args.input:
-        files = translate_folder(translator, Path(args.input), out)
+        summary = translate_folder(translator, Path(args.input), out, flatten=args.flatten, **options)
     else:
-        files = translate_split(translator, args.split, out)
-    print(f"translated {len(files)} image(s) {args.direction} with {translator.net_name}: {out}")
+        summary = translate_split(translator, args.split, out, **options)
+    print(f"{args.direction} with {translator.net_name}: " + summary.text(), end="")
+    return 1 if summary.failed else 0
+
+
+def _export(args) -> int:
+    from .export import export
+
+    print(export(args.run, args.direction, args.format, args.out, args.tolerance).text(), end="")
     return 0
 
 
@@ -219,7 +229,25 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--split", default="test", help="translate this split of the run's own dataset (default)")
     tr.add_argument("--out", help="output folder (default RUN/translated_<direction>)")
     tr.add_argument("--device", default="auto")
+    tr.add_argument("--batch-size", type=int, default=4, help="images of equal size translated together (default 4)")
+    tr.add_argument("--workers", type=int, default=2, help="processes reading images (default 2; 0: none)")
+    tr.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                    help="autocast precision (default fp32; auto: bf16 where the device computes it natively)")
+    tr.add_argument("--tile", type=int, help="translate in tiles of this many pixels (default: tiles of 1024 above "
+                    "2048x2048 pixels; 0: never)")
+    tr.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    tr.add_argument("--flatten", action="store_true", help="write every output into --out itself (subfolder names "
+                    "joined with _), not under the input's relative paths")
     tr.set_defaults(func=_translate)
+
+    ex = sub.add_parser("export", help="export a direction's translation to ONNX or TorchScript, checked against PyTorch")
+    ex.add_argument("run", help="run directory or checkpoint directory")
+    ex.add_argument("--direction", default="AtoB", help="a key of the recipe's inference section (AtoB, BtoA)")
+    ex.add_argument("--format", default="onnx", help="onnx (default; needs onnx, onnxscript, onnxruntime) or torchscript")
+    ex.add_argument("--out", help="the file (default RUN/export/<direction>.onnx or .pt)")
+    ex.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference to PyTorch accepted "
+                    "when the file is checked (default 1e-4)")
+    ex.set_defaults(func=_export)
 
     ev = sub.add_parser("evaluate", help="score a run (or a folder of translations) with the recipe's eval metrics")
     ev.add_argument("run", nargs="?", help="run or checkpoint directory (e.g. RUN/checkpoints/best)")

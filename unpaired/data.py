@@ -221,7 +221,9 @@ class DomainData(Protocol):
         """Images of domain ``name`` ("A" or "B") in ``split`` ("train" or "test").
 
         Items are ``(image, name)``: image a float tensor (C, H, W) in [-1, 1], name a file name
-        (str) used when writing translated images.
+        (str) used when writing translated images. A domain may also have ``raw(i) -> (image,
+        name)``, the image before preprocessing (uint8, or float in [0, 1]) at its own size:
+        ``unpaired translate`` uses it to translate a split at full size.
         """
 
 
@@ -269,6 +271,10 @@ class TensorDomain(Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def raw(self, i: int):
+        """Item ``i`` before preprocessing: ``(image (C, H, W) uint8, name)``."""
+        return _with_channels(self.images[i], self.channels), self.names[i]
 
     def __getitem__(self, i: int):
         return self.transform(_with_channels(self.images[i], self.channels)), self.names[i]

@@ -1,25 +1,34 @@
-"""Translate images with a trained run: pick the generator of a direction, run it, write images."""
+"""Translate images with a trained run: pick the generator of a direction, run it (whole or in
+tiles), write images. Many images at once: :mod:`unpaired.translation`."""
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import PIL.Image
 import torch
-import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 from torchvision.transforms import v2
 
 from . import checkpoint
-from .build import build_dataset, build_network, pick_device
-from .data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note, to_float, to_uint8
-from .errors import CheckpointError, DataError, RecipeError, warn
+from .build import build_network, pick_device, resolve_precision
+from .data import domain_channels, read_image, to_float, to_uint8
+from .errors import CheckpointError, DataError, RecipeError
 from .graph import ImageGraph
 from .recipe import from_yaml, plugin_args
 from .registry import Registry, closest, default_registry
+from .tiling import pad_to, translate_tiled
+
+#: Images above this many pixels are translated in tiles unless told otherwise (``tile=0``): the
+#: 9-block ResNet generator at ngf 64 peaks at about 0.9 kB per pixel on the CPU (923 MiB at
+#: 1024x1024, benchmarks/translate.py), so 3.7 GB here and 11 GB for a 4000x3000 photo.
+AUTO_TILE_PIXELS = 2048 * 2048
+#: The tile side used then.
+AUTO_TILE = 1024
 
 
 def load_networks(recipe: DictConfig, names, weights: dict, registry: Registry, source, device: torch.device,
@@ -62,6 +71,12 @@ class Translator:
         run: a run directory (its latest checkpoint is used) or a checkpoint directory.
         direction: a key of the recipe's ``inference`` section, e.g. ``"AtoB"`` or ``"BtoA"``.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast, or ``auto`` (bf16 where
+            the device computes it natively, else fp32).
+        tile: None (automatic: tiles of :data:`AUTO_TILE` pixels for images above
+            :data:`AUTO_TILE_PIXELS` pixels), 0 (never tile), or a tile side in pixels
+            (:mod:`unpaired.tiling`).
+        overlap: pixels shared by neighbouring tiles.
 
     Raises:
         CheckpointError: no usable checkpoint, or weights that do not fit.
@@ -69,7 +84,9 @@ class Translator:
             direction's generator, says why), or a network plugin that is not installed.
     """
 
-    def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None):
+    def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
+                 precision: str = "fp32", tile: int | None = None, overlap: int = 64):
+        self._options(precision, tile, overlap)
         recipe_yaml, weights = checkpoint.load_weights(Path(run))
         why = checkpoint.source(checkpoint.latest(Path(run))).get("unavailable", {}).get(direction)
         if why:  # an imported model without this direction's generator says why
@@ -91,6 +108,7 @@ class Translator:
             RecipeError: unknown direction.
         """
         self = cls.__new__(cls)
+        self._options("fp32", None, 64)
         self._plan(recipe, direction, torch.device(device))
         missing = [n for n in self.names if n not in nets]
         if missing:
@@ -100,6 +118,14 @@ class Translator:
         self.nets = {name: nets[name] for name in self.names}
         self._finish()
         return self
+
+    def _options(self, precision: str, tile: int | None, overlap: int) -> None:
+        if precision not in ("fp32", "bf16", "fp16", "auto"):
+            raise RecipeError(f"precision: '{precision}' is not one of fp32, bf16, fp16, auto.")
+        if tile is not None and (tile < 0 or (tile and not 0 <= overlap < tile)):
+            raise RecipeError(f"tile {tile} / overlap {overlap}: the tile is 0 (off) or a side in pixels larger "
+                              "than the overlap (at least 0).")
+        self.precision, self.tile, self.overlap = precision, tile, overlap
 
     def _plan(self, recipe: DictConfig, direction: str, device: torch.device) -> None:
         """Which networks (``names``) and which computation the direction uses."""
@@ -123,6 +149,8 @@ class Translator:
         self.source_domain = domain
         self.in_channels = self._in_channels(domain)
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
+        self.precision = resolve_precision(self.precision, self.device)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     def _register_plugins(self, recipe) -> list[str]:
         """The run's plugin modules, when they import; if not, translation goes on without them
@@ -143,6 +171,12 @@ class Translator:
         value = self.recipe.data.args.get("channels", 3)
         return domain_channels(value, domain) if domain in ("A", "B") else 3
 
+    def _pass(self, x: Tensor) -> Tensor:
+        """One forward pass of a padded batch, under the precision's autocast; float32 out."""
+        amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with amp:
+            return self._run(x).float()
+
     def _run(self, x: Tensor) -> Tensor:
         if self.image is None:
             for name in self.chain:
@@ -162,8 +196,10 @@ class Translator:
             A tensor of the input's shape in [-1, 1] on the CPU (the channels of the output
             domain); a PIL image for a PIL image; (C, H, W) for a path.
 
-        Sides that are not multiples of the networks' ``size_divisor`` are padded (reflection, or
-        replication where the image is too small to reflect) for the pass and cropped back.
+        The output has the input's height and width. Sides that are not multiples of the
+        networks' ``size_divisor`` are padded (reflection, or replication where the image is too
+        small to reflect) for the pass and cropped back; large images go through in overlapping
+        tiles (see ``tile``).
 
         Raises:
             DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), a channel count
@@ -185,11 +221,12 @@ class Translator:
                             f"(C, H, W); got shape {tuple(images.shape)}. Give {'grey' if self.in_channels == 1 else 'RGB'} "
                             "images (files are converted on reading).")
         h, w = x.shape[-2:]
-        ph, pw = -h % self.size_divisor, -w % self.size_divisor
         x = x.to(self.device, torch.float32)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        y = self._run(x)[..., :h, :w].cpu()
+        tile = self.tile if self.tile is not None else (AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0)
+        if tile and max(h, w) > tile:
+            y = translate_tiled(self._pass, x, tile, self.overlap, self.size_divisor)
+        else:
+            y = self._pass(pad_to(x, self.size_divisor))[..., :h, :w].cpu()
         return y[0] if single else y
 
     def translate_file(self, src: Path, dst: Path) -> Path:
@@ -227,56 +264,3 @@ def translate(run: str | Path, images, direction: str = "AtoB", device: str = "a
         path), or a PIL image for a PIL image.
     """
     return Translator(run, direction, device)(images)
-
-
-def translate_folder(translator: Translator, src: Path, dst: Path) -> list[Path]:
-    """Translate every image of a folder and its subfolders (or one file) into ``dst``, under the
-    same relative paths (:func:`unpaired.data.list_images`; files that are not images are skipped
-    with one warning).
-
-    Raises:
-        DataError: the input has no images, or one cannot be decoded (names the file).
-    """
-    if not src.exists():
-        raise DataError(f"{src}: not found.")
-    root = src.parent if src.is_file() else src
-    files, others = ([src], []) if src.is_file() else list_images(src)
-    if others:
-        warn(skipped_note(src, others))
-    if not files:
-        raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.")
-    if dst.resolve() in {f.parent.resolve() for f in files}:
-        raise DataError(f"{dst}: the output folder is the input folder; translations would replace the "
-                        "originals. Choose another --out.")
-    return [translator.translate_file(f, dst / output_name(f.relative_to(root).as_posix())) for f in files]
-
-
-def output_name(name: str) -> str:
-    """The file name a translation is written under: the input's name for PNG and JPEG, else the
-    name plus ``.png`` (``cat.webp`` -> ``cat.webp.png``), so that no two inputs share an output."""
-    return name if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg") else name + ".png"
-
-
-def translate_split(translator: Translator, split: str, dst: Path) -> list[Path]:
-    """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images).
-
-    Raises:
-        RecipeError: the direction has no source domain, or the recipe leaves a data setting unset
-            (an imported model without ``--data``): translate files instead.
-    """
-    recipe = translator.recipe
-    domain = translator.source_domain
-    if domain not in ("A", "B"):
-        raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "
-                          "or an inference image made from real_A or real_B.")
-    unset = sorted(OmegaConf.missing_keys(recipe.data))
-    if unset:
-        raise RecipeError(f"translating the {split} split needs the run's dataset, but its recipe leaves "
-                          f"{', '.join(unset)} unset; translate image files with --input IMAGES.")
-    data = build_dataset(recipe, translator.registry)
-    ds = data.domain(domain, split)
-    out = []
-    for i in range(len(ds)):
-        image, name = ds[i]
-        out.append(write_image(translator(image), dst / name))
-    return out

@@ -113,6 +113,11 @@ class HalfDomain(Dataset):
     def __len__(self) -> int:
         return len(self.loader)
 
+    def raw(self, i: int):
+        """Item ``i`` before preprocessing: ``(image (C, H, W) uint8 or float in [0, 1], name)``."""
+        item = self.loader(i)
+        return item[self.index], item[2 + self.index]
+
     def __getitem__(self, i: int):
         item = self.loader(i)
         try:

@@ -79,6 +79,10 @@ class ArrayDomain(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def raw(self, i: int):
+        """Item ``i`` before preprocessing: ``(image (1, 28, 28) uint8, name)``."""
+        return self.images[i][None], f"{self.prefix}_{i:05d}.png"
+
     def __getitem__(self, i: int):
         return self.transform(self.images[i][None]), f"{self.prefix}_{i:05d}.png"
 

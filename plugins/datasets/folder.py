@@ -53,6 +53,10 @@ class FolderDomain(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def raw(self, i: int):
+        """Item ``i`` before preprocessing: ``(image (C, H, W) uint8 or float in [0, 1], name)``."""
+        return read_image(self.files[i], self.channels), self.files[i].relative_to(self.folder).as_posix()
+
     def __getitem__(self, i: int):
         path = self.files[i]
         image = read_image(path, self.channels)
