@@ -11,6 +11,13 @@ root, only so that the recipe validates. See benchmarks/README.md for the column
     .venv/bin/python benchmarks/train_step.py --recipes cyclegan --size 128 --json /tmp/bench.json
     .venv/bin/python benchmarks/train_step.py --device cuda        # adds fp16, bf16+channels_last+compile
     .venv/bin/python benchmarks/train_step.py --recipes cyclegan-fashion --threads 1   # a shared CPU
+    .venv/bin/python benchmarks/train_step.py --recipes cyclegan --sizes 32:16 64:8 256:1 \
+        --set networks.G_AB.args.ngf=32 --configs fp32 fp32+compile   # sizes with their batches, any override
+
+Each row also gives the achieved GFLOP/s as a share of this machine's peak, measured by the same
+script: a 4096x4096 matmul in fp32, and in bf16 where the CPU computes it natively (the peak of
+the row's precision). With
+``compile`` the warm-up iterations include the compilation; their extra time is its own column.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.io import write_png
 
-from unpaired.build import pick_device
+from unpaired.build import native_bf16, pick_device
 from unpaired.data import domain_channels
 from unpaired.recipe import load_recipe
 from unpaired.executor import Executor
@@ -52,15 +59,29 @@ def config_overrides(config: str) -> list[str]:
     return [f"train.precision={precision}"] + [f"train.{o}={str(o in options).lower()}" for o in OPTIONS]
 
 
-def recipe_overrides(name: str, args, tmp: Path) -> list[str]:
-    """Device, batch and size overrides, plus a dummy data root if the recipe needs one."""
-    base = load_recipe(name)
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` on the CPU (best of ``repeats``, after one warm-up)."""
+    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def recipe_overrides(name: str, args, tmp: Path, size: int | None, batch: int | None) -> list[str]:
+    """Device, batch and size overrides (and --set), plus a dummy data root if the recipe needs one."""
+    base = load_recipe(name, args.set)
     data = base.data.args
-    over = [f"device={args.device}"]
-    batch = args.batch or BATCH_OF.get(name)
+    over = [f"device={args.device}", *args.set]
+    batch = batch or BATCH_OF.get(name)
     if batch:
         over.append(f"data.batch_size={batch}")
-    size = args.size or SIZE_OF.get(name)
+    size = size or SIZE_OF.get(name)
     if size:
         load = max(int(data.get("load_size", size)), size)
         over += [f"data.args.crop_size={size}", f"data.args.load_size={load}"]
@@ -126,9 +147,11 @@ def bench(recipe, args, tmp: Path, dev: torch.device) -> dict:
     before = reset_peak(dev)
     trainer = Executor(recipe)
     batch = synthetic_batch(trainer)
+    start = time.perf_counter()
     for _ in range(args.warmup):
         trainer.train_step(batch)
     sync(dev)
+    warm = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(args.iters):
         trainer.train_step(batch)
@@ -136,7 +159,7 @@ def bench(recipe, args, tmp: Path, dev: torch.device) -> dict:
     sec = (time.perf_counter() - start) / args.iters
     peak, peak_since = peak_memory(dev)
     del trainer, batch
-    return {"s_per_iter": sec, "images_per_s": recipe.data.batch_size / sec,
+    return {"s_per_iter": sec, "images_per_s": recipe.data.batch_size / sec, "warmup_extra_s": max(0.0, warm - args.warmup * sec),
             "peak_mem_bytes": peak, "mem_increase_bytes": max(0, peak_since - before)}
 
 
@@ -156,6 +179,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--iters", type=int, help="timed iterations (default 10 CPU, 50 CUDA)")
     p.add_argument("--batch", type=int, help="batch size (default: 1 for cyclegan, else the recipe's)")
     p.add_argument("--size", type=int, help="crop size (default: 256 for cyclegan, else the recipe's)")
+    p.add_argument("--sizes", nargs="+", help="several SIZE or SIZE:BATCH, e.g. 32:16 64:8 256:1 (instead of --size/--batch)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="recipe overrides for every row")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, i.e. the cores)")
     p.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
@@ -171,15 +196,22 @@ def main(argv=None) -> list[dict]:
         args.iters = 50 if cuda else 10
     print(f"torch {torch.__version__} | device {dev}: {device_name(dev)} | threads {torch.get_num_threads()}"
           f" | warm-up {args.warmup}, timed {args.iters}")
+    # bf16 only where the CPU computes it natively: emulated, one 4096^3 matmul takes minutes
+    peaks = {} if cuda else {"fp32": matmul_peak(torch.float32)} | (
+        {"bf16": matmul_peak(torch.bfloat16)} if native_bf16(dev) else {})
+    if peaks:
+        print("peak (4096x4096 matmul): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+              + ("" if "bf16" in peaks else " (bf16 is emulated on this CPU: no peak)"))
     mem = "peak alloc MiB" if cuda else "peak RSS MiB"
     head = f"{'recipe':<18}{'config':<28}{'batch':>5}{'size':>5}{'s/iter':>9}{'img/s':>8}{'speedup':>8}" \
-           f"{mem:>15}{'+MiB':>8}{'GFLOP/it':>10}{'GFLOP/s':>9}"
+           f"{'compile s':>10}{mem:>15}{'+MiB':>8}{'GFLOP/it':>10}{'GFLOP/s':>9}{'% peak':>8}"
+    sizes = [tuple(int(v) for v in (s.split(":") + [0])[:2]) for s in args.sizes] if args.sizes else [(args.size, args.batch)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="unpaired-bench-") as tmpdir:
         tmp = Path(tmpdir)
         print(head + "\n" + "-" * len(head), flush=True)
-        for name in args.recipes:
-            base = load_recipe(name, recipe_overrides(name, args, tmp))
+        for name, (size, batch) in ((n, sb) for n in args.recipes for sb in sizes):
+            base = load_recipe(name, recipe_overrides(name, args, tmp, size, batch or None))
             flops = count_flops(base, tmp)
             fp32_sec = None
             for config in configs:
@@ -190,15 +222,20 @@ def main(argv=None) -> list[dict]:
                        "size": recipe.data.args.crop_size, **r,
                        "speedup_vs_fp32": fp32_sec / r["s_per_iter"] if fp32_sec else None,
                        "flops_per_iter": flops, "flops_per_s": flops / r["s_per_iter"]}
+                peak = peaks.get(config.split("+")[0])
+                row["share_of_peak"] = row["flops_per_s"] / peak if peak else None
                 rows.append(row)
                 speed = f"{row['speedup_vs_fp32']:.2f}x" if fp32_sec else "-"
+                share = f"{100 * row['share_of_peak']:.0f}%" if peak else "-"
+                compile_s = f"{r['warmup_extra_s']:.1f}" if "compile" in config else "-"
                 print(f"{name:<18}{config:<28}{row['batch']:>5}{row['size']:>5}{r['s_per_iter']:>9.4f}"
-                      f"{r['images_per_s']:>8.2f}{speed:>8}{r['peak_mem_bytes'] / 2**20:>15.0f}"
-                      f"{r['mem_increase_bytes'] / 2**20:>8.0f}{flops / 1e9:>10.2f}{row['flops_per_s'] / 1e9:>9.1f}",
+                      f"{r['images_per_s']:>8.2f}{speed:>8}{compile_s:>10}{r['peak_mem_bytes'] / 2**20:>15.0f}"
+                      f"{r['mem_increase_bytes'] / 2**20:>8.0f}{flops / 1e9:>10.2f}{row['flops_per_s'] / 1e9:>9.1f}{share:>8}",
                       flush=True)
     if args.json:
         meta = {"torch": torch.__version__, "device": str(dev), "device_name": device_name(dev),
-                "threads": torch.get_num_threads(), "warmup": args.warmup, "iters": args.iters}
+                "threads": torch.get_num_threads(), "warmup": args.warmup, "iters": args.iters,
+                "matmul_peak_flops": peaks, "set": args.set}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         print(f"wrote {args.json}")
     return rows

@@ -21,6 +21,10 @@ from unpaired_plugins.datasets.aligned import AlignedFolder
 from unpaired_plugins.datasets.folder import SingleFolder
 
 
+TRUNCATED = ("truncated {} (no end-of-image marker): the file was cut short (an interrupted copy or download); "
+             "copy it again, or remove it")
+
+
 def _truncated_jpeg(path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path, quality=90)
     data = path.read_bytes()
@@ -101,8 +105,8 @@ def test_probe_reads_headers_and_finds_damage(tmp_path):
     assert (got["g16.tif"].mode, got["g16.tif"].bits) == ("I;16", 16)
     assert got["empty.png"].error == "empty file"
     assert got["text.png"].error.startswith("not a readable image (cannot identify image file")
-    assert got["cut.jpg"].error == "truncated JPG (no end marker): the file was cut short; re-copy or re-save it"
-    assert got["cut.png"].error == "truncated PNG (no end marker): the file was cut short; re-copy or re-save it"
+    assert got["cut.jpg"].error == TRUNCATED.format("JPEG")
+    assert got["cut.png"].error == TRUNCATED.format("PNG")
 
 
 def test_inspect_decodes_what_the_header_does_not_show(tmp_path):
@@ -136,7 +140,7 @@ def test_data_check_reports_each_split_and_names_the_truncated_jpeg(tmp_path, ca
     assert out.splitlines() == [
         f"{root} (unaligned: trainA, trainB, testA, testB)",
         "  trainA: 4 image(s), sizes 16x16 to 32x32 (W x H), modes RGB 4, bits 8 4; 1 other file(s) skipped (not images); 1 unreadable",
-        f"    {bad}: truncated JPG (no end marker): the file was cut short; re-copy or re-save it",
+        f"    {bad}: " + TRUNCATED.format("JPEG"),
         "  trainB: 4 image(s), sizes 16x16 to 24x20 (W x H), modes RGB 3, L 1, bits 8 4",
         "  testA: 3 image(s), sizes 16x16 to 16x16 (W x H), modes RGB 3, bits 8 3",
         "  testB: 3 image(s), sizes 16x16 to 16x16 (W x H), modes RGB 3, bits 8 3",
@@ -166,7 +170,7 @@ def test_data_check_of_a_recipe(tmp_path, capsys):
     _truncated_jpeg(root / "testB" / "cut.jpg")
     assert cli.main(["data", "check", "cyclegan", f"data.args.root={root}"]) == 1
     out = capsys.readouterr().out
-    assert "recipe dataset unaligned_folder" in out and f"{root / 'testB' / 'cut.jpg'}: truncated JPG" in out
+    assert "recipe dataset unaligned_folder" in out and f"{root / 'testB' / 'cut.jpg'}: truncated JPEG" in out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,8 +199,7 @@ def test_training_stops_before_any_network_is_built(tmp_path, root_with_bad_jpeg
     with pytest.raises(DataError) as info:
         Trainer(_folder_recipe(tmp_path, root))
     assert str(info.value) == (
-        f"1 training image(s) cannot be read:\n  - {bad}: truncated JPG (no end marker): the file was cut short; "
-        "re-copy or re-save it\nFix or remove them, or set data.on_bad_file=skip to train without them "
+        f"1 training image(s) cannot be read:\n  - {bad}: " + TRUNCATED.format("JPEG") + "\nFix or remove them, or set data.on_bad_file=skip to train without them "
         "('unpaired data check' lists every split).")
     assert built == [] and not (tmp_path / "run").exists()
 
@@ -204,7 +207,7 @@ def test_training_stops_before_any_network_is_built(tmp_path, root_with_bad_jpeg
 def test_on_bad_file_skip_trains_without_it_and_lists_it(tmp_path, root_with_bad_jpeg, capsys):
     root, bad = root_with_bad_jpeg
     trainer = Trainer(_folder_recipe(tmp_path, root, "data.on_bad_file=skip", "train.max_steps=2"))
-    assert f"skipped 1 unreadable training image(s):\n  - {bad}: truncated JPG" in capsys.readouterr().err
+    assert f"skipped 1 unreadable training image(s):\n  - {bad}: truncated JPEG" in capsys.readouterr().err
     assert len(trainer.pairs) == 3 and bad not in trainer.pairs.a.files
     assert trainer.fit().step == 2
 
@@ -214,3 +217,89 @@ def test_on_bad_file_value_is_checked(tmp_path, root_with_bad_jpeg):
 
     with pytest.raises(RecipeError, match="data.on_bad_file: 'error' or 'skip', got 'ignore'"):
         Trainer(_folder_recipe(tmp_path, root_with_bad_jpeg[0], "data.on_bad_file=ignore"))
+
+
+# ---------------------------------------------------------------------------------------------
+# files that once crashed the process or were misjudged (the new-user review)
+
+
+def _png(path, width, height, depth, colour, raw: bytes):
+    """A PNG by hand from its filtered scanline bytes ``raw`` (CRCs right, whatever the data)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("case", ["short", "bad-filter"])
+def test_damaged_16bit_colour_png_is_an_error_not_a_crash(tmp_path, case):
+    from unpaired.data import read_image
+
+    rows = [b"\0" + bytes(range(24)) for _ in range(4)]  # 4 rows of 4 RGB pixels at 16 bits
+    if case == "short":
+        rows = rows[:3]
+    else:
+        rows[2] = b"\x09" + rows[2][1:]  # filter type 9 does not exist
+    path = _png(tmp_path / f"{case}.png", 4, 4, 16, 2, b"".join(rows))
+    with pytest.raises(DataError) as info:
+        read_image(path, 3)  # torchvision's decoder would have killed the process here
+    assert "damaged pixel data" in str(info.value) and str(path) in str(info.value)
+    good = _png(tmp_path / "good.png", 4, 4, 16, 2, b"".join([b"\0" + bytes(range(24))] * 4))
+    assert read_image(good, 3).dtype == torch.float32
+
+
+def test_decoders_go_by_content_not_by_name(tmp_path):
+    from unpaired.data import read_image
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "real.png")
+    raw = bytearray((tmp_path / "real.png").read_bytes())
+    raw[raw.index(b"IDAT") + 6 : raw.index(b"IDAT") + 10] = b"\xff\xff\xff\xff"
+    (tmp_path / "png-named.jpg").write_bytes(bytes(raw))  # a damaged PNG under a JPEG name: Pillow, an error
+    with pytest.raises(DataError, match="png-named.jpg: cannot decode image"):
+        read_image(tmp_path / "png-named.jpg", 3)
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(tmp_path / "jpeg-named.png", format="JPEG")
+    assert probe(tmp_path / "jpeg-named.png").error is None and read_image(tmp_path / "jpeg-named.png", 3).shape == (3, 6, 8)
+
+
+def test_jpeg_with_data_after_its_end_marker_is_fine_and_a_cut_one_is_not(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+        tmp_path / "photo.jpg", quality=90, exif=exif.tobytes())
+    data = (tmp_path / "photo.jpg").read_bytes()
+    (tmp_path / "motion.jpg").write_bytes(data + b"\0\0\0\x18ftypmp42" + bytes(200))  # a phone's video after EOI
+    assert probe(tmp_path / "motion.jpg").error is None and inspect(tmp_path / "motion.jpg").error is None
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) - 40])
+    assert probe(tmp_path / "cut.jpg").error.startswith("truncated JPEG (no end-of-image marker)")
+
+
+def test_nan_in_a_float_tiff_and_a_decompression_bomb_are_named(tmp_path):
+    from unpaired.data import read_image
+
+    tifffile.imwrite(tmp_path / "nan.tif", np.array([[0.0, np.nan], [0.5, 1.0]], dtype=np.float32))
+    with pytest.raises(DataError, match=r"nan.tif: .*1 pixel value\(s\) are NaN or infinite"):
+        read_image(tmp_path / "nan.tif", 1)
+    bomb = _png(tmp_path / "bomb.png", 20000, 20000, 8, 0, b"\0" * 10)
+    assert "exceeds limit" in probe(bomb).error and "cut it into tiles" in probe(bomb).error
+    with pytest.raises(DataError, match="bomb.png: .*Cut it into tiles"):
+        read_image(bomb, 1)
+
+
+def test_data_check_of_a_paired_recipe_reports_each_side_once(tmp_path, capsys):
+    _pair_folders(tmp_path)
+    _pair_folders(tmp_path, "test")
+    assert cli.main(["data", "check", "pix2pix", f"data.args.root={tmp_path}", "data.args.layout=folders"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines[1:5]] == ["  trainA: 3 image(s)", "  trainB: 3 image(s)",
+                                                           "  testA: 3 image(s)", "  testB: 3 image(s)"]
+
+
+def test_download_refuses_a_mirror_that_is_not_a_url(tmp_path, capsys):
+    assert cli.main(["data", "download", "horse2zebra", "--root", str(tmp_path), "--url", "notaurl"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: notaurl: not a URL; a mirror is http://..., https://... or "
+                                               "file:///folder (--url or $UNPAIRED_DATASETS_URL).")

@@ -19,7 +19,7 @@ IMAGE = torch.randint(0, 256, (3, 60, 100), dtype=torch.uint8, generator=torch.G
     ("scale_shorter_side_and_crop", 30, 24, (3, 24, 24)),   # 60x100 -> 30x50 -> crop
     ("resize_and_crop", 30, 24, (3, 24, 24)),               # 60x100 -> 30x30 (stretched) -> crop
     ("resize_and_crop", [30, 40], [20, 36], (3, 20, 36)),   # rectangular load and crop
-    ("scale_width", 50, 24, (3, 30, 50)),                   # width 50, height 50*60/100 = 30
+    ("scale_width", 50, 24, (3, 32, 50)),                   # width 50, height 50*60/100 = 30, up to 32 (x4)
     ("scale_width", 50, 40, (3, 40, 50)),                   # ... but at least crop_size high
     ("scale_width_and_crop", 50, 24, (3, 24, 24)),
     ("crop", 0 + 1, [40, 90], (3, 40, 90)),                 # load_size unused
@@ -43,7 +43,7 @@ def test_options_match_hand_made_reference_steps():
     expect = {
         "scale_shorter_side_and_crop": v2.functional.center_crop(resize(IMAGE, 30, **bicubic), [24, 24]),
         "resize_and_crop": v2.functional.center_crop(resize(IMAGE, [30, 30], **bicubic), [24, 24]),
-        "scale_width_and_crop": v2.functional.center_crop(resize(IMAGE, [30, 50], **bicubic), [24, 24]),
+        "scale_width_and_crop": v2.functional.center_crop(resize(IMAGE, [32, 50], **bicubic), [24, 24]),
     }
     for name, img in expect.items():
         out = image_transform(30 if "shorter" in name or "resize" in name else 50, 24, False, False, name)(IMAGE)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -79,6 +82,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
+
+
+def compile_cache() -> Path:
+    """Where torch.compile keeps its caches (inductor's FX graphs and kernels): ``$TORCHINDUCTOR_CACHE_DIR``
+    when set, else ``$XDG_CACHE_HOME/unpaired/inductor`` (``~/.cache/unpaired/inductor``), which
+    this sets. A second run of the same networks then loads compiled kernels instead of compiling
+    again; inductor's own default (``/tmp/torchinductor_<user>``) is lost at reboot."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "unpaired" / "inductor")
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
 def build_network(recipe: DictConfig, name: str, registry: Registry, init: bool = True) -> nn.Module:

@@ -33,12 +33,10 @@ from torchvision.transforms import v2
 from .errors import DataError
 from .preprocess import PairedTransform
 
-#: Decoded by torchvision.io (libjpeg, libwebp, giflib).
-TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".gif")
-#: Decoded by Pillow (and tifffile): what torchvision.io does not read (scanners, microscopes),
-#: and PNG, because torchvision 0.29's PNG decoder crashes the process (a segmentation fault,
-#: not an exception) on a PNG whose pixel data is damaged, where Pillow raises an error.
-PILLOW_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+#: The files read as images. Which decoder reads one goes by its content, not its name: JPEG, WebP
+#: and GIF by torchvision.io (libjpeg, libwebp, giflib); PNG, BMP and TIFF by Pillow (and tifffile),
+#: PNG because torchvision 0.29's PNG decoder crashes the process (a segmentation fault, not an
+#: exception) on a PNG whose pixel data is damaged, where Pillow raises an error.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 #: Operating-system metadata files, never images (hidden files, ``.DS_Store`` and macOS ``._name``
 #: AppleDouble files among them, are skipped by their leading dot).
@@ -83,6 +81,8 @@ def _unit_range(arr: np.ndarray, bits: int) -> Tensor:
     2**bits - 1 (the file's bits per sample: 65535 for 16 bits), floats already in [0, 1] kept,
     anything else (signed, 32-bit integers, other float ranges) mapped from the image's own
     minimum and maximum."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{int((~np.isfinite(arr)).sum())} pixel value(s) are NaN or infinite; fix or mask them in the file")
     if arr.dtype.kind == "u" and bits <= 16:
         out = arr.astype(np.float32) / float(2**bits - 1)
     else:
@@ -115,13 +115,31 @@ def _tifffile_decode(path: Path) -> Tensor | None:
     return _unit_range(arr[:1] if arr.shape[0] == 2 else arr, page.bitspersample)
 
 
+#: The first bytes of the formats torchvision decodes; anything else (whatever its name) goes to Pillow.
+_TORCHVISION_MAGIC = (b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def sniff_torchvision(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (12 bytes) is JPEG, GIF or WebP, the formats decoded
+    by torchvision: a PNG named ``.jpg`` must not reach torchvision's PNG decoder."""
+    return head.startswith(_TORCHVISION_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _png_colour16(path: Path) -> Tensor | None:
-    """A 16-bit colour PNG (which Pillow reduces to 8 bits) through torchvision, once every chunk's
-    CRC and the whole compressed pixel stream have checked out (damaged data would crash
-    torchvision's decoder); None for any other PNG."""
+    """A 16-bit PNG with colour or alpha (which Pillow reduces to 8 bits) through torchvision, once
+    its data cannot make torchvision's decoder crash: every chunk's CRC, the compressed stream, its
+    decompressed length (for the size and interlacing) and every row's filter byte check out.
+    None for any other PNG.
+
+    Raises:
+        ValueError: the file fails one of the checks (says which).
+    """
     data = path.read_bytes()
-    if len(data) < 29 or data[12:16] != b"IHDR" or data[24] != 16 or data[25] not in (2, 6):
+    if len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 16 or data[25] not in (2, 4, 6):
         return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    pixel = {2: 6, 4: 4, 6: 8}[data[25]]  # bytes per pixel: RGB, grey+alpha, RGBA at 16 bits
     pos, idat = 8, []
     while pos + 12 <= len(data):
         size = int.from_bytes(data[pos : pos + 4], "big")
@@ -130,14 +148,23 @@ def _png_colour16(path: Path) -> Tensor | None:
             raise ValueError(f"damaged {kind.decode('latin-1')} chunk (CRC mismatch or cut short)")
         idat += [body] if kind == b"IDAT" else []
         pos += 12 + size
-    zlib.decompress(b"".join(idat))  # zlib.error on damaged pixel data
+    raw = zlib.decompress(b"".join(idat))  # zlib.error on damaged pixel data
+    passes = _ADAM7 if data[28] == 1 else ((0, 0, 1, 1),)
+    rows, at = [], 0
+    for x0, y0, dx, dy in passes:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w and h:
+            rows += [at + r * (1 + w * pixel) for r in range(h)]
+            at += h * (1 + w * pixel)
+    if len(raw) != at or any(raw[r] > 4 for r in rows):
+        raise ValueError(f"damaged pixel data ({len(raw)} bytes where {width}x{height} needs {at}, or a bad row filter)")
     return _unit_range(decode_image(read_file(str(path))).to(torch.int32).numpy().astype(np.uint16), 16)
 
 
 def _pillow_decode(path: Path) -> Tensor:
     """PNG/BMP/TIFF through Pillow: (C, H, W) uint8, or float32 in [0, 1] for 16-bit, 32-bit and
     float images."""
-    if path.suffix.lower() == ".png" and (img := _png_colour16(path)) is not None:
+    if (img := _png_colour16(path)) is not None:
         return img
     with PIL.Image.open(path) as im:
         im = PIL.ImageOps.exif_transpose(im)
@@ -183,21 +210,26 @@ def read_image(path: Path, channels: int) -> Tensor:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file. Remove or re-save it.")
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-    suffix = path.suffix.lower()
     try:
-        if suffix in PILLOW_EXTENSIONS:
-            img = _tifffile_decode(path) if suffix in (".tif", ".tiff") else None
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if not sniff_torchvision(head):  # by content: a PNG named .jpg goes to Pillow too
+            img = _tifffile_decode(path) if head[:4] in (b"II*\0", b"MM\0*") else None
             img = _pillow_decode(path) if img is None else img
         else:
             data = read_file(str(path))
             with warnings.catch_warnings():  # some decoders warn and ignore the mode; converted below
                 warnings.simplefilter("ignore", UserWarning)
                 img = decode_image(data, mode=mode, apply_exif_orientation=True)
+    except PIL.Image.DecompressionBombError as err:
+        raise DataError(f"{path}: {err}. Cut it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from err
     except (RuntimeError, ValueError, OSError, zlib.error, PIL.UnidentifiedImageError, tifffile.TiffFileError) as err:
         if isinstance(err, DataError):
             raise
         reason = str(err).strip().splitlines()[0]
-        reason = reason if len(reason) < 120 and "/__w/" not in reason else type(err).__name__
+        if "/__w/" in reason:  # torchvision's C++ location first, its reason last
+            reason = str(err).strip().splitlines()[-1].strip()
+        reason = reason if 0 < len(reason) < 160 else type(err).__name__
         raise DataError(f"{path}: cannot decode image: not a valid {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} "
                         f"file ({reason}). Remove or re-save it.") from err
     if img.ndim == 4:  # animated GIF: frames first

@@ -52,14 +52,33 @@ def _png_bits(path: Path) -> int | None:
     return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else None
 
 
-def _end_marker_missing(path: Path, suffix: str) -> str | None:
-    end = {".jpg": _JPEG_END, ".jpeg": _JPEG_END, ".png": _PNG_END}.get(suffix)
-    if end is None:
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG's entropy-coded data ends with an end-of-image marker: the segments before
+    the start of scan are skipped by their lengths (an EXIF thumbnail's own markers inside them do
+    not count), then FFD9 is looked for after it; data after the marker (a phone's motion-photo
+    video) is allowed."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan
+            return data.find(_JPEG_END, pos) >= 0
+        if marker == 0xFF or 0xD0 <= marker <= 0xD8:  # fill byte, markers without a length
+            pos += 1 if marker == 0xFF else 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
+
+
+def _cut_short(path: Path, head: bytes) -> str | None:
+    """Why a JPEG or PNG (by content) looks cut short, or None; other formats are not checked."""
+    if head.startswith(b"\xff\xd8\xff"):
+        complete, kind = _jpeg_complete(path.read_bytes()), "JPEG"
+    elif head.startswith(b"\x89PNG"):
+        complete, kind = _PNG_END in path.read_bytes(), "PNG"
+    else:
         return None
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 4096))
-        tail = f.read().rstrip(b"\x00")  # some writers pad with zeros
-    return None if tail.endswith(end) else f"truncated {suffix[1:].upper()} (no end marker): the file was cut short; re-copy or re-save it"
+    return None if complete else (f"truncated {kind} (no end-of-image marker): the file was cut short "
+                                  "(an interrupted copy or download); copy it again, or remove it")
 
 
 def probe(path: Path) -> ImageInfo:
@@ -69,31 +88,35 @@ def probe(path: Path) -> ImageInfo:
     truncated); it never raises for a bad file.
     """
     info = ImageInfo(Path(path))
-    suffix = info.path.suffix.lower()
     try:
         if info.path.stat().st_size == 0:
             info.error = "empty file"
             return info
+        with open(info.path, "rb") as f:
+            head = f.read(12)
+        tiff = head[:4] in (b"II*\0", b"MM\0*")
         try:
             with PIL.Image.open(info.path) as im:
                 info.size, info.mode = im.size, im.mode
                 info.bits = _BITS.get(im.mode, 8)
         except PIL.UnidentifiedImageError:
-            if suffix not in (".tif", ".tiff"):
+            if not tiff:
                 raise
             with tifffile.TiffFile(info.path) as tif:  # float TIFFs Pillow does not open
                 page = tif.pages[0]
-                info.size, info.bits = (page.imagewidth, page.imagelength), page.bitspersample
-                info.mode = f"{page.samplesperpixel}x{page.bitspersample}"
-        if suffix == ".png":
+                info.size = (page.imagewidth, page.imagelength)
+                info.mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(page.samplesperpixel, f"{page.samplesperpixel} samples")
+        if head.startswith(b"\x89PNG"):
             info.bits = _png_bits(info.path) or info.bits
-        elif suffix in (".tif", ".tiff"):
+        elif tiff:
             with tifffile.TiffFile(info.path) as tif:
                 info.bits = tif.pages[0].bitspersample
-        info.error = _end_marker_missing(info.path, suffix)
+        info.error = _cut_short(info.path, head)
+    except PIL.Image.DecompressionBombError as err:
+        info.error = f"{err}; cut it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError, PIL.UnidentifiedImageError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        info.error = f"not a readable image ({reason})"
+        info.error = f"not a readable image ({reason}); re-save it as PNG or JPEG, or remove it"
     return info
 
 
@@ -160,8 +183,11 @@ class DataReport:
         out = [f"{self.root} ({self.layout})\n", *(f.text() for f in self.folders),
                *(f"  {p}\n" for p in self.problems + self.notes)]
         bad = sum(len(f.bad) for f in self.folders)
-        verdict = "OK" if self.ok else (f"{bad} unreadable file(s): training would stop on them (fix or remove them, "
-                                         "or train with data.on_bad_file=skip)" if bad else "training would fail")
+        empty = [f.name for f in self.folders if f.name.startswith("train") and (f.missing or not f.images)]
+        verdict = "OK" if self.ok else (
+            f"{bad} unreadable file(s): training would stop on them (fix or remove them, or train with "
+            "data.on_bad_file=skip)" if bad else f"training would fail: {', '.join(empty)} missing or without images"
+            if empty else "training would fail (see above)")
         return "".join(out) + f"{verdict}\n"
 
 
@@ -201,20 +227,31 @@ def _check_recipe(target: str, overrides) -> DataReport:
     from .recipe import check, load_recipe
     from .registry import default_registry
 
-    recipe = check(load_recipe(target, list(overrides)))
+    try:
+        recipe = check(load_recipe(target, list(overrides)))
+    except RecipeError as err:
+        if overrides or Path(target).suffix in (".yaml", ".yml"):
+            raise
+        raise DataError(f"{target}: neither a dataset folder nor a recipe ({err}).") from err
     data = build_dataset(recipe, default_registry().for_recipe(recipe))
     report = DataReport(target, f"recipe dataset {recipe.data.dataset}")
     for split in ("train", "test"):
+        seen = set()
         for name in "AB":
             try:
-                holder = file_holder(data.domain(name, split))
+                domain = data.domain(name, split)
             except UnpairedError as err:
                 report.problems.append(f"{split}{name}: {err}")
                 continue
+            holder = file_holder(domain)
             if holder is None:
                 report.notes.append(f"dataset '{recipe.data.dataset}' reads no image files (its data is in memory); nothing to check")
                 return report
-            paths = sorted({p for entry in holder.files for p in (entry if isinstance(entry, tuple) else (entry,))})
+            side = getattr(domain, "index", "AB".index(name))  # pairs: this domain's file of each tuple
+            paths = sorted({e[side] if isinstance(e, tuple) else e for e in holder.files})
+            if tuple(paths) in seen:  # side-by-side files hold both domains: reported once
+                continue
+            seen.add(tuple(paths))
             report.folders.append(FolderReport(f"{split}{name}", getattr(holder, "folder", Path(".")), [inspect(p) for p in paths]))
     return report
 

@@ -142,10 +142,12 @@ def archive_url(name: str, url: str | None = None) -> str:
             None: ``$UNPAIRED_DATASETS_URL`` if set, else the authors' server.
 
     Raises:
-        DataError: as :func:`resolve`.
+        DataError: as :func:`resolve`, or a base URL that is not http(s):// or file://.
     """
     entry = DATASETS[resolve(name)]
     base = url or os.environ.get(URL_ENV) or entry.base
+    if not base.startswith(("http://", "https://", "file://")):
+        raise DataError(f"{base}: not a URL; a mirror is http://..., https://... or file:///folder (--url or ${URL_ENV}).")
     return f"{base.rstrip('/')}/{entry.file}"
 
 

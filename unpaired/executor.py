@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from . import distributed
-from .build import build_network, pick_device, resolve_precision
+from .build import build_network, compile_cache, pick_device, resolve_precision
 from .errors import CheckpointError, RecipeError, TrainingDiverged, warn
 from .graph import DATA_IMAGES, ImageGraph
 from .plan import StepPlan, make_plan
@@ -102,6 +102,8 @@ class Executor:
             net.to(memory_format=self.memory_format)
         if self.dist.enabled:
             distributed.broadcast_networks(self.nets)
+        if tr.compile:
+            compile_cache()
         self.fwd = {n: torch.compile(net) if tr.compile else net for n, net in self.nets.items()}
         self.graph = ImageGraph(recipe.images)
         self.plans = make_plan(recipe, self.graph)

@@ -9,7 +9,8 @@ The options follow the reference implementation by name (Zhu et al., ICCV 2017; 
 ``resize_and_crop``             resize to ``load_size`` exactly (a square when it is one number, so
                                 non-square images are stretched), then crop (the reference default)
 ``scale_width``                 resize so the width is ``load_size`` (aspect ratio kept; height at
-                                least ``crop_size``); no crop, so sizes vary with the aspect ratio
+                                least ``crop_size``, rounded to a multiple of 4); no crop, so sizes
+                                vary with the aspect ratio
 ``scale_width_and_crop``        ``scale_width``, then crop
 ``crop``                        crop only
 ``none``                        resize to the nearest multiple of 4 in each side (as the reference)
@@ -82,15 +83,17 @@ class ResizeBy(v2.Transform):
 
 class ScaleWidth:
     """The reference's ``__scale_width``: width ``width``, height ``max(int(width * H / W), min_height)``
-    (unchanged when the width already is ``width`` and the height at least ``min_height``)."""
+    (unchanged when the width already is ``width`` and the height at least ``min_height``), then
+    the height rounded up to a multiple of ``base``. The rounding is ours: the reference keeps any
+    height, which its generators (and ours) cannot take unless it is a multiple of 4."""
 
-    def __init__(self, width: int, min_height: int):
-        self.width, self.min_height = width, min_height
+    def __init__(self, width: int, min_height: int, base: int = 4):
+        self.width, self.min_height, self.base = width, min_height, base
 
     def __call__(self, h: int, w: int) -> tuple[int, int]:
-        if w == self.width and h >= self.min_height:
-            return h, w
-        return max(int(self.width * h / w), self.min_height), self.width
+        if not (w == self.width and h >= self.min_height):
+            h, w = max(int(self.width * h / w), self.min_height), self.width
+        return -(-h // self.base) * self.base, w  # up, so the height stays at least min_height
 
 
 class MultipleOf:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from torchvision.transforms import v2
 from torchvision.utils import make_grid, save_image
 
 from .errors import DataError
@@ -32,17 +33,20 @@ def compute_images(graph: ImageGraph, nets: dict, names, inputs: dict) -> dict:
 
 def fixed_inputs(data, count: int) -> dict:
     """The first ``count`` test images of each domain (the training images of a domain that has
-    no test split, with a warning), as CPU batches (N, C, H, W) in [-1, 1]."""
-    inputs = {}
+    no test split, with a warning), as CPU batches (N, C, H, W) in [-1, 1]. Images of different
+    sizes (``preprocess: scale_width`` or ``none``) are centre-cropped to the smallest height and
+    width among them."""
+    images = {}
     for key in DATA_IMAGES:
         try:
             ds = data.domain(key[-1], "test")
         except DataError as err:
             warnings.warn(f"{err} Sample grids use training images of domain {key[-1]} instead.", stacklevel=2)
             ds = data.domain(key[-1], "train")
-        inputs[key] = torch.stack([ds[i][0] for i in range(min(count, len(ds)))])
-    n = min(len(v) for v in inputs.values())
-    return {k: v[:n] for k, v in inputs.items()}
+        images[key] = [ds[i][0] for i in range(min(count, len(ds)))]
+    n = min(len(v) for v in images.values())
+    size = [min(img.shape[d] for v in images.values() for img in v[:n]) for d in (-2, -1)]
+    return {k: torch.stack([v2.functional.center_crop(img, size) for img in v[:n]]) for k, v in images.items()}
 
 
 def save_grid(recipe: DictConfig, graph: ImageGraph, nets: dict, inputs: dict, path: Path) -> torch.Tensor:

@@ -159,8 +159,11 @@ class Trainer:
         except DataError as err:  # keep the work done so far, then say what to fix
             error = err
             saved = self.save_checkpoint()
-            where = f"a checkpoint at iteration {self.step} is in {saved.parent}" if saved else "no iteration was lost"
             reason = str(err).strip().splitlines()[-1]  # a worker's error carries its traceback
+            if saved is None and checkpoint.latest(self.out_dir, missing_ok=True) is None:  # nothing to resume
+                raise DataError(f"{reason} Training stopped before its first checkpoint: fix the data, then "
+                                "start again.") from err
+            where = f"a checkpoint at iteration {self.step} is in {saved.parent}" if saved else "no iteration was lost"
             raise DataError(f"{reason} Training stopped; {where}: fix the data, then resume with "
                             f"'unpaired train --resume {self.out_dir}'.") from err
         except TrainingDiverged as err:

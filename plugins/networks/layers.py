@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from unpaired.errors import DataError
+
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
 
@@ -69,8 +71,8 @@ def check_image(x: torch.Tensor, in_channels: int, size_divisor: int, name: str)
         name: the network's name for the message, e.g. ``"unet_256"``.
 
     Raises:
-        ValueError: wrong number of dimensions or channels, or a side not divisible by
-            ``size_divisor``; the message says what was expected and what came.
+        ValueError: wrong number of dimensions or channels; DataError (a ValueError): a side
+            not divisible by ``size_divisor``. The message says what was expected and what came.
     """
     if x.ndim != 4 or x.shape[1] != in_channels:
         raise ValueError(
@@ -78,9 +80,9 @@ def check_image(x: torch.Tensor, in_channels: int, size_divisor: int, name: str)
             f"Set the network's in_channels to the images' channel count."
         )
     h, w = x.shape[-2:]
-    if h % size_divisor or w % size_divisor:
+    if h % size_divisor or w % size_divisor:  # the data's doing: a DataError, which training reports in one line
         crop = max(size_divisor, min(h, w) // size_divisor * size_divisor)
-        raise ValueError(
+        raise DataError(
             f"{name} needs input height and width divisible by {size_divisor}; got {h}x{w}. "
             f"Resize or crop the images (e.g. crop_size: {crop})."
         )
