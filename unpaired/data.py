@@ -135,9 +135,11 @@ def _png_colour16(path: Path) -> Tensor | None:
     Raises:
         ValueError: the file fails one of the checks (says which).
     """
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or head[12:16] != b"IHDR" or head[24] != 16 or head[25] not in (2, 4, 6):
+        return None  # the common case: decided from the header alone
     data = path.read_bytes()
-    if len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 16 or data[25] not in (2, 4, 6):
-        return None
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     pixel = {2: 6, 4: 4, 6: 8}[data[25]]  # bytes per pixel: RGB, grey+alpha, RGBA at 16 bits
     pos, idat = 8, []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import PIL.Image
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
@@ -18,7 +19,6 @@ from tqdm import tqdm
 
 from .build import build_dataset
 from .data import IMAGE_EXTENSIONS, list_images, read_image, to_float
-from .datacheck import probe
 from .errors import DataError, RecipeError, warn
 from .inference import Translator, write_image
 
@@ -46,6 +46,15 @@ class TranslateSummary:
         lines += [f"  ... and {len(self.skipped) - 10} more skipped"] if len(self.skipped) > 10 else []
         lines += [f"  FAILED {p}: {why}" for p, why in self.failed]
         return "\n".join(lines) + "\n"
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(W, H) from the file's header (Pillow reads no pixels), (0, 0) when it cannot be read."""
+    try:
+        with PIL.Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, PIL.Image.DecompressionBombError):
+        return (0, 0)
 
 
 def output_name(name: str) -> str:
@@ -146,7 +155,7 @@ def translate_folder(translator: Translator, src: Path, dst: Path, batch_size: i
     if dst.resolve() in {f.parent.resolve() for f in files}:
         raise DataError(f"{dst}: the output folder is the input folder; translations would replace the "
                         "originals. Choose another --out.")
-    files.sort(key=lambda f: (probe(f).size or (0, 0), f.relative_to(root).as_posix()))  # equal sizes together
+    files.sort(key=lambda f: (_header_size(f), f.relative_to(root).as_posix()))  # equal sizes together
     names = [output_name(f.relative_to(root).as_posix().replace("/", "_" if flatten else "/")) for f in files]
     if len(set(names)) < len(names):
         dup = next(n for n in names if names.count(n) > 1)
