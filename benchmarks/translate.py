@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/translate.py [--sizes 256,1024] [--batch 1] [--precision fp32] [--repeats 3]
 
-Each configuration runs in a fresh process (peak memory is the process's maximum resident set
-size over the run, minus the size before the first image), with the `cyclegan` recipe's
+Each configuration runs in a fresh process (peak memory is the process's peak resident set size,
+VmHWM, over the run, minus the size before the first image), with the `cyclegan` recipe's
 generator (resnet_9blocks, ngf 64, 3 channels, weights as initialised: speed does not depend on
 them) through :class:`unpaired.inference.Translator` on the CPU, untiled unless --tile is given.
 """
@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 CHILD = """
-import json, resource, time, torch
+import json, re, time, torch
+from pathlib import Path
 from unpaired.build import build_network
 from unpaired.inference import Translator
 from unpaired.recipe import load_recipe
@@ -28,13 +29,14 @@ net = build_network(recipe, "G_AB", default_registry()).eval()
 t = Translator.from_networks(recipe, {{"G_AB": net}}, "AtoB", torch.device("cpu"))
 t.tile, t.autocast_dtype = tile, {{"bf16": torch.bfloat16, "fp32": None}}[precision]
 x = torch.rand(batch, 3, size, size) * 2 - 1
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+hwm = lambda: int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+before = hwm()
 t(x)  # warm-up
 start = time.perf_counter()
 for _ in range(repeats):
     t(x)
 seconds = (time.perf_counter() - start) / repeats
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+peak = hwm() - before
 print(json.dumps({{"images_per_s": batch / seconds, "s_per_batch": seconds, "peak_mib": peak / 1024}}))
 """
 
