@@ -116,7 +116,9 @@ def _tifffile_decode(path: Path) -> Tensor | None:
 
 
 #: The first bytes of the formats torchvision decodes; anything else (whatever its name) goes to Pillow.
-_TORCHVISION_MAGIC = (b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+#: The first bytes of a JPEG, a PNG and a TIFF (little- or big-endian), by which files are told apart.
+JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC = b"\xff\xd8\xff", b"\x89PNG", (b"II*\0", b"MM\0*")
+_TORCHVISION_MAGIC = (JPEG_MAGIC, b"GIF87a", b"GIF89a")
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
@@ -216,7 +218,7 @@ def read_image(path: Path, channels: int) -> Tensor:
         with open(path, "rb") as f:
             head = f.read(12)
         if not sniff_torchvision(head):  # by content: a PNG named .jpg goes to Pillow too
-            img = _tifffile_decode(path) if head[:4] in (b"II*\0", b"MM\0*") else None
+            img = _tifffile_decode(path) if head[:4] in TIFF_MAGIC else None
             img = _pillow_decode(path) if img is None else img
         else:
             data = read_file(str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 import PIL.Image
 import tifffile
 
-from .data import AlignedPairs, UnalignedPairs, list_images, read_image
+from .data import JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC, AlignedPairs, UnalignedPairs, list_images, read_image
 from .errors import DataError, RecipeError, UnpairedError, warn
 
 #: Pillow modes and their bits per sample.
@@ -71,9 +71,9 @@ def _jpeg_complete(data: bytes) -> bool:
 
 def _cut_short(path: Path, head: bytes) -> str | None:
     """Why a JPEG or PNG (by content) looks cut short, or None; other formats are not checked."""
-    if head.startswith(b"\xff\xd8\xff"):
+    if head.startswith(JPEG_MAGIC):
         complete, kind = _jpeg_complete(path.read_bytes()), "JPEG"
-    elif head.startswith(b"\x89PNG"):
+    elif head.startswith(PNG_MAGIC):
         complete, kind = _PNG_END in path.read_bytes(), "PNG"
     else:
         return None
@@ -94,7 +94,7 @@ def probe(path: Path) -> ImageInfo:
             return info
         with open(info.path, "rb") as f:
             head = f.read(12)
-        tiff = head[:4] in (b"II*\0", b"MM\0*")
+        tiff = head[:4] in TIFF_MAGIC
         try:
             with PIL.Image.open(info.path) as im:
                 info.size, info.mode = im.size, im.mode
@@ -106,7 +106,7 @@ def probe(path: Path) -> ImageInfo:
                 page = tif.pages[0]
                 info.size = (page.imagewidth, page.imagelength)
                 info.mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(page.samplesperpixel, f"{page.samplesperpixel} samples")
-        if head.startswith(b"\x89PNG"):
+        if head.startswith(PNG_MAGIC):
             info.bits = _png_bits(info.path) or info.bits
         elif tiff:
             with tifffile.TiffFile(info.path) as tif:
@@ -266,6 +266,11 @@ def file_holder(dataset):
     return None
 
 
+def _paths(entry) -> tuple[Path, ...]:
+    """The paths of one ``files`` entry: a path, or a pair's tuple of paths."""
+    return entry if isinstance(entry, tuple) else (entry,)
+
+
 def check_training_files(pairs, on_bad_file: str = "error") -> list[Path]:
     """Probe every file of the training samples before training; returns the skipped files.
 
@@ -283,7 +288,7 @@ def check_training_files(pairs, on_bad_file: str = "error") -> list[Path]:
     bad: dict[Path, str] = {}
     for holder in holders:
         for entry in holder.files:
-            for path in entry if isinstance(entry, tuple) else (entry,):
+            for path in _paths(entry):
                 if path not in bad and (error := probe(path).error):
                     bad[path] = error
     if not bad:
@@ -293,7 +298,7 @@ def check_training_files(pairs, on_bad_file: str = "error") -> list[Path]:
         raise DataError(f"{len(bad)} training image(s) cannot be read:\n  - {listing}\nFix or remove them, or set "
                         "data.on_bad_file=skip to train without them ('unpaired data check' lists every split).")
     for holder in holders:
-        holder.files = [e for e in holder.files if not any(p in bad for p in (e if isinstance(e, tuple) else (e,)))]
+        holder.files = [e for e in holder.files if not any(p in bad for p in _paths(e))]
         if not holder.files:
             raise DataError(f"{getattr(holder, 'folder', 'a domain')}: no readable image left after skipping {len(bad)} bad file(s).")
     if isinstance(pairs, AlignedPairs):
