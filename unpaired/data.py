@@ -115,9 +115,9 @@ def _tifffile_decode(path: Path) -> Tensor | None:
     return _unit_range(arr[:1] if arr.shape[0] == 2 else arr, page.bitspersample)
 
 
-#: The first bytes of the formats torchvision decodes; anything else (whatever its name) goes to Pillow.
 #: The first bytes of a JPEG, a PNG and a TIFF (little- or big-endian), by which files are told apart.
 JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC = b"\xff\xd8\xff", b"\x89PNG", (b"II*\0", b"MM\0*")
+#: The first bytes of the formats torchvision decodes; anything else (whatever its name) goes to Pillow.
 _TORCHVISION_MAGIC = (JPEG_MAGIC, b"GIF87a", b"GIF89a")
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
