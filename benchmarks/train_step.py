@@ -15,8 +15,8 @@ root, only so that the recipe validates. See benchmarks/README.md for the column
         --set networks.G_AB.args.ngf=32 --configs fp32 fp32+compile   # sizes with their batches, any override
 
 Each row also gives the achieved GFLOP/s as a share of this machine's peak, measured by the same
-script: a 4096x4096 matmul in fp32, and in bf16 where the CPU computes it natively (the peak of
-the row's precision). With
+script: the faster of a 4096x4096 matmul and a large 3x3 convolution, in fp32, and in bf16 where
+the device computes it natively (the peak of the row's precision). With
 ``compile`` the warm-up iterations include the compilation; their extra time is its own column.
 """
 
@@ -28,6 +28,7 @@ import gc
 import json
 import re
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -44,27 +45,57 @@ from unpaired.executor import Executor
 
 CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile", "bf16+channels_last+compile"]
 CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "fp16+channels_last+compile"]
-OPTIONS = ("channels_last", "compile")
+OPTIONS = ("channels_last", "compile", "reference_calls")
 BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own)
 SIZE_OF = {"cyclegan": 256}
 
 
-def config_overrides(config: str) -> list[str]:
+def config_overrides(config: str, recipe=None) -> list[str]:
     """'bf16+channels_last' -> precision bf16, channels_last on, compile off (every option set,
-    so a recipe's own choices do not leak into the baseline)."""
+    so a recipe's own choices do not leak into the baseline). ``reference_calls`` calls the
+    networks and the optimizer as the authors' code does: one call per pass
+    (``train.batch_passes=false``) and Adam's per-parameter loop (``fused=false``, for the
+    ``recipe``'s adam/adamw steps); without it both are the recipe's."""
     precision, *options = config.split("+")
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise SystemExit(f"unknown option(s) {sorted(unknown)} in config '{config}'; known: {', '.join(OPTIONS)}")
-    return [f"train.precision={precision}"] + [f"train.{o}={str(o in options).lower()}" for o in OPTIONS]
+    over = [f"train.precision={precision}"] + [f"train.{o}={str(o in options).lower()}" for o in ("channels_last", "compile")]
+    if "reference_calls" in options and recipe is not None:
+        over += ["train.batch_passes=false"] + [f"steps.{name}.optimizer.args.fused=false"
+                                                for name, step in recipe.steps.items()
+                                                if step.optimizer.type in ("adam", "adamw")]
+    return over
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
-    """FLOP/s of an n x n matmul in ``dtype`` on the CPU (best of ``repeats``, after one warm-up)."""
-    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
+def matmul_peak(dtype: torch.dtype, dev: torch.device, n: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` on ``dev`` (best of ``repeats``, after one warm-up;
+    on CUDA each of 10 products)."""
+    a, b = torch.rand(n, n, dtype=dtype, device=dev), torch.rand(n, n, dtype=dtype, device=dev)
+    times = 10 if dev.type == "cuda" else 1
+
+    def products():
+        for _ in range(times):
+            a @ b
+        sync(dev)
+
+    products()
+    best = min(_timed(products) for _ in range(repeats))
+    return 2 * n**3 * times / best
+
+
+def conv_peak(dtype: torch.dtype, dev: torch.device, repeats: int = 3) -> float:
+    """FLOP/s of a large 3x3 convolution, (8, 256, 64, 64) * (256, 256, 3, 3), in ``dtype`` on ``dev``
+    (oneDNN on the CPU, whose fp32 kernels can beat the BLAS that runs fp32 matmul)."""
+    x = torch.rand(8, 256, 64, 64, dtype=dtype, device=dev)
+    w = torch.rand(256, 256, 3, 3, dtype=dtype, device=dev)
+
+    def conv():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        sync(dev)
+
+    conv()
+    return 2 * 8 * 256 * 64 * 64 * 256 * 9 / min(_timed(conv) for _ in range(repeats))
 
 
 def _timed(fn) -> float:
@@ -142,25 +173,36 @@ def count_flops(recipe, tmp: Path) -> int:
     return counter.get_total_flops()
 
 
-def bench(recipe, args, tmp: Path, dev: torch.device) -> dict:
+def build(recipe, args, dev: torch.device) -> dict:
+    """A fresh Executor for ``recipe``, warmed up, with the memory it added and its first timings."""
     gc.collect()
     before = reset_peak(dev)
-    trainer = Executor(recipe)
-    batch = synthetic_batch(trainer)
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        trainer.train_step(batch)
-    sync(dev)
-    warm = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(args.iters):
-        trainer.train_step(batch)
-    sync(dev)
-    sec = (time.perf_counter() - start) / args.iters
+    executor = Executor(recipe)
+    batch = synthetic_batch(executor)
+    warm = sum(iteration_times(executor, batch, args.warmup, dev))
+    times = iteration_times(executor, batch, args.iters, dev)
     peak, peak_since = peak_memory(dev)
-    del trainer, batch
-    return {"s_per_iter": sec, "images_per_s": recipe.data.batch_size / sec, "warmup_extra_s": max(0.0, warm - args.warmup * sec),
+    return {"executor": executor, "batch": batch, "times": times, "warmup_s": warm, "warmup_iters": args.warmup,
             "peak_mem_bytes": peak, "mem_increase_bytes": max(0, peak_since - before)}
+
+
+def iteration_times(executor: Executor, batch: dict, iters: int, dev: torch.device) -> list[float]:
+    """Seconds of each of ``iters`` calls of ``train_step``."""
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        executor.train_step(batch)
+        sync(dev)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarise(run: dict, batch_size: int) -> dict:
+    """The median iteration time (robust to an iteration stalled by another process) and the rest."""
+    sec = statistics.median(run["times"])
+    return {"s_per_iter": sec, "images_per_s": batch_size / sec, "iterations_timed": len(run["times"]),
+            "warmup_extra_s": max(0.0, run["warmup_s"] - run["warmup_iters"] * sec),
+            "peak_mem_bytes": run["peak_mem_bytes"], "mem_increase_bytes": run["mem_increase_bytes"]}
 
 
 def device_name(dev: torch.device) -> str:
@@ -173,10 +215,14 @@ def device_name(dev: torch.device) -> str:
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", default=["cyclegan", "cyclegan-fashion"])
-    p.add_argument("--configs", nargs="+", help="precision[+channels_last][+compile]; default by device")
+    p.add_argument("--configs", nargs="+",
+                   help="precision[+channels_last][+compile][+reference_calls]; default by device")
+    p.add_argument("--baseline", default="fp32", help="the config the speed-ups are relative to (default fp32)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--warmup", type=int, help="untimed iterations (default 3 CPU, 10 CUDA)")
-    p.add_argument("--iters", type=int, help="timed iterations (default 10 CPU, 50 CUDA)")
+    p.add_argument("--iters", type=int, help="timed iterations per round (default 10 CPU, 50 CUDA)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time every config this many times, in turn (s/iter: the median of all timed iterations)")
     p.add_argument("--batch", type=int, help="batch size (default: 1 for cyclegan, else the recipe's)")
     p.add_argument("--size", type=int, help="crop size (default: 256 for cyclegan, else the recipe's)")
     p.add_argument("--sizes", nargs="+", help="several SIZE or SIZE:BATCH, e.g. 32:16 64:8 256:1 (instead of --size/--batch)")
@@ -189,19 +235,23 @@ def main(argv=None) -> list[dict]:
     dev = pick_device(args.device)
     cuda = dev.type == "cuda"
     configs = args.configs or (CUDA_CONFIGS if cuda else CPU_CONFIGS)
-    configs = sorted(configs, key=lambda c: c != "fp32")  # fp32 first: the speed-up baseline
+    configs = sorted(configs, key=lambda c: c != args.baseline)  # the speed-up baseline first
     if args.warmup is None:
         args.warmup = 10 if cuda else 3
     if args.iters is None:
         args.iters = 50 if cuda else 10
     print(f"torch {torch.__version__} | device {dev}: {device_name(dev)} | threads {torch.get_num_threads()}"
           f" | warm-up {args.warmup}, timed {args.iters}")
-    # bf16 only where the CPU computes it natively: emulated, one 4096^3 matmul takes minutes
-    peaks = {} if cuda else {"fp32": matmul_peak(torch.float32)} | (
-        {"bf16": matmul_peak(torch.bfloat16)} if native_bf16(dev) else {})
-    if peaks:
-        print("peak (4096x4096 matmul): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
-              + ("" if "bf16" in peaks else " (bf16 is emulated on this CPU: no peak)"))
+    # bf16 only where the device computes it natively: emulated, one 4096^3 matmul takes minutes
+    n = 8192 if cuda else 4096
+    dtypes = {"fp32": torch.float32} | ({"bf16": torch.bfloat16} if native_bf16(dev) else {}) | (
+        {"fp16": torch.float16} if cuda else {})
+    matmul = {k: matmul_peak(t, dev, n) for k, t in dtypes.items()}
+    conv = {k: conv_peak(t, dev) for k, t in dtypes.items()}
+    peaks = {k: max(matmul[k], conv[k]) for k in dtypes}
+    print(f"peak GFLOP/s, {n}x{n} matmul / 3x3 conv (the larger is % peak's): "
+          + ", ".join(f"{k} {matmul[k] / 1e9:.0f} / {conv[k] / 1e9:.0f}" for k in dtypes)
+          + ("" if "bf16" in peaks else " (bf16 is emulated on this CPU: no peak)"))
     mem = "peak alloc MiB" if cuda else "peak RSS MiB"
     head = f"{'recipe':<18}{'config':<28}{'batch':>5}{'size':>5}{'s/iter':>9}{'img/s':>8}{'speedup':>8}" \
            f"{'compile s':>10}{mem:>15}{'+MiB':>8}{'GFLOP/it':>10}{'GFLOP/s':>9}{'% peak':>8}"
@@ -213,29 +263,34 @@ def main(argv=None) -> list[dict]:
         for name, (size, batch) in ((n, sb) for n in args.recipes for sb in sizes):
             base = load_recipe(name, recipe_overrides(name, args, tmp, size, batch or None))
             flops = count_flops(base, tmp)
-            fp32_sec = None
-            for config in configs:
-                recipe = OmegaConf.merge(base, OmegaConf.from_dotlist(config_overrides(config)))
-                r = bench(recipe, args, tmp, dev)
-                fp32_sec = r["s_per_iter"] if config == "fp32" else fp32_sec
-                row = {"recipe": name, "config": config, "batch": recipe.data.batch_size,
-                       "size": recipe.data.args.crop_size, **r,
-                       "speedup_vs_fp32": fp32_sec / r["s_per_iter"] if fp32_sec else None,
+            runs = {config: build(OmegaConf.merge(base, OmegaConf.from_dotlist(config_overrides(config, base))), args, dev)
+                    for config in configs}
+            for _ in range(args.rounds - 1):  # interleaved, so a slow phase of the machine hits every config
+                for run in runs.values():
+                    run["times"] += iteration_times(run["executor"], run["batch"], args.iters, dev)
+            base_sec = None
+            for config, run in runs.items():
+                r = summarise(run, base.data.batch_size)
+                base_sec = r["s_per_iter"] if config == args.baseline else base_sec
+                row = {"recipe": name, "config": config, "batch": base.data.batch_size,
+                       "size": base.data.args.crop_size, **r,
+                       "speedup_vs_baseline": base_sec / r["s_per_iter"] if base_sec else None,
                        "flops_per_iter": flops, "flops_per_s": flops / r["s_per_iter"]}
                 peak = peaks.get(config.split("+")[0])
                 row["share_of_peak"] = row["flops_per_s"] / peak if peak else None
                 rows.append(row)
-                speed = f"{row['speedup_vs_fp32']:.2f}x" if fp32_sec else "-"
+                speed = f"{row['speedup_vs_baseline']:.2f}x" if base_sec else "-"
                 share = f"{100 * row['share_of_peak']:.0f}%" if peak else "-"
                 compile_s = f"{r['warmup_extra_s']:.1f}" if "compile" in config else "-"
                 print(f"{name:<18}{config:<28}{row['batch']:>5}{row['size']:>5}{r['s_per_iter']:>9.4f}"
                       f"{r['images_per_s']:>8.2f}{speed:>8}{compile_s:>10}{r['peak_mem_bytes'] / 2**20:>15.0f}"
                       f"{r['mem_increase_bytes'] / 2**20:>8.0f}{flops / 1e9:>10.2f}{row['flops_per_s'] / 1e9:>9.1f}{share:>8}",
                       flush=True)
+            del runs
     if args.json:
         meta = {"torch": torch.__version__, "device": str(dev), "device_name": device_name(dev),
                 "threads": torch.get_num_threads(), "warmup": args.warmup, "iters": args.iters,
-                "matmul_peak_flops": peaks, "set": args.set}
+                "matmul_peak_flops": matmul, "conv_peak_flops": conv, "set": args.set}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         print(f"wrote {args.json}")
     return rows

@@ -147,6 +147,32 @@ def test_adam_defaults():
     assert adam(_params(), lr=1e-3, betas=[0.9, 0.99]).defaults["betas"] == (0.9, 0.99)  # lists from a recipe
 
 
+@pytest.mark.parametrize("factory", [adam, adamw])
+def test_adam_is_fused_by_default_and_takes_the_same_steps(factory):
+    torch.manual_seed(0)
+    start, grads = torch.randn(50), [torch.randn(50) for _ in range(5)]
+    results = {}
+    for kind, kwargs in {"fused": {}, "loop": {"fused": False}, "foreach": {"foreach": True}}.items():
+        p = torch.nn.Parameter(start.clone())
+        opt = factory([p], lr=0.1, **kwargs)
+        assert bool(opt.defaults["fused"]) is (kind == "fused") and bool(opt.defaults["foreach"]) is (kind == "foreach")
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        results[kind] = p.detach()
+    assert not torch.equal(results["fused"], start)
+    torch.testing.assert_close(results["fused"], results["loop"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(results["foreach"], results["loop"], rtol=1e-6, atol=1e-7)
+
+
+def test_adam_takes_param_groups_and_generators():
+    groups = [{"params": _params(), "lr": 1e-3}, {"params": iter(_params() + _params())}]  # read once
+    opt = adam(groups)
+    assert opt.defaults["fused"] is True and [len(g["params"]) for g in opt.param_groups] == [1, 2]
+    assert adamw(iter(_params())).param_groups[0]["params"][0].shape == (3,)
+    assert adam(_params(), foreach=False).defaults["fused"] is None  # the per-parameter loop, as asked
+
+
 def test_other_optimizers():
     opt = adamw(_params())
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.5, 0.999)

@@ -111,11 +111,12 @@ def test_recipe_check_refuses_init_from_that_does_not_fit(source, tmp_path):
 
 def test_resume_with_an_lr_override_logs_the_new_lr(tmp_path):
     run = tmp_path / "run"
-    Trainer(tiny(run, "train.max_steps=4")).fit()
+    Trainer(tiny(run, "train.max_steps=4", "steps.generators.optimizer.args.fused=false")).fit()
     resumed = Trainer.resume(run, ["steps.generators.optimizer.args.lr=0.00005", "steps.generators.optimizer.args.betas=[0.9,0.99]",
-                                   "train.max_steps=6", "train.log_every=1"])
+                                   "steps.generators.optimizer.args.fused=null", "train.max_steps=6", "train.log_every=1"])
     group = resumed.executor.optimizers["generators"].param_groups[0]
     assert group["lr"] == pytest.approx(5e-5) and group["betas"] == (0.9, 0.99)
+    assert group["fused"] is False  # how the restored optimizer computes is kept (null would mean fused)
     assert {int(s["step"]) for s in resumed.executor.optimizers["generators"].state.values()} == {4}  # moments kept
     resumed.fit()
     first = [r for r in log(run) if r["step"] > 4][0]

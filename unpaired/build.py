@@ -88,8 +88,14 @@ def compile_cache() -> Path:
     """Where torch.compile keeps its caches (inductor's FX graphs and kernels): ``$TORCHINDUCTOR_CACHE_DIR``
     when set, else ``$XDG_CACHE_HOME/unpaired/inductor`` (``~/.cache/unpaired/inductor``), which
     this sets. A second run of the same networks then loads compiled kernels instead of compiling
-    again; inductor's own default (``/tmp/torchinductor_<user>``) is lost at reboot."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    again; inductor's own default (``/tmp/torchinductor_<user>``) is lost at reboot. (Importing
+    torch's compiler, which torchvision does, already sets the variable to that default.)"""
+    try:  # torch's private helper (torch >= 2.5); older versions leave the variable alone
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        torch_default = os.path.abspath(default_cache_dir())
+    except ImportError:
+        torch_default = None
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, torch_default):
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "unpaired" / "inductor")
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])

@@ -35,6 +35,9 @@ from .recipe import check, plugin_args
 from .registry import Registry, default_registry
 from .schedule import advance
 
+#: Param-group keys that choose how an optimizer computes, not what: a resume keeps the restored ones.
+IMPLEMENTATION = ("params", "fused", "foreach", "capturable", "differentiable")
+
 #: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
 CONTEXT = ("network", "images", "batch")
 
@@ -104,9 +107,12 @@ class Executor:
             distributed.broadcast_networks(self.nets)
         if tr.compile:
             compile_cache()
-        self.fwd = {n: torch.compile(net) if tr.compile else net for n, net in self.nets.items()}
+        # static shapes: batched passes call a network at two batch sizes, which would otherwise make
+        # dynamo recompile it with symbolic sizes (slower kernels, and an inductor error on some shapes)
+        self.fwd = {n: torch.compile(net, dynamic=False) if tr.compile else net for n, net in self.nets.items()}
         self.graph = ImageGraph(recipe.images)
-        self.plans = make_plan(recipe, self.graph)
+        batched = frozenset(n for n, net in self.nets.items() if tr.batch_passes and getattr(net, "per_sample", False))
+        self.plans = make_plan(recipe, self.graph, batched)
 
         self.losses: dict[tuple[str, str], nn.Module] = {}
         self.pools: dict[str, ImagePool] = {}
@@ -217,7 +223,7 @@ class Executor:
             # the recipe's values are those of the optimizer it builds (the plugin's defaults included)
             probe = self.registry.create("optimizer", spec.type, f"steps.{name}.optimizer",
                                          params=[torch.zeros(1, requires_grad=True)], **args).param_groups[0]
-            values = {k: v for k, v in probe.items() if k != "params" and (k != "lr" or rebuild or lr_changed)}
+            values = {k: v for k, v in probe.items() if k not in IMPLEMENTATION and (k != "lr" or rebuild or lr_changed)}
             for group in opt.param_groups:
                 group.update(values)
                 if "lr" in values:  # the base LR, which a schedule multiplies
@@ -237,31 +243,33 @@ class Executor:
 
         ``live`` names cached images that still hold their autograd graph (made with gradients by
         an earlier step for this one, their networks not updated since): a fresh image among them
-        is reused instead of recomputed."""
+        is reused instead of recomputed. Images are made call by call (``plan.calls``)."""
         images = {name: cache[name] for name in DATA_IMAGES}
-        for name in plan.images:
-            if name in plan.fresh:
-                if name not in live:
-                    cache[name] = self.graph.make(name, self.fwd, images)
-                images[name] = cache[name]
-                continue
-            if name not in cache:
-                if name in plan.keep_graph:
-                    cache[name] = self._make_with_graph(name, cache, plan)
-                    live.add(name)
-                else:
-                    with torch.no_grad():
-                        cache[name] = self.graph.make(name, self.fwd, cache)
-            images[name] = cache[name].detach()
+        for call in plan.calls:
+            if call[0] in plan.fresh:
+                self._make([n for n in call if n not in live], images, cache)
+            elif call[0] in plan.keep_graph:
+                todo = [n for n in call if n not in cache]
+                self._make_with_graph(todo, cache, plan)
+                live.update(todo)
+            else:
+                with torch.no_grad():
+                    self._make([n for n in call if n not in cache], cache, cache)
+            images.update({n: cache[n] if n in plan.fresh else cache[n].detach() for n in call})
         return images
 
-    def _make_with_graph(self, name: str, cache: dict, plan: StepPlan) -> Tensor:
-        """Image ``name`` with gradients to the networks that make it, though this step freezes them."""
-        makers = self.graph.networks(name)
+    def _make(self, names: list[str], inputs: dict, cache: dict) -> None:
+        """Make ``names`` (one call's images) from ``inputs`` into ``cache``."""
+        if names:
+            cache.update(zip(names, self.graph.make_batch(names, self.fwd, inputs)))
+
+    def _make_with_graph(self, names: list[str], cache: dict, plan: StepPlan) -> None:
+        """Images ``names`` with gradients to the networks that make them, though this step freezes them."""
+        makers = set().union(*(self.graph.networks(n) for n in names))
         for net in makers:
             self.nets[net].requires_grad_(True)
         try:
-            return self.graph.make(name, self.fwd, cache)
+            self._make(names, cache, cache)
         finally:
             for net in makers:
                 self.nets[net].requires_grad_(net in plan.networks)

@@ -28,10 +28,14 @@ class StepPlan:
     keep_graph: frozenset[str] = frozenset()  # not fresh here, but computed with gradients for a later step
     every: int = 1  # runs on iterations 0, every, 2 * every, ...
     repeat: int = 1  # times per iteration it runs
+    calls: tuple[tuple[str, ...], ...] = ()  # ``images`` grouped into network calls, in order (see _calls)
 
 
-def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepPlan]:
-    """One :class:`StepPlan` per recipe step, in recipe order (the recipe must be validated)."""
+def make_plan(recipe: DictConfig, graph: ImageGraph | None = None, batched: frozenset[str] = frozenset()) -> list[StepPlan]:
+    """One :class:`StepPlan` per recipe step, in recipe order (the recipe must be validated).
+
+    ``batched`` names the networks whose passes may share one call (per-sample networks, with
+    ``train.batch_passes``)."""
     graph = graph or ImageGraph(recipe.images)
     plans = []
     for name, step in recipe.steps.items():
@@ -43,7 +47,26 @@ def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepP
         sides = {t: term_side(spec, step) for t, spec in terms.items() if spec.adversarial}
         plans.append(StepPlan(name, tuple(step.networks), plain, sides, tuple(needed), fresh, frozenset(),
                               step.every, step.repeat))
-    return [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
+    plans = [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
+    return [replace(p, calls=_calls(p, graph, batched)) for p in plans]
+
+
+def _calls(plan: StepPlan, graph: ImageGraph, batched: frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """The step's images grouped into network calls, inputs before outputs: the images of one
+    ``batched`` network at the same depth (steps from the data) that are both fresh or both made
+    without gradients share a call, e.g. CycleGAN's ``fake_B = G_AB(real_A)`` and ``idt_B =
+    G_AB(real_B)``; every other image is a call of its own. (Images kept with their graph for
+    later steps never share one: two later steps would backpropagate through one graph.)"""
+    depth: dict[str, int] = {}
+    for name in plan.images:  # inputs before outputs
+        depth[name] = 1 + max((depth.get(src, 0) for src in graph.nodes[name].inputs), default=0)
+    calls: dict[tuple, list[str]] = {}
+    for name in sorted(plan.images, key=depth.__getitem__):  # stable: the recipe's order within a depth
+        net = graph.nodes[name].net
+        shared = net in batched and name not in plan.keep_graph
+        key = (depth[name], net, name in plan.fresh) if shared else (name,)
+        calls.setdefault(key, []).append(name)
+    return tuple(tuple(names) for names in calls.values())
 
 
 def _keep_graph(plans: list[StepPlan], i: int, graph: ImageGraph) -> frozenset[str]:

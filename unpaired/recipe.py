@@ -103,6 +103,10 @@ class TrainSpec:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where the device computes it natively)
     channels_last: bool = False
     compile: bool = False
+    # one call for several passes of a network at the same depth (a generator's fake and identity
+    # images), for networks that declare ``per_sample = True``: faster for small images and batches
+    # (the fashion demo), slower at 256x256 (docs/performance.md)
+    batch_passes: bool = False
     deterministic: bool = False
     log_every: int = 50  # iterations between loss logs (the only host syncs for logging)
     sample_every: int = 500  # iterations between sample grids (and at the end)

@@ -31,6 +31,7 @@ from .hooks import (CheckpointCadence, Evaluation, JsonlLog, LossLog, ProgressPo
 from .recipe import apply_overrides, check, from_yaml, to_yaml
 from .registry import Registry, default_registry
 from .schedule import schedule_warning
+from .timing import STEP, LoopTimer
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged"]
 
@@ -93,6 +94,8 @@ class Trainer:
         self.sampler = EpochSampler(len(self.pairs), recipe.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
         self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
+        self.samples = 0  # samples this rank took in this session (for the timings' pairs/s)
+        self.timer = LoopTimer()  # where this session's time goes (timer.table(), run.json "timings")
         self.history: list[dict] = []  # the log records, also written to log.jsonl
         self.bar = self.loader = None
         self._stop_signal: int | None = None
@@ -106,7 +109,7 @@ class Trainer:
         self.sample_grids = SampleGrids(self) if recipe.samples and self.is_main else None
         if self.sample_grids:
             handlers.append(self.sample_grids)
-        self.hook = event_relay(self.registry, [*handlers, *hooks])
+        self.hook = event_relay(self.registry, [*handlers, *hooks], self.timer)
 
     @property
     def nets(self) -> dict:
@@ -149,6 +152,7 @@ class Trainer:
         self._prepare_out_dir()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         error = None
+        self.timer.start()
         try:
             self.hook.unpaired_train_start(trainer=self)
             while self.epoch < tr.epochs and not self._done():
@@ -182,6 +186,7 @@ class Trainer:
             result = FitResult(self.step, self.epoch, self._stop_signal, self.history, self.out_dir,
                                None if error is None else f"{type(error).__name__}: {error}")
             self.hook.unpaired_train_end(trainer=self, result=result)
+            self.timer.stop()
         return result
 
     def _done(self) -> bool:
@@ -204,11 +209,13 @@ class Trainer:
         self.bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
                         initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
         try:
-            for batch in self.bar:
-                losses = self.executor.train_step(batch, self.step)
+            for batch in self.timer.iterate(self.bar):
+                with self.timer.section(STEP):
+                    losses = self.executor.train_step(batch, self.step)
                 self.step += 1
                 self.epoch_step += 1
                 self.epoch_samples += len(batch["real_A"])
+                self.samples += len(batch["real_A"])
                 self.hook.unpaired_after_step(trainer=self, losses=losses)
                 if self._done():
                     break
@@ -312,8 +319,10 @@ class Trainer:
         if not self.is_main:
             return None
         try:
-            path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step), self.executor.modules(),
-                                   self.state_dict(), to_yaml(self.recipe), self.recipe.train.keep_checkpoints)
+            with self.timer.section("checkpoint (write)"):
+                path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step),
+                                       self.executor.modules(), self.state_dict(), to_yaml(self.recipe),
+                                       self.recipe.train.keep_checkpoints)
         except CheckpointError as err:
             warn(f"{err} Training goes on.")
             return None

@@ -55,7 +55,8 @@ class ResnetGenerator(nn.Module):
         padding_type: ``"reflect"``, ``"replicate"`` or ``"zero"`` inside the residual blocks.
 
     Shapes: (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1];
-    H and W must be multiples of :attr:`size_divisor` (4).
+    H and W must be multiples of :attr:`size_divisor` (4). :attr:`per_sample` (each output
+    depends on its own input only: no batch norm, no dropout) lets the executor batch passes.
 
     Raises:
         ValueError: unknown ``norm`` or ``padding_type``; in ``forward``, an input with the wrong
@@ -71,6 +72,7 @@ class ResnetGenerator(nn.Module):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0; got {n_blocks}.")
         self.in_channels, self.name = in_channels, f"resnet_{n_blocks}blocks"
+        self.per_sample = norm != "batch" and not dropout
         norm_fn, bias = norm_layer(norm), uses_bias(norm)
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
                   norm_fn(ngf), nn.ReLU(True)]

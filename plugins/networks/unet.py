@@ -63,7 +63,8 @@ class UnetGenerator(nn.Module):
         dropout: Dropout(0.5) in the ``num_downs - 5`` innermost 8 ngf levels (pix2pix).
 
     Shapes: (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1];
-    H and W must be multiples of :attr:`size_divisor` = 2**num_downs.
+    H and W must be multiples of :attr:`size_divisor` = 2**num_downs. :attr:`per_sample` as
+    for :class:`~unpaired_plugins.networks.resnet.ResnetGenerator`.
 
     Raises:
         ValueError: ``num_downs`` < 5 or unknown ``norm``; in ``forward``, before the forward
@@ -77,6 +78,7 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"num_downs must be at least 5; got {num_downs}.")
         self.in_channels, self.size_divisor = in_channels, 2**num_downs
         self.name = f"unet_{self.size_divisor}"
+        self.per_sample = norm != "batch" and not dropout
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm,

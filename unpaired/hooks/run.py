@@ -34,7 +34,9 @@ def _now() -> str:
 
 class RunInfo:
     """Writes ``<run>/run.json``: ``started``, ``finished``, ``wall_s`` (seconds of training, over
-    all resumed sessions), ``hardware`` and ``status`` (running, completed, interrupted, failed)."""
+    all resumed sessions), ``hardware``, ``status`` (running, completed, interrupted, failed) and
+    ``timings`` (this session's seconds per part of the loop, :class:`unpaired.timing.LoopTimer`,
+    up to the end of training: the report, written after, is in the table ``unpaired train`` prints)."""
 
     def __init__(self):
         self.info: dict = {}
@@ -61,7 +63,7 @@ class RunInfo:
             return
         status = "failed" if result.error else "interrupted" if result.interrupted else "completed"
         self.info.update(finished=_now(), wall_s=round(self.info["wall_s"] + time.perf_counter() - self.start, 1),
-                         status=status, step=result.step, epoch=result.epoch)
+                         status=status, step=result.step, epoch=result.epoch, timings=trainer.timer.summary())
         atomic_write_text(trainer.out_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
 
 
