@@ -55,8 +55,11 @@ def _calls(plan: StepPlan, graph: ImageGraph, batched: frozenset[str]) -> tuple[
     """The step's images grouped into network calls, inputs before outputs: the images of one
     ``batched`` network at the same depth (steps from the data) that are both fresh or both made
     without gradients share a call, e.g. CycleGAN's ``fake_B = G_AB(real_A)`` and ``idt_B =
-    G_AB(real_B)``; every other image is a call of its own. (Images kept with their graph for
-    later steps never share one: two later steps would backpropagate through one graph.)"""
+    G_AB(real_B)``; every other image is a call of its own, in the recipe's order when no image
+    shares one. (Images kept with their graph for later steps never share one: two later steps
+    would backpropagate through one graph.)"""
+    if not batched & {graph.nodes[n].net for n in plan.images}:
+        return tuple((name,) for name in plan.images)  # the recipe's order, as the reference calls
     depth: dict[str, int] = {}
     for name in plan.images:  # inputs before outputs
         depth[name] = 1 + max((depth.get(src, 0) for src in graph.nodes[name].inputs), default=0)
