@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import defaultdict
+import statistics
 import tempfile
-import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile
 
-from train_step import config_overrides, recipe_overrides, synthetic_batch
+from train_step import config_overrides, iteration_times, recipe_overrides, synthetic_batch
 from unpaired.executor import Executor
 from unpaired.recipe import load_recipe
 
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
-    p.add_argument("--iters", type=int, default=5, help="profiled iterations (after 3 untimed, then 5 timed)")
+    p.add_argument("--iters", type=int, default=5, help="profiled iterations (after 3 untimed, then 5 timed without the profiler)")
     p.add_argument("--ops", type=int, default=0, help="also print the N operators with the most own time")
     args = p.parse_args(argv)
     args.device = "cpu"
@@ -82,18 +82,11 @@ def main(argv=None) -> dict:
         recipe = load_recipe(args.recipe, recipe_overrides(args.recipe, args, Path(tmp), args.size, args.batch))
         recipe = OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides(args.config, recipe)))
         ex = Executor(recipe)
-    batch = synthetic_batch(ex)
-    for _ in range(3):
-        ex.train_step(batch)
-    start = time.perf_counter()
-    for _ in range(5):
-        ex.train_step(batch)
-    plain = (time.perf_counter() - start) / 5
+    batch, cpu = synthetic_batch(ex), torch.device("cpu")
+    iteration_times(ex, batch, 3, cpu)  # warm-up
+    plain = statistics.median(iteration_times(ex, batch, 5, cpu))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        start = time.perf_counter()
-        for _ in range(args.iters):
-            ex.train_step(batch)
-        wall = time.perf_counter() - start
+        wall = sum(iteration_times(ex, batch, args.iters, cpu))
     parts = breakdown(prof.events(), args.iters, wall)
     print(f"{args.recipe} {args.config}, batch {recipe.data.batch_size}, {recipe.data.args.crop_size}x"
           f"{recipe.data.args.crop_size}, {torch.get_num_threads()} threads: {plain * 1000:.1f} ms/iteration "

@@ -50,7 +50,7 @@ BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own
 SIZE_OF = {"cyclegan": 256}
 
 
-def config_overrides(config: str, recipe=None) -> list[str]:
+def config_overrides(config: str, recipe) -> list[str]:
     """'bf16+channels_last' -> precision bf16, channels_last on, compile off (every option set,
     so a recipe's own choices do not leak into the baseline). ``reference_calls`` calls the
     networks and the optimizer as the authors' code does: one call per pass
@@ -61,47 +61,41 @@ def config_overrides(config: str, recipe=None) -> list[str]:
     if unknown:
         raise SystemExit(f"unknown option(s) {sorted(unknown)} in config '{config}'; known: {', '.join(OPTIONS)}")
     over = [f"train.precision={precision}"] + [f"train.{o}={str(o in options).lower()}" for o in ("channels_last", "compile")]
-    if "reference_calls" in options and recipe is not None:
+    if "reference_calls" in options:
         over += ["train.batch_passes=false"] + [f"steps.{name}.optimizer.args.fused=false"
                                                 for name, step in recipe.steps.items()
                                                 if step.optimizer.type in ("adam", "adamw")]
     return over
 
 
-def matmul_peak(dtype: torch.dtype, dev: torch.device, n: int = 4096, repeats: int = 3) -> float:
-    """FLOP/s of an n x n matmul in ``dtype`` on ``dev`` (best of ``repeats``, after one warm-up;
-    on CUDA each of 10 products)."""
+def matmul_peak(dtype: torch.dtype, dev: torch.device, n: int = 4096) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` on ``dev``."""
     a, b = torch.rand(n, n, dtype=dtype, device=dev), torch.rand(n, n, dtype=dtype, device=dev)
-    times = 10 if dev.type == "cuda" else 1
-
-    def products():
-        for _ in range(times):
-            a @ b
-        sync(dev)
-
-    products()
-    best = min(_timed(products) for _ in range(repeats))
-    return 2 * n**3 * times / best
+    return _best_rate(lambda: a @ b, 2 * n**3, dev)
 
 
-def conv_peak(dtype: torch.dtype, dev: torch.device, repeats: int = 3) -> float:
+def conv_peak(dtype: torch.dtype, dev: torch.device) -> float:
     """FLOP/s of a large 3x3 convolution, (8, 256, 64, 64) * (256, 256, 3, 3), in ``dtype`` on ``dev``
     (oneDNN on the CPU, whose fp32 kernels can beat the BLAS that runs fp32 matmul)."""
     x = torch.rand(8, 256, 64, 64, dtype=dtype, device=dev)
     w = torch.rand(256, 256, 3, 3, dtype=dtype, device=dev)
+    return _best_rate(lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 8 * 256 * 64 * 64 * 256 * 9, dev)
 
-    def conv():
-        torch.nn.functional.conv2d(x, w, padding=1)
+
+def _best_rate(op, flops: int, dev: torch.device, repeats: int = 3) -> float:
+    """``flops`` / seconds of ``op``: the best of ``repeats`` timings after one warm-up, each
+    timing 10 calls on CUDA (asynchronous, so a single call is mostly launch latency), 1 on the CPU."""
+    calls = 10 if dev.type == "cuda" else 1
+
+    def run():
+        start = time.perf_counter()
+        for _ in range(calls):
+            op()
         sync(dev)
+        return time.perf_counter() - start
 
-    conv()
-    return 2 * 8 * 256 * 64 * 64 * 256 * 9 / min(_timed(conv) for _ in range(repeats))
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    run()
+    return flops * calls / min(run() for _ in range(repeats))
 
 
 def recipe_overrides(name: str, args, tmp: Path, size: int | None, batch: int | None) -> list[str]:
@@ -166,7 +160,7 @@ def sync(dev: torch.device) -> None:
 
 def count_flops(recipe, tmp: Path) -> int:
     """FLOPs of one fp32 train_step (all steps' forward and backward passes)."""
-    trainer = Executor(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32"))))
+    trainer = Executor(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32", recipe))))
     batch = synthetic_batch(trainer)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batch)
