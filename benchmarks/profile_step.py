@@ -25,11 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile
 
-from train_step import config_overrides, iteration_times, recipe_overrides, synthetic_batch
-from unpaired.executor import Executor
+from train_step import iteration_times, make_executor, recipe_overrides, synthetic_batch
 from unpaired.recipe import load_recipe
 
 #: Kinds of work by operator name, first match wins (an optimizer's operators are its own kind).
@@ -70,7 +68,7 @@ def breakdown(events, iterations: int, wall: float) -> dict[str, float]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("recipe")
-    p.add_argument("config", nargs="?", default="fp32", help="precision[+channels_last][+compile][+reference_calls], as train_step.py")
+    p.add_argument("config", nargs="?", default="fp32", help="precision[+channels_last][+compile][+reference_calls][+torch_layers], as train_step.py")
     p.add_argument("--size", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
@@ -80,8 +78,8 @@ def main(argv=None) -> dict:
     args.device = "cpu"
     with tempfile.TemporaryDirectory(prefix="unpaired-profile-") as tmp:
         recipe = load_recipe(args.recipe, recipe_overrides(args.recipe, args, Path(tmp), args.size, args.batch))
-        recipe = OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides(args.config, recipe)))
-        ex = Executor(recipe)
+        ex = make_executor(recipe, args.config)
+        recipe = ex.recipe
     batch, cpu = synthetic_batch(ex), torch.device("cpu")
     iteration_times(ex, batch, 3, cpu)  # warm-up
     plain = statistics.median(iteration_times(ex, batch, 5, cpu))

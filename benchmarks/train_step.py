@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.io import write_png
 
@@ -42,10 +43,13 @@ from unpaired.build import native_bf16, pick_device
 from unpaired.data import domain_channels
 from unpaired.recipe import load_recipe
 from unpaired.executor import Executor
+from unpaired_plugins.networks import layers
 
 CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile", "bf16+channels_last+compile"]
 CUDA_CONFIGS = CPU_CONFIGS + ["fp16", "fp16+channels_last+compile"]
-OPTIONS = ("channels_last", "compile", "reference_calls")
+#: The authors' layer for ours, for ``reference_calls`` and ``torch_layers`` (ours differ in speed only).
+TORCH_LAYERS = {layers.InstanceNorm2d: nn.InstanceNorm2d}
+OPTIONS = ("channels_last", "compile", "reference_calls", "torch_layers")
 BATCH_OF = {"cyclegan": 1}  # default batch per recipe (others: the recipe's own)
 SIZE_OF = {"cyclegan": 256}
 
@@ -55,7 +59,8 @@ def config_overrides(config: str, recipe) -> list[str]:
     so a recipe's own choices do not leak into the baseline). ``reference_calls`` calls the
     networks and the optimizer as the authors' code does: one call per pass
     (``train.batch_passes=false``) and Adam's per-parameter loop (``fused=false``, for the
-    ``recipe``'s adam/adamw steps); without it both are the recipe's."""
+    ``recipe``'s adam/adamw steps); without it both are the recipe's. :func:`make_executor` also
+    gives it torch's instance-norm layer, which ``torch_layers`` alone gives too."""
     precision, *options = config.split("+")
     unknown = set(options) - set(OPTIONS)
     if unknown:
@@ -66,6 +71,19 @@ def config_overrides(config: str, recipe) -> list[str]:
                                                 for name, step in recipe.steps.items()
                                                 if step.optimizer.type in ("adam", "adamw")]
     return over
+
+
+def make_executor(recipe, config: str) -> Executor:
+    """An Executor for ``recipe`` under ``config`` (:func:`config_overrides`). With
+    ``reference_calls`` or ``torch_layers`` its networks' instance norms are torch's
+    ``InstanceNorm2d``, as in the authors' code (ours runs as group norm on the CPU:
+    plugins/networks/layers.py)."""
+    executor = Executor(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides(config, recipe))))
+    if {"reference_calls", "torch_layers"} & set(config.split("+")):
+        for net in executor.nets.values():
+            for module in net.modules():  # no state of their own: a class swap is a layer swap
+                module.__class__ = TORCH_LAYERS.get(type(module), type(module))
+    return executor
 
 
 def matmul_peak(dtype: torch.dtype, dev: torch.device, n: int = 4096) -> float:
@@ -160,18 +178,18 @@ def sync(dev: torch.device) -> None:
 
 def count_flops(recipe, tmp: Path) -> int:
     """FLOPs of one fp32 train_step (all steps' forward and backward passes)."""
-    trainer = Executor(OmegaConf.merge(recipe, OmegaConf.from_dotlist(config_overrides("fp32", recipe))))
+    trainer = make_executor(recipe, "fp32")
     batch = synthetic_batch(trainer)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batch)
     return counter.get_total_flops()
 
 
-def build(recipe, args, dev: torch.device) -> dict:
-    """A fresh Executor for ``recipe``, warmed up, with the memory it added and its first timings."""
+def build(recipe, config: str, args, dev: torch.device) -> dict:
+    """A fresh Executor for ``recipe`` under ``config``, warmed up, with the memory it added and its first timings."""
     gc.collect()
     before = reset_peak(dev)
-    executor = Executor(recipe)
+    executor = make_executor(recipe, config)
     batch = synthetic_batch(executor)
     warm = sum(iteration_times(executor, batch, args.warmup, dev))
     times = iteration_times(executor, batch, args.iters, dev)
@@ -210,7 +228,7 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", default=["cyclegan", "cyclegan-fashion"])
     p.add_argument("--configs", nargs="+",
-                   help="precision[+channels_last][+compile][+reference_calls]; default by device")
+                   help="precision[+channels_last][+compile][+reference_calls][+torch_layers]; default by device")
     p.add_argument("--baseline", default="fp32", help="the config the speed-ups are relative to (default fp32)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--warmup", type=int, help="untimed iterations (default 3 CPU, 10 CUDA)")
@@ -257,8 +275,7 @@ def main(argv=None) -> list[dict]:
         for name, (size, batch) in ((n, sb) for n in args.recipes for sb in sizes):
             base = load_recipe(name, recipe_overrides(name, args, tmp, size, batch or None))
             flops = count_flops(base, tmp)
-            runs = {config: build(OmegaConf.merge(base, OmegaConf.from_dotlist(config_overrides(config, base))), args, dev)
-                    for config in configs}
+            runs = {config: build(base, config, args, dev) for config in configs}
             for _ in range(args.rounds - 1):  # interleaved, so a slow phase of the machine hits every config
                 for run in runs.values():
                     run["times"] += iteration_times(run["executor"], run["batch"], args.iters, dev)

@@ -6,7 +6,7 @@ from torch import nn
 
 import unpaired
 from unpaired_plugins.networks import init, patchgan, resnet, timm_networks, unet
-from unpaired_plugins.networks.layers import norm_layer, padding
+from unpaired_plugins.networks.layers import InstanceNorm2d, norm_layer, padding
 
 
 def n_params(module: nn.Module) -> int:
@@ -110,6 +110,46 @@ def test_other_inits_zero_biases(scheme):
     scheme(net, gain=0.02)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert all(torch.count_nonzero(c.bias) == 0 for c in convs if c.bias is not None)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_equals_torchs(memory_format):
+    """On the CPU the instance norm runs as group norm with a group per channel: torch's
+    InstanceNorm2d(affine=False) values and gradients, in either memory format."""
+    torch.manual_seed(0)
+    x = (torch.randn(3, 5, 7, 6) * 4 + 2).contiguous(memory_format=memory_format)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = torch.randn(3, 5, 7, 6)
+    out, ref = norm_layer("instance")(5)(ours), nn.InstanceNorm2d(5)(theirs)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-5, rtol=1e-5)
+    assert out.mean(dim=(2, 3)).abs().max() < 1e-5 and ((out.var(dim=(2, 3), unbiased=False) - 1).abs().max() < 1e-3)
+
+
+def test_instance_norm_in_bf16_stays_bf16_and_close():
+    x = torch.randn(2, 4, 8, 8)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = InstanceNorm2d(4)(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), nn.InstanceNorm2d(4)(x), atol=0.05, rtol=0.02)
+
+
+def test_cyclegan_networks_use_our_instance_norm():
+    """The generators and discriminators built with ``norm: instance`` use the CPU-fast layer,
+    and it keeps bf16 under autocast like torch's (no fp32 activations after a norm)."""
+    nets = [resnet.resnet_6blocks(ngf=8), patchgan.basic(ndf=8), unet.unet_128(ngf=8)]
+    for net in nets:
+        kinds = {type(m) for m in net.modules()}
+        assert InstanceNorm2d in kinds and nn.InstanceNorm2d not in kinds, type(net).__name__
+    seen = []
+    for m in nets[0].modules():
+        if isinstance(m, InstanceNorm2d):
+            m.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.autocast("cpu", torch.bfloat16):
+        nets[0](torch.rand(1, 3, 16, 16) * 2 - 1)
+    assert len(seen) == 5 + 2 * 6 and set(seen) == {torch.bfloat16}  # 5 outside the blocks, 2 per block
 
 
 def test_bad_norm_and_padding_name_accepted_values():
