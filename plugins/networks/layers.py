@@ -27,7 +27,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     over H x W, as torch's. Without running statistics, on a contiguous (NCHW) CPU tensor this is
     ``F.group_norm`` with one group per channel, the same values to rounding: torch's
     ``instance_norm`` runs batch norm over N·C channels of one sample instead, and that made the
-    CycleGAN training step 5-13 % slower on the CPU (docs/performance.md). Other devices,
+    CycleGAN training step up to 13 % slower on the CPU (docs/performance.md). Other devices,
     channels_last (where group norm's CPU kernel is the slower), running statistics and unbatched
     input use torch's. Under autocast the output keeps the input's dtype, as torch's does.
     """
