@@ -128,6 +128,19 @@ def test_instance_norm_equals_torchs(memory_format):
     assert out.mean(dim=(2, 3)).abs().max() < 1e-5 and ((out.var(dim=(2, 3), unbiased=False) - 1).abs().max() < 1e-3)
 
 
+def test_instance_norm_takes_group_norm_only_where_it_is_faster(monkeypatch):
+    calls = []
+    group_norm = torch.nn.functional.group_norm
+    monkeypatch.setattr(torch.nn.functional, "group_norm", lambda *a, **k: calls.append(1) or group_norm(*a, **k))
+    x = torch.randn(2, 4, 8, 8)
+    InstanceNorm2d(4)(x)
+    assert calls == [1]  # NCHW on the CPU: group norm
+    InstanceNorm2d(4)(x.contiguous(memory_format=torch.channels_last))
+    InstanceNorm2d(4, track_running_stats=True)(x)
+    InstanceNorm2d(4)(x[0])  # unbatched (C, H, W)
+    assert calls == [1]  # torch's instance norm for the rest
+
+
 def test_instance_norm_in_bf16_stays_bf16_and_close():
     x = torch.randn(2, 4, 8, 8)
     with torch.autocast("cpu", torch.bfloat16):
