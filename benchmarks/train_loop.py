@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
               f"{torch.get_num_threads()} | batch {trainer.recipe.data.batch_size}, {len(trainer.pairs)} pairs per epoch")
         result = trainer.fit()
     print(f"building the trainer (data check, networks): {build_s:.1f} s")
-    print(trainer.timer.table(result.step, trainer.samples))
+    print(trainer.timing_table())
     summary = trainer.timer.summary()
     if args.json:
         args.json.write_text(json.dumps({"recipe": trainer.recipe.name, "overrides": overrides, "build_s": build_s,

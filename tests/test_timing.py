@@ -112,5 +112,8 @@ def test_the_trainer_itemises_its_loop_in_run_json(tiny_recipe, tmp_path):
     parts = sum(v for k, v in timings.items() if k != "wall")
     assert parts == pytest.approx(timings["wall"], abs=0.01)
     assert timings[STEP] > 0.2 * timings["wall"]  # most of a run is its steps, even at toy size
-    table = trainer.timer.table(result.step, trainer.samples)
+    table = trainer.timing_table()
     assert table.startswith("where the time went: ") and "16 iterations" in table and f"  {STEP} " in table
+    more = Trainer.resume(tmp_path / "run", ["train.epochs=3"])
+    assert more.fit().step == 24
+    assert "for 8 iterations" in more.timing_table()  # this session's, not the run's 24

@@ -36,12 +36,11 @@ def _train(args) -> int:
                 path, names = args.init_from, ""
             recipe.init_from = InitFromSpec(path=path, networks=[n for n in names.split(",") if n])
         trainer = Trainer(recipe, out_dir=args.out)
-    start = trainer.step
     print(f"training '{trainer.recipe.name}' on {trainer.device} in {trainer.executor.precision}; "
           f"run directory: {trainer.out_dir}")
     result = trainer.fit()
     if trainer.is_main:
-        print(trainer.timer.table(trainer.step - start, trainer.samples * trainer.dist.world_size))
+        print(trainer.timing_table())
     print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
     if result.interrupted:
         name = signal.Signals(result.interrupted).name

@@ -95,6 +95,7 @@ class Trainer:
         self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
         self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
         self.samples = 0  # samples this rank took in this session (for the timings' pairs/s)
+        self.session_start = 0  # the step this session's fit() started from (after a resume, not 0)
         self.timer = LoopTimer()  # where this session's time goes (timer.table(), run.json "timings")
         self.history: list[dict] = []  # the log records, also written to log.jsonl
         self.bar = self.loader = None
@@ -152,6 +153,7 @@ class Trainer:
         self._prepare_out_dir()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         error = None
+        self.session_start = self.step
         self.timer.start()
         try:
             self.hook.unpaired_train_start(trainer=self)
@@ -188,6 +190,11 @@ class Trainer:
             self.hook.unpaired_train_end(trainer=self, result=result)
             self.timer.stop()
         return result
+
+    def timing_table(self) -> str:
+        """Where this session's wall time went (:meth:`unpaired.timing.LoopTimer.table`): its
+        iterations, and training pairs per second over all ranks."""
+        return self.timer.table(self.step - self.session_start, self.samples * self.dist.world_size)
 
     def _done(self) -> bool:
         tr = self.recipe.train
