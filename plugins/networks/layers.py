@@ -63,6 +63,13 @@ def uses_bias(norm: str) -> bool:
     return norm != "batch"
 
 
+def per_sample(norm: str, dropout: bool) -> bool:
+    """Whether a network with ``norm`` and ``dropout`` makes each output sample from its own input
+    only, so that passes may share one call (``train.batch_passes``): not with batch norm (batch
+    statistics in training), not with dropout (a call's masks differ from two calls')."""
+    return norm != "batch" and not dropout
+
+
 def padding(padding_type: str, amount: int) -> tuple[list[nn.Module], int]:
     """Padding before a convolution: ``(layers, conv_padding)``.
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from unpaired import Component, hookimpl
 
-from .layers import check_image, norm_layer, padding, uses_bias, variant
+from .layers import check_image, norm_layer, per_sample, padding, uses_bias, variant
 
 
 class ResnetBlock(nn.Module):
@@ -72,7 +72,7 @@ class ResnetGenerator(nn.Module):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0; got {n_blocks}.")
         self.in_channels, self.name = in_channels, f"resnet_{n_blocks}blocks"
-        self.per_sample = norm != "batch" and not dropout
+        self.per_sample = per_sample(norm, dropout)
         norm_fn, bias = norm_layer(norm), uses_bias(norm)
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
                   norm_fn(ngf), nn.ReLU(True)]

@@ -12,7 +12,7 @@ from torch import nn
 
 from unpaired import Component, hookimpl
 
-from .layers import check_image, norm_layer, uses_bias, variant
+from .layers import check_image, norm_layer, per_sample, uses_bias, variant
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -78,7 +78,7 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"num_downs must be at least 5; got {num_downs}.")
         self.in_channels, self.size_divisor = in_channels, 2**num_downs
         self.name = f"unet_{self.size_divisor}"
-        self.per_sample = norm != "batch" and not dropout
+        self.per_sample = per_sample(norm, dropout)
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm,
