@@ -48,6 +48,7 @@ SKIPPED = {
     "bash scripts/test.sh": "this test suite itself (what CI runs)",
     "source .venv/bin/activate": "shell set-up",
     "torchrun ": "tests/test_distributed.py runs torchrun with two processes",
+    "OMP_NUM_THREADS=1 torchrun ": "the same, one thread per process",
     ".venv/bin/python benchmarks/": "benchmarks take minutes; their code paths are the trainer's",
     "unpaired data download ": "needs the authors' server; tests/test_download.py serves archives from 127.0.0.1",
 }
