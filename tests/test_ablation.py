@@ -11,7 +11,7 @@ import pytest
 from torchvision.io import read_image
 
 from unpaired import hookimpl
-from unpaired.ablation import LABEL_WIDTH, PAPER_VARIANTS, run_ablation, variant_recipe
+from unpaired.ablation import LABEL_WIDTH, PAPER_VARIANTS, resolve_variant, run_ablation, variant_recipe
 from unpaired.cli import main
 from unpaired.errors import RecipeError
 from unpaired.executor import Executor
@@ -50,6 +50,13 @@ def test_each_variant_resolves_to_the_papers_loss_terms():
     assert "generators.cycle_A" in terms(forward) and "generators.cycle_B" not in terms(forward)
     assert "rec_A" in images(forward) and "rec_B" not in images(forward)
     assert "generators.cycle_B" in terms(backward) and "generators.cycle_A" not in terms(backward)
+    # the paper's variants by bare name, as the table and docs/ablation.md call them
+    assert resolve_variant("gan-alone") == "ablations/gan-alone" and resolve_variant("full") == "full"
+    assert variant_recipe("cyclegan-fashion", "gan-alone", TINY) == variant_recipe("cyclegan-fashion",
+                                                                                  "ablations/gan-alone", TINY)
+    with pytest.raises(RecipeError, match=r"variant 'gan-alon': no such recipe.*Did you mean 'gan-alone'\?.*"
+                                          r"The paper's variants: full, cycle-alone, gan-alone"):
+        resolve_variant("gan-alon")
     # applied to another task, a variant keeps that task's data and networks
     edges = variant_recipe("cyclegan-edges", "ablations/gan-alone", TINY)
     assert edges.data.dataset == "fashion_edges" and edges.name == "cyclegan-edges-gan-alone"
@@ -58,7 +65,7 @@ def test_each_variant_resolves_to_the_papers_loss_terms():
 
 def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     out = tmp_path / "abl"
-    code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,ablations/gan-alone",
+    code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,gan-alone",
                  "--out", str(out), "--metrics", "target_accuracy,fid,diversity,cycle_l1", "--images", "3"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -80,7 +87,7 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     assert (labels < 100).any() and (labels == 255).float().mean() > 0.8
 
     code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,ablations/gan-alone",
-                 "--out", str(out), "--images", "3"])
+                 "--out", str(out), "--images", "3"])  # the same variants, named by path
     assert code == 0 and capsys.readouterr().out.count("finished before, not retrained") == 2
     with pytest.raises(RecipeError, match="holds another ablation"):
         run_ablation("cyclegan-fashion", ["full"], out, BUDGET)

@@ -163,7 +163,10 @@ def test_evaluation_errors_name_the_key_and_the_fix(tiny_recipe, tmp_path, monke
     no_metrics = [f"eval.metrics.{m}=null" for m in ("classifier", "fid", "kid", "diversity", "cycle", "identity")]
     Trainer(tiny_recipe("train.max_steps=1", *no_metrics)).fit()
     assert main(["evaluate", str(tmp_path / "run")]) == 2
-    assert "names no metrics (eval.metrics is empty)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "names no metrics (eval.metrics is empty)" in err and "'eval.metrics.cycle={} " in err
+    assert main(["evaluate", str(tmp_path / "run"), "eval.metrics.cycle={}", "eval.best=null"]) == 0  # needs no weights
+    assert "cycle" in capsys.readouterr().out
     assert main(["evaluate", "--fake", str(tmp_path)]) == 2
     assert "needs --fake DIR --real DIR --recipe RECIPE" in capsys.readouterr().err
 

@@ -90,6 +90,7 @@ def test_plugins_command_lists_every_kind(capsys):
 
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
+    assert not out.startswith("\n") and "\n\ndiscriminator:\n" in out  # kinds separated, not led, by a blank line
     for kind in ("generator:", "discriminator:", "adversarial_loss:", "consistency_loss:", "dataset:"):
         assert kind in out
     assert "resnet_9blocks" in out and "unpaired 0.1.0 (resnet)" in out

@@ -51,6 +51,20 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path):
     assert resumed.executor.optimizers["generators"].param_groups[0]["lr"] == full.executor.optimizers["generators"].param_groups[0]["lr"]
 
 
+def test_a_run_stopped_mid_epoch_is_counted_as_the_progress_bar_counts(tiny_recipe, tmp_path, capsys):
+    # max_steps=5 of 8 iterations per epoch: the bar ends at 5/8, and every message says epoch 1
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.max_steps=5", f"out_dir={run}")).fit()
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert "epoch 1/2" in bar and " 5/8 " in bar
+    with pytest.raises(RecipeError, match=r"already reached its end \(epoch 1/2, iteration 5 of train.max_steps=5\)"):
+        Trainer.resume(run)
+    resumed = Trainer.resume(run, ["train.max_steps=8"])
+    assert resumed.epoch_label == "epoch 1/2"
+    resumed.fit()
+    assert resumed.epoch_label == "epoch 1/2" and resumed.epoch == 1  # just finished: still epoch 1
+
+
 def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
     # Stop at an epoch boundary during the decay: the resumed run must not restart the schedule.
     run = tmp_path / "run"

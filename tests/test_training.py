@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -164,3 +165,11 @@ def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in out) == ["b.png", "day1/a.bmp.png"]
     out.sort()
     assert Image.open(out[1]).size == (28, 20)
+
+
+def test_more_loader_workers_than_cpus_are_capped_with_a_warning(tiny_recipe, monkeypatch, capsys):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # a 1-CPU machine
+    trainer = Trainer(tiny_recipe("data.num_workers=3", "train.max_steps=1"))
+    trainer.fit()
+    assert trainer.loader.num_workers == 1
+    assert "data.num_workers=3, but this process may use 1 CPU(s): loading with 1 worker(s)" in capsys.readouterr().err

@@ -27,10 +27,10 @@ from .evaluation import DIRECTION, EvalResult, evaluate_run, require_metrics
 from .inference import Translator
 from .metrics import ARROWS
 from .recipe import _read, find_recipe, load_recipe
-from .registry import Registry
+from .registry import Registry, closest
 from .trainer import Trainer
 
-__all__ = ["AblationResult", "PAPER_VARIANTS", "run_ablation", "variant_recipe"]
+__all__ = ["AblationResult", "PAPER_VARIANTS", "resolve_variant", "run_ablation", "variant_recipe"]
 
 #: The CycleGAN paper's loss ablation (section 5.1.4, Tables 4-5, Figure 7).
 PAPER_VARIANTS = ("full", "ablations/cycle-alone", "ablations/gan-alone", "ablations/gan-forward-cycle",
@@ -42,6 +42,26 @@ def variant_name(variant: str) -> str:
     return Path(variant).stem if variant != "full" else "full"
 
 
+def resolve_variant(variant: str) -> str:
+    """``variant`` itself when it is ``full`` or names a recipe file or built-in recipe; a paper
+    variant's bare name gives its built-in recipe (``gan-alone`` -> ``ablations/gan-alone``).
+
+    Raises:
+        RecipeError: none of these, with the paper's variants listed.
+    """
+    if variant == "full":
+        return variant
+    try:
+        find_recipe(variant)
+        return variant
+    except RecipeError:
+        paper = {variant_name(v): v for v in PAPER_VARIANTS}
+        if variant in paper:
+            return paper[variant]
+        raise RecipeError(f"variant '{variant}': no such recipe file or built-in recipe.{closest(variant, paper)} "
+                          f"The paper's variants: {', '.join(paper)}.") from None
+
+
 def variant_recipe(base: str, variant: str, overrides=()) -> DictConfig:
     """The base recipe with ``overrides`` (the shared budget), then a variant's own keys applied
     (its ``base:`` ignored): a variant that deletes a network also drops what the overrides set on it.
@@ -50,6 +70,7 @@ def variant_recipe(base: str, variant: str, overrides=()) -> DictConfig:
         RecipeError: unknown base or variant recipe, or a variant that does not fit the base.
     """
     recipe = load_recipe(base, overrides)
+    variant = resolve_variant(variant)
     if variant == "full":
         return recipe
     path = find_recipe(variant).resolve()
@@ -125,7 +146,8 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
 
     Args:
         base: the task's recipe (file or built-in name); it needs an ``eval`` section.
-        variants: ``full`` and/or recipe files whose keys are applied to ``base``.
+        variants: ``full``, the paper's variants by name (``gan-alone`` or ``ablations/gan-alone``)
+            and/or recipe files whose keys are applied to ``base``.
         out: the ablation's folder; one run directory per variant inside.
         overrides: ``key=value`` for every variant (the shared budget, e.g. ``train.epochs=4``).
         metrics: output keys shown in the Markdown table (all rankable keys by default); the JSON
@@ -140,6 +162,7 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         RecipeError: a bad variant, a base without eval metrics, or ``out`` holding another ablation.
     """
     out = Path(out)
+    variants = [resolve_variant(v) for v in variants]
     recipes = {variant_name(v): variant_recipe(base, v, overrides) for v in variants}
     if len(recipes) != len(variants):
         raise RecipeError(f"variants must have distinct names, got {list(variants)}.")

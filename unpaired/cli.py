@@ -185,8 +185,10 @@ def _plugins(args) -> int:
     kind = None
     for c in comps:
         if c.kind != kind:
+            if kind is not None:
+                print()
             kind = c.kind
-            print(f"\n{kind}:")
+            print(f"{kind}:")
         print(f"  {c.name:<18} {c.provider:<36} {c.summary}")
     return 0
 
@@ -266,8 +268,9 @@ def parser() -> argparse.ArgumentParser:
     ab = sub.add_parser("ablate", help="train and evaluate variants of a recipe (the paper's loss ablation): table + figure")
     ab.add_argument("recipe", help="the task's recipe, with an eval section (e.g. cyclegan-fashion)")
     ab.add_argument("overrides", nargs="*", help="key=value for every variant: the shared budget, e.g. train.epochs=4")
-    ab.add_argument("--variants", help="comma-separated: full and/or recipe files applied to the base "
-                    "(default: full and the four ablations/ recipes)")
+    ab.add_argument("--variants", help="comma-separated: full, the paper's variants (cycle-alone, gan-alone, "
+                    "gan-forward-cycle, gan-backward-cycle) and/or recipe files applied to the base (default: full "
+                    "and the paper's four)")
     ab.add_argument("--out", help="the ablation's folder (default runs/ablation-<recipe>); the same command resumes it")
     ab.add_argument("--metrics", help="comma-separated output keys for the table (default: every rankable key)")
     ab.add_argument("--images", type=int, default=6, help="test inputs per direction in the figure")

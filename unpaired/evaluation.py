@@ -353,8 +353,10 @@ def require_metrics(recipe: DictConfig, where: str) -> DictConfig:
         RecipeError: ``eval.metrics`` is empty (the message starts with ``where``).
     """
     if not recipe.eval.metrics:
-        raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some, e.g. "
-                          "'eval.metrics.fid={} eval.features.type=inception' (docs/evaluation.md).")
+        raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some. Without any weights file: "
+                          "'eval.metrics.cycle={} eval.metrics.identity={}' (two-way recipes) or 'eval.metrics.paired={}' "
+                          "(aligned test pairs). FID and KID need a feature network, e.g. 'eval.metrics.fid={} "
+                          "eval.features.type=inception' and its weights file (docs/evaluation.md).")
     return recipe
 
 

@@ -257,7 +257,7 @@ def check_args(factory: Callable, args: dict, where: str) -> None:
         if key not in accepted:
             raise RecipeError(
                 f"{where}.{key}: unknown argument.{closest(key, accepted)} "
-                f"Accepted: {', '.join(accepted) or '(none)'}. (A base recipe's argument is dropped with {where}.{key}=null.)"
+                f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)"
             )
         expected = _type_problem(params[key].default, value)
         if expected:

@@ -16,7 +16,7 @@ from functools import wraps
 from typing import Callable, Iterable, Iterator
 
 #: The section of :meth:`unpaired.executor.Executor.train_step` and of waiting for the loader.
-STEP, DATA = "training step", "data (next batch, progress bar)"
+STEP, DATA = "training step", "data (next batch)"
 
 
 class LoopTimer:

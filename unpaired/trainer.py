@@ -8,6 +8,7 @@ checkpoint cadence are handlers of those events (:mod:`unpaired.hooks`), like an
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -61,6 +62,16 @@ class FitResult:
         """The last loss record (empty before the first)."""
         losses = [r for r in self.history if any("/" in k and not k.startswith(("lr/", "eval/")) for k in r)]
         return losses[-1] if losses else {}
+
+
+def loader_workers(requested: int) -> int:
+    """``data.num_workers``, at most the CPUs this process may use (more workers than cores only
+    compete with the training step; torch warns, and may stall): a warning says when it is capped."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested > cpus:
+        warn(f"data.num_workers={requested}, but this process may use {cpus} CPU(s): loading with {cpus} worker(s) "
+             f"(set data.num_workers={cpus} or fewer to silence this).")
+    return min(requested, cpus)
 
 
 class Trainer:
@@ -126,6 +137,12 @@ class Trainer:
     def epoch_complete(self) -> bool:
         """Whether this rank has taken every sample of the current epoch (its end is due)."""
         return self.epoch_samples >= self.sampler.epoch_length
+
+    @property
+    def epoch_label(self) -> str:
+        """``epoch E/N`` as the progress bar counts: E is the epoch in progress (1-based), or the one
+        just finished; N is ``train.epochs``. (``epoch`` itself counts whole epochs done.)"""
+        return f"epoch {self.epoch + (self.epoch_samples > 0)}/{self.recipe.train.epochs}"
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> FitResult:
@@ -209,20 +226,23 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, start=self.epoch_samples)
         if self.loader is None:  # one loader for the run: its workers live on from epoch to epoch
             # its own generator: each pass draws a worker seed, which must not move torch's global RNG
+            workers = loader_workers(data.num_workers)
             self.loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
-                                     num_workers=data.num_workers, persistent_workers=data.num_workers > 0,
+                                     num_workers=workers, persistent_workers=workers > 0,
                                      pin_memory=self.device.type == "cuda", generator=torch.Generator())
         loader = self.loader
-        self.bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
+        # updated by hand after each step: a bar wrapping the loader misses the last one when max_steps breaks out
+        self.bar = tqdm(desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
                         initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
         try:
-            for batch in self.timer.iterate(self.bar):
+            for batch in self.timer.iterate(loader):
                 with self.timer.section(STEP):
                     losses = self.executor.train_step(batch, self.step)
                 self.step += 1
                 self.epoch_step += 1
                 self.epoch_samples += len(batch["real_A"])
                 self.samples += len(batch["real_A"])
+                self.bar.update()
                 self.hook.unpaired_after_step(trainer=self, losses=losses)
                 if self._done():
                     break
@@ -387,7 +407,7 @@ class Trainer:
         tr = trainer.recipe.train
         if trainer._done() or trainer.epoch >= tr.epochs:
             raise RecipeError(
-                f"{run_dir} already reached its end (epoch {trainer.epoch}/{tr.epochs}, iteration {trainer.step}"
+                f"{run_dir} already reached its end ({trainer.epoch_label}, iteration {trainer.step}"
                 f"{'' if tr.max_steps is None else f' of train.max_steps={tr.max_steps}'}); to train longer, "
                 "resume with a larger train.epochs=N (or train.max_steps=N, or train.max_steps=null)."
             )

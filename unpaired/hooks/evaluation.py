@@ -69,7 +69,7 @@ class Evaluation:
                 if trainer.is_main:
                     self._save_best(trainer, result, value)
         if trainer.is_main:
-            tqdm.write(f"evaluation at epoch {trainer.epoch}, iteration {trainer.step}: {shown}")
+            tqdm.write(f"evaluation at {trainer.epoch_label}, iteration {trainer.step}: {shown}")
         return flat
 
     def _save_best(self, trainer, result: EvalResult, value: float) -> None:
