@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -270,3 +271,15 @@ def test_bad_data_mid_run_keeps_the_work_done(tmp_path, image_root):
     with pytest.raises(DataError, match=r"img_005.png: cannot decode image.*Training stopped; a checkpoint at iteration \d+ is in"):
         trainer.fit()
     assert trainer.step >= 1 and checkpoint.latest(tmp_path / "run").name == f"step_{trainer.step:08d}"
+
+
+def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tiny_recipe, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.max_steps=4", "train.log_every=2", f"out_dir={run}")).fit()
+    log = run / "log.jsonl"
+    with open(log, "a") as f:  # a killed session: a record past the checkpoint (iteration 4), a line cut short
+        f.write('{"step": 6, "epoch": 0, "G/cycle_A": 9.0}\n{"step": 8, "ep')
+    Trainer.resume(run, ["train.max_steps=8"]).fit()
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8  # each iteration logged once, in order
+    assert all(json.loads(line).get("G/cycle_A") != 9.0 for line in log.read_text().splitlines())

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import write_images
 from unpaired import cli
+from unpaired.errors import RecipeError
 from unpaired.build import build_network
 from unpaired.inference import Translator
 from unpaired.recipe import load_recipe
@@ -77,6 +78,23 @@ def test_a_bad_file_in_the_middle_is_reported_and_the_rest_translated(run, tmp_p
         "(cannot identify image file '" + str(src / "img_001.png") + "'). Remove or re-save it.",
     ]
     assert f"warning: skipping {src / 'img_001.png'}: cannot decode image" in out.err
+
+
+def test_images_too_small_for_the_generator_fail_alone(run, tmp_path, capsys):
+    # size_divisor 4: a 4x4 image, a 1x1 one and a 3-pixel-wide strip leave 1-pixel feature maps
+    # (the norm and the residual blocks' reflection pad cannot run there); 8x8 translates
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, size in (("dot.png", (1, 1)), ("strip.png", (3, 600)), ("four.png", (4, 4)), ("eight.png", (8, 8))):
+        Image.new("L", size, 128).save(src / name)
+    assert cli.main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 1
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["eight.png"]
+    assert f"FAILED {src / 'dot.png'}: a 1x1 image is too small for G_AB, whose feature maps shrink 4x: " \
+           "give images of at least 8 pixels a side" in out
+    assert f"FAILED {src / 'strip.png'}: a 600x3 image is too small" in out and "translated 1, skipped 0, failed 3" in out
+    with pytest.raises(RecipeError, match="tile 6: G_AB needs tiles of at least 8 pixels"):
+        Translator(run, "AtoB", "cpu", tile=6, overlap=1)
 
 
 def test_batches_and_workers_give_the_same_images(run, tmp_path):

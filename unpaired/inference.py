@@ -149,6 +149,9 @@ class Translator:
         self.source_domain = domain
         self.in_channels = self._in_channels(domain)
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
+        if self.tile and self.tile < 2 * self.size_divisor:
+            raise RecipeError(f"tile {self.tile}: {self.net_name} needs tiles of at least {2 * self.size_divisor} "
+                              f"pixels (its feature maps shrink {self.size_divisor}x).")
         self.precision = resolve_precision(self.precision, self.device)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
@@ -203,7 +206,8 @@ class Translator:
 
         Raises:
             DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), a channel count
-                other than the model's, or an unreadable file.
+                other than the model's, an unreadable file, or an image too small for the
+                networks (a side under ``2 * size_divisor`` pixels where they fail on it).
         """
         if isinstance(images, (str, Path)):
             images = to_float(read_image(Path(images), self.in_channels))
@@ -223,10 +227,18 @@ class Translator:
         h, w = x.shape[-2:]
         x = x.to(self.device, torch.float32)
         tile = self.tile if self.tile is not None else (AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0)
-        if tile and max(h, w) > tile:
-            y = translate_tiled(self._pass, x, tile, self.overlap, self.size_divisor)
-        else:
-            y = self._pass(pad_to(x, self.size_divisor))[..., :h, :w].cpu()
+        try:
+            if tile and max(h, w) > tile:
+                y = translate_tiled(self._pass, x, tile, self.overlap, self.size_divisor)
+            else:
+                y = self._pass(pad_to(x, self.size_divisor))[..., :h, :w].cpu()
+        except (RuntimeError, ValueError) as err:
+            if isinstance(err, torch.OutOfMemoryError) or min(h, w) >= 2 * self.size_divisor:
+                raise
+            # e.g. a 1x1 image, or a 3-pixel-wide strip: the deepest feature maps are 1 pixel wide
+            raise DataError(f"a {h}x{w} image is too small for "
+                            f"{self.net_name}, whose feature maps shrink {self.size_divisor}x: give images of "
+                            f"at least {2 * self.size_divisor} pixels a side ({str(err).splitlines()[0]}).") from err
         return y[0] if single else y
 
     def translate_file(self, src: Path, dst: Path) -> Path:

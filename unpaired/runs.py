@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from . import checkpoint
 from .errors import CheckpointError, RecipeError
 
+LOG = "log.jsonl"
+
 
 def init_weights(recipe: DictConfig, nets: dict[str, nn.Module]) -> tuple[Path, str, dict[str, dict[str, Tensor]]]:
     """The weights that ``recipe.init_from`` names, checked against the recipe's built networks.
@@ -114,7 +116,20 @@ def fork(ckpt: Path, step: int, new_dir: Path) -> None:
     shutil.copytree(ckpt, tmp)
     os.replace(tmp, root / ckpt.name)
     checkpoint.atomic_write_text(root / checkpoint.LATEST, ckpt.name + "\n")
-    log = ckpt.parent.parent / "log.jsonl"
-    if log.is_file():
-        lines = [line for line in log.read_text().splitlines(keepends=True) if line.strip()]
-        (new_dir / "log.jsonl").write_text("".join(line for line in lines if json.loads(line)["step"] <= step))
+    cut_log(ckpt.parent.parent / LOG, step, new_dir / LOG)
+
+
+def cut_log(log: Path, step: int, out: Path) -> None:
+    """Write to ``out`` (atomically; it may be ``log`` itself) the records of ``log`` up to
+    iteration ``step``: the log of a run restored at ``step``. Records a killed run logged after
+    its last checkpoint go, and so does a line cut short by the kill. No ``log``: nothing written."""
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text().splitlines(keepends=True):
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    checkpoint.atomic_write_text(out, "".join(kept))

@@ -413,4 +413,6 @@ class Trainer:
             )
         if fork and trainer.is_main:
             runs.fork(ckpt, trainer.step, out_dir)
+        elif trainer.is_main:  # what a killed run logged after its last checkpoint is logged again
+            runs.cut_log(out_dir / runs.LOG, trainer.step, out_dir / runs.LOG)
         return trainer

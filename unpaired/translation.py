@@ -64,8 +64,9 @@ def output_name(name: str) -> str:
 
 
 class _Files(Dataset):
-    """Image files as ``(index, image (C, H, W) in [-1, 1] or None, error or None, output name)``;
-    a bad file is an item with its error, so that one file does not stop the others."""
+    """Image files as ``(source, image (C, H, W) in [-1, 1] or None, error or None, output name)``,
+    ``source`` naming the input in messages; a bad file is an item with its error, so that one
+    file does not stop the others."""
 
     def __init__(self, files: list[Path], names: list[str], channels: int):
         self.files, self.names, self.channels = files, names, channels
@@ -74,10 +75,11 @@ class _Files(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
+        source = str(self.files[i])
         try:
-            return i, to_float(read_image(self.files[i], self.channels)), None, self.names[i]
+            return source, to_float(read_image(self.files[i], self.channels)), None, self.names[i]
         except DataError as err:
-            return i, None, str(err).removeprefix(f"{self.files[i]}: "), str(self.files[i])
+            return source, None, str(err).removeprefix(f"{source}: "), self.names[i]
 
 
 class _Split(Dataset):
@@ -94,11 +96,12 @@ class _Split(Dataset):
         try:
             if hasattr(self.domain, "raw"):
                 image, name = self.domain.raw(i)
-                return i, to_float(image), None, output_name(name)
-            image, name = self.domain[i]
-            return i, image, None, output_name(name)
+                image = to_float(image)
+            else:
+                image, name = self.domain[i]
+            return output_name(name), image, None, output_name(name)
         except DataError as err:
-            return i, None, str(err), f"item {i}"
+            return f"item {i}", None, str(err), None
 
 
 def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: TranslateSummary, batch_size: int,
@@ -108,27 +111,34 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
     if batch_size < 1 or workers < 0:
         raise RecipeError(f"--batch-size must be 1 or more and --workers 0 or more; got {batch_size} and {workers}.")
     loader = DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
-    batch: list[tuple[str, torch.Tensor]] = []
+    batch: list[tuple[str, str, torch.Tensor]] = []  # (source, output name, image)
 
     def flush():
-        if batch:
-            out = translator(torch.stack([img for _, img in batch]))
-            for (name, _), y in zip(batch, out):
+        if not batch:
+            return
+        try:
+            out = translator(torch.stack([img for _, _, img in batch]))
+        except DataError as err:  # equal sizes share a batch: the size that fails fails them all
+            for source, _, _ in batch:
+                summary.failed.append((source, str(err)))
+                warn(f"skipping {source}: {err}")
+        else:
+            for (_, name, _), y in zip(batch, out):
                 try:
                     summary.translated.append(write_image(y, dst / name))
                 except DataError as err:
                     summary.failed.append((name, str(err)))
-            batch.clear()
+        batch.clear()
 
     with tqdm(total=len(items), desc=f"translate {translator.direction}", unit="img", dynamic_ncols=True) as bar:
-        for _, image, error, name in loader:
+        for source, image, error, name in loader:
             if error is not None:
-                summary.failed.append((name, error))
-                warn(f"skipping {name}: {error}")
+                summary.failed.append((source, error))
+                warn(f"skipping {source}: {error}")
             else:
-                if batch and (image.shape != batch[0][1].shape or len(batch) == batch_size):
+                if batch and (image.shape != batch[0][2].shape or len(batch) == batch_size):
                     flush()
-                batch.append((name, image))
+                batch.append((source, name, image))
             bar.update(1)
         flush()
     return summary

@@ -67,7 +67,9 @@ class TensorBoardLog:
 
     def writer(self, trainer) -> SummaryWriter:
         if self._writer is None:
-            self._writer = SummaryWriter(str(trainer.out_dir / "tb"))
+            # a resumed run hides the events a killed session wrote after its checkpoint
+            purge = trainer.session_start + 1 if trainer.session_start else None
+            self._writer = SummaryWriter(str(trainer.out_dir / "tb"), purge_step=purge)
         return self._writer
 
     @hookimpl
