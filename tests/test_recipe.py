@@ -177,3 +177,35 @@ def test_an_empty_recipe_says_what_is_missing(tmp_path):
 def test_check_raises_with_all_problems():
     with pytest.raises(RecipeError, match=r"2 problem\(s\)"):
         check(load_recipe("cyclegan-fashion", ["networks.G_AB.type=x", "networks.G_BA.type=y"]))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data: 5", r"recipe key 'data' must be a mapping .*got 5"),
+    ("networks: {G_AB: hello}", r"recipe key 'networks.G_AB' must be a mapping .*got 'hello'"),
+    ("steps: {generators: {losses: {cycle_A: 3}}}", r"recipe key 'steps.generators.losses.cycle_A' must be a mapping"),
+    ("steps: [a, b]", r"recipe key 'steps' must be a mapping"),
+    ("samples: 5", r"recipe key 'samples' must be a list \(\[a, b\]\), got 5"),
+    ("plugins: notalist", r"recipe key 'plugins' must be a list"),
+    ("base: [cyclegan, cut]", r"recipe key 'base' is one recipe .*got \['cyclegan', 'cut'\]"),
+    ("name: ${name}", r"r.yaml: recipe key 'name': Recursive interpolation"),
+    ("data: {args: {source: '${oops}'}}", r"r.yaml: recipe key 'data.args.source': Interpolation key 'oops' not found"),
+])
+def test_a_wrong_shape_or_interpolation_names_the_file_and_key(tmp_path, text, message):
+    f = tmp_path / "r.yaml"
+    f.write_text(("" if text.startswith("base") else "base: cyclegan-fashion\n") + text + "\n")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(f)
+
+
+def test_overrides_of_the_wrong_shape_or_not_yaml():
+    with pytest.raises(RecipeError, match=r"command-line override: recipe key 'networks.G_AB' must be a mapping"):
+        load_recipe("cyclegan-fashion", ["networks.G_AB=hello"])
+    with pytest.raises(RecipeError, match=r"overrides data.batch_size=\[1,2: a value is not valid YAML"):
+        load_recipe("cyclegan-fashion", ["data.batch_size=[1,2"])
+    with pytest.raises(RecipeError, match=r"a recipe is a YAML file, a built-in recipe's name or a dict; got None"):
+        load_recipe(None)
+
+
+def test_a_text_argument_given_a_number_is_named():
+    with pytest.raises(RecipeError, match=r"data.args.root: expected text \(a path or a name; quote it\), got 5"):
+        check(load_recipe("cyclegan", ["data.args.root=5"]))

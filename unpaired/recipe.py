@@ -178,6 +178,43 @@ class Recipe:
 DOMAIN_OF = {"real_A": "A", "real_B": "B"}
 
 
+#: Keys whose value is a mapping ("*": every entry), checked before merging so that a wrong shape is
+#: named by its key rather than failing deep inside the merge; and the keys that are lists.
+MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "steps",
+            "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.losses", "steps.*.losses.*", "train",
+            "train.scheduler", "train.scheduler.args", "eval", "eval.metrics", "eval.metrics.*", "eval.features",
+            "eval.classifier", "eval.classes", "inference", "init_from")
+LISTS = ("plugins", "samples")
+
+
+def _matches(tree, parts: list[str], path: tuple = ()):
+    """(dotted key, value) of each entry of the plain ``tree`` that ``parts`` (with ``*``) names."""
+    if not parts:
+        yield ".".join(map(str, path)), tree
+    elif isinstance(tree, dict):
+        keys = list(tree) if parts[0] == "*" else [parts[0]] if parts[0] in tree else []
+        for key in keys:
+            yield from _matches(tree[key], parts[1:], path + (key,))
+
+
+def check_shapes(cfg: DictConfig, source: str) -> None:
+    """Fail with the key when a section or entry that is a mapping or a list is something else.
+
+    Raises:
+        RecipeError: names ``source``, the key and the value found (null, which deletes, is allowed).
+    """
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    for kinds, wanted, example in ((MAPPINGS, dict, "key: value lines, or {key: value}"), (LISTS, list, "[a, b]")):
+        for pattern in kinds:
+            for key, value in _matches(tree, pattern.split(".")):
+                if value is not None and not isinstance(value, wanted):
+                    raise RecipeError(f"{source}: recipe key '{key}' must be a {wanted.__name__.replace('dict', 'mapping')} "
+                                      f"({example}), got {value!r}.")
+    base = tree.get("base")
+    if base is not None and not isinstance(base, str):
+        raise RecipeError(f"{source}: recipe key 'base' is one recipe (a file or built-in name), got {base!r}.")
+
+
 def _error(err: OmegaConfBaseException, source: str) -> RecipeError:
     key = getattr(err, "full_key", None) or "?"
     msg = str(getattr(err, "msg", err)).splitlines()[0]
@@ -209,6 +246,7 @@ def _read(path: Path) -> DictConfig:
 
 def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) -> list[tuple[str, Path, DictConfig]]:
     """``cfg`` after its ``base`` chain: [(source, folder, config), ...], the deepest base first."""
+    check_shapes(cfg, source)
     chain = []
     base = cfg.get("base")
     if base:
@@ -276,6 +314,8 @@ def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path 
         RecipeError: missing file, bad YAML, an unknown key, or a value of the wrong type; the
             message names the file and the key path.
     """
+    if not isinstance(source, (str, Path, dict, DictConfig)):
+        raise RecipeError(f"a recipe is a YAML file, a built-in recipe's name or a dict; got {source!r}.")
     if isinstance(source, (dict, DictConfig)):
         folder = Path(base_dir or ".").resolve()
         chain = _load_chain(OmegaConf.create(source), folder, "recipe (dict)")
@@ -294,14 +334,16 @@ def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path 
             dirs.append(str(folder))
     merged.base = None
     merged.plugin_dirs = list(dict.fromkeys([*merged.plugin_dirs, *dirs]))
-    return apply_overrides(merged, overrides)
+    return apply_overrides(merged, overrides, chain[-1][0])
 
 
-def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
+def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> DictConfig:
     """``recipe`` with ``key=value`` overrides merged in (``null`` deletes an entry).
 
     Raises:
-        RecipeError: an override without '=', an unknown key or a value of the wrong type.
+        RecipeError: an override without '=', one that is not YAML, an unknown key, a value of the
+            wrong type or shape, or a ``${...}`` that does not resolve (named with ``source``, the
+            recipe's file, when there are no overrides).
     """
     if isinstance(overrides, str):  # one override given as a string, not a list of them
         overrides = [overrides]
@@ -309,10 +351,20 @@ def apply_overrides(recipe: DictConfig, overrides) -> DictConfig:
         if "=" not in item:
             raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).")
     try:
-        merged = OmegaConf.merge(recipe, OmegaConf.from_dotlist(list(overrides)))
+        patch = OmegaConf.from_dotlist(list(overrides))
+    except Exception as err:  # a value that is not YAML, e.g. an unclosed [1,2
+        raise RecipeError(f"command-line overrides {' '.join(overrides)}: a value is not valid YAML "
+                          f"({str(err).splitlines()[0]}); quote the whole key=value for the shell.") from err
+    check_shapes(patch, "command-line override")
+    try:
+        merged = drop_nulls(OmegaConf.merge(recipe, patch))
     except OmegaConfBaseException as err:
         raise _error(err, "command-line override") from err
-    return drop_nulls(merged)
+    try:
+        OmegaConf.to_container(merged, resolve=True)  # every ${...} resolves: fail here, naming the key
+    except OmegaConfBaseException as err:
+        raise _error(err, f"{source} with the command-line overrides" if overrides else source) from err
+    return merged
 
 
 def drop_nulls(recipe: DictConfig) -> DictConfig:

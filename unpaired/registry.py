@@ -259,13 +259,16 @@ def check_args(factory: Callable, args: dict, where: str) -> None:
                 f"{where}.{key}: unknown argument.{closest(key, accepted)} "
                 f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)"
             )
-        expected = _type_problem(params[key].default, value)
+        expected = _type_problem(params[key].default, value, params[key].annotation)
         if expected:
             raise RecipeError(f"{where}.{key}: expected {expected}, got {value!r}.")
 
 
-def _type_problem(default, value) -> str:
-    """What ``value`` should have been, judged by the default's type (numbers and flags only)."""
+def _type_problem(default, value, annotation=None) -> str:
+    """What ``value`` should have been, judged by the default's type: numbers, flags, and text
+    where the parameter is annotated ``str`` only (a path, a name)."""
+    if annotation in (str, "str") and value is not None and not isinstance(value, str):
+        return "text (a path or a name; quote it)"
     if isinstance(default, bool):
         return "" if isinstance(value, bool) else "true or false"
     if isinstance(default, (int, float)) and isinstance(value, (str, bool)):
