@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from torchvision.io import decode_image
 
-from unpaired import checkpoint
+from unpaired import DataError, checkpoint
 from unpaired.cli import main
 from unpaired.inference import Translator, translate
 from unpaired.recipe import from_yaml
@@ -117,7 +117,7 @@ def test_translate_unknown_direction_lists_known(trained):
         Translator(out, "AtoC", device="cpu")
 
 
-def test_folder_dataset_without_test_split_samples_training_images(image_root, tmp_path):
+def test_folder_dataset_without_test_split_samples_training_images(image_root, tmp_path, capsys):
     import shutil
 
     from unpaired.recipe import load_recipe
@@ -128,8 +128,9 @@ def test_folder_dataset_without_test_split_samples_training_images(image_root, t
     recipe = load_recipe("cyclegan", [f"data.args.root={image_root}", "data.args.load_size=36", "data.args.crop_size=32",
                                       "data.num_workers=0", "train.max_steps=2", "device=cpu", f"out_dir={tmp_path / 'run'}",
                                       "networks.G_AB.type=resnet_6blocks", "networks.G_BA.type=resnet_6blocks", *small])
-    with pytest.warns(UserWarning, match="testA: folder not found.*Sample grids use training images of domain A"):
-        trainer = Trainer(recipe)
+    trainer = Trainer(recipe)
+    assert "testA: folder not found. Expected the layout root/trainA, root/trainB, root/testA, root/testB. Sample " \
+           "grids use training images of domain A instead." in capsys.readouterr().err
     trainer.fit()
     assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
     assert trainer.sample_grids.inputs["real_A"].shape == (8, 3, 32, 32)
@@ -173,3 +174,16 @@ def test_more_loader_workers_than_cpus_are_capped_with_a_warning(tiny_recipe, mo
     trainer.fit()
     assert trainer.loader.num_workers == 1
     assert "data.num_workers=3, but this process may use 1 CPU(s): loading with 1 worker(s)" in capsys.readouterr().err
+
+
+def test_a_batch_of_mixed_sizes_names_the_images_and_the_fix(tiny_recipe, tmp_path):
+    root = tmp_path / "data"
+    write_images(root / "trainA", 2, channels=1, size=16)
+    write_images(root / "trainA" / "big", 1, channels=1, size=20)
+    write_images(root / "trainB", 3, channels=1, size=16)
+    recipe = tiny_recipe("data.dataset=unaligned_folder", *(f"data.args.{k}=null" for k in ("source", "class_A",
+                         "class_B", "limit", "load_size", "crop_size")), f"data.args.root={root}",
+                         "data.args.channels=1", "data.args.preprocess=none", "data.batch_size=3", "train.max_steps=1")
+    with pytest.raises(DataError, match=r"one batch holds domain A images of different sizes \(.*big/img_000.png "
+                                        r"20x20.*\): a batch needs one size.*data.batch_size=1"):
+        Trainer(recipe).fit()

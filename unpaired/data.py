@@ -26,7 +26,7 @@ import PIL.ImageOps
 import tifffile
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
@@ -383,6 +383,26 @@ class UnalignedPairs(Dataset):
             img_a, name_a = self.a[i % len(self.a)]
             img_b, name_b = self.b[int(torch.randint(len(self.b), ()))]
         return {"real_A": img_a, "real_B": img_b, "name_A": name_a, "name_B": name_b}
+
+
+def collate_pairs(items: list[dict]) -> dict:
+    """torch's ``default_collate`` of :class:`UnalignedPairs` or :class:`AlignedPairs` samples.
+
+    Raises:
+        DataError: a batch's images differ in size (a preprocess that keeps each image's own size,
+            ``none`` or ``scale_width``, with a batch of several): names the images and the fix.
+    """
+    try:
+        return default_collate(items)
+    except RuntimeError as err:
+        for domain in ("A", "B"):
+            shapes = [tuple(item[f"real_{domain}"].shape[-2:]) for item in items]
+            if len(set(shapes)) > 1:
+                listed = ", ".join(f"{item[f'name_{domain}']} {h}x{w}" for item, (h, w) in zip(items, shapes))
+                raise DataError(f"one batch holds domain {domain} images of different sizes ({listed}): a batch "
+                                "needs one size. Preprocess to one size (e.g. data.args.preprocess=resize_and_crop "
+                                "with load_size and crop_size) or train with data.batch_size=1.") from err
+        raise
 
 
 class AlignedPairs(Dataset):

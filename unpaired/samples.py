@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -11,7 +10,7 @@ from omegaconf import DictConfig
 from torchvision.transforms import v2
 from torchvision.utils import make_grid, save_image
 
-from .errors import DataError
+from .errors import DataError, warn
 from .graph import DATA_IMAGES, ImageGraph
 
 
@@ -41,7 +40,7 @@ def fixed_inputs(data, count: int) -> dict:
         try:
             ds = data.domain(key[-1], "test")
         except DataError as err:
-            warnings.warn(f"{err} Sample grids use training images of domain {key[-1]} instead.", stacklevel=2)
+            warn(f"{err} Sample grids use training images of domain {key[-1]} instead.")
             ds = data.domain(key[-1], "train")
         images[key] = [ds[i][0] for i in range(min(count, len(ds)))]
     n = min(len(v) for v in images.values())

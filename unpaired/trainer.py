@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed, runs
 from .build import build_dataset, training_pairs
-from .data import EpochSampler
+from .data import EpochSampler, collate_pairs
 from .datacheck import check_training_files
 from .errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
 from .executor import Executor
@@ -228,7 +228,7 @@ class Trainer:
             # its own generator: each pass draws a worker seed, which must not move torch's global RNG
             workers = loader_workers(data.num_workers)
             self.loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
-                                     num_workers=workers, persistent_workers=workers > 0,
+                                     collate_fn=collate_pairs, num_workers=workers, persistent_workers=workers > 0,
                                      pin_memory=self.device.type == "cuda", generator=torch.Generator())
         loader = self.loader
         # updated by hand after each step: a bar wrapping the loader misses the last one when max_steps breaks out
