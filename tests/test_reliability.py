@@ -283,3 +283,40 @@ def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tiny_recipe,
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 8  # each iteration logged once, in order
     assert all(json.loads(line).get("G/cycle_A") != 9.0 for line in log.read_text().splitlines())
+
+
+def test_a_damaged_latest_checkpoint_names_an_earlier_one_to_fork_from(tiny_recipe, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.max_steps=4", "train.checkpoint_every=2", f"out_dir={run}")).fit()
+    state = run / "checkpoints" / "step_00000004" / checkpoint.STATE
+    state.write_bytes(state.read_bytes()[:100])  # cut short, as a full disk or a bad copy leaves it
+    earlier = run / "checkpoints" / "step_00000002"
+    with pytest.raises(CheckpointError, match=rf"state.pt: damaged, it cannot be read \(PytorchStreamReader.*\)\. "
+                                              rf"An earlier checkpoint .*--resume {earlier} --out NEW_RUN"):
+        Trainer.resume(run, ["train.max_steps=6"])
+    with pytest.raises(CheckpointError, match=r"is a checkpoint; resume takes its run directory"):
+        Trainer.resume(earlier)
+    fork = Trainer.resume(earlier, ["train.max_steps=6"], out_dir=tmp_path / "fork")
+    assert fork.step == 2 and fork.fit().step == 6
+    steps = [json.loads(line)["step"] for line in (tmp_path / "fork" / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]  # the log up to the checkpoint forked from, then the fork's own
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_trained_again(tiny_recipe, tmp_path, capsys):
+    import shutil
+
+    from unpaired.cli import main
+
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.max_steps=4", f"out_dir={run}")).fit()
+    shutil.rmtree(run / "checkpoints")  # what a kill before the first checkpoint leaves: recipe, log, no checkpoint
+    with pytest.raises(CheckpointError, match=rf"{run} stopped before its first checkpoint: there is nothing to "
+                                              rf"resume\. Train it again from the start: unpaired train {run / 'recipe.yaml'} --out {run}"):
+        Trainer.resume(run)
+    Trainer(tiny_recipe("train.max_steps=2", f"out_dir={run}")).fit()
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [2]  # the killed run's records (2 and 4) are gone
+    capsys.readouterr()
+    assert main(["train", "cyclegan-fashion", "--resume", str(run)]) == 2
+    assert f"error: --resume continues {run} with its own recipe; give only key=value overrides, not a recipe " \
+           "('cyclegan-fashion')" in capsys.readouterr().err

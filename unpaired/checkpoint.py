@@ -207,8 +207,10 @@ def load_state(ckpt: Path) -> dict:
                 f"them: unpaired train {run / 'recipe.yaml'} init_from.path={run} data.args.root=DATA --out NEW_RUN"
             ) from err
         raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.") from err
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never executed
         raise CheckpointError(
-            f"{file}: refused to load: it is corrupt or holds objects that could run code "
-            f"({str(err).splitlines()[0]}). Only load checkpoints you trust."
+            f"{file}: refused to load: it holds objects that could run code ({str(err).splitlines()[0]}). "
+            "Only load checkpoints you trust."
         ) from err
+    except (RuntimeError, EOFError) as err:  # a truncated or overwritten file
+        raise CheckpointError(f"{file}: damaged, it cannot be read ({str(err).split('.')[0]}).") from err

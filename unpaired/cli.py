@@ -21,6 +21,9 @@ def _train(args) -> int:
         if args.init_from:
             raise UnpairedError("--init-from starts a new run from weights; a resumed run continues its own. "
                                 "Drop --init-from, or give a recipe instead of --resume.")
+        if args.recipe and "=" not in args.recipe:
+            raise UnpairedError(f"--resume continues {args.resume} with its own recipe; give only key=value "
+                                f"overrides, not a recipe ('{args.recipe}'). To train that recipe instead, drop --resume.")
         overrides = ([args.recipe] if args.recipe else []) + args.overrides
         trainer = Trainer.resume(args.resume, overrides, out_dir=args.out)
         fork = Path(trainer.out_dir).resolve() != Path(args.resume).resolve()

@@ -301,6 +301,8 @@ class Trainer:
             probe.write_bytes(b"\0" * 1024 * 1024)
             probe.unlink()
             (self.out_dir / "recipe.yaml").write_text(to_yaml(self.recipe))
+            if self.step == 0:  # a run killed before its first checkpoint, trained again: its log goes
+                runs.cut_log(self.out_dir / runs.LOG, 0, self.out_dir / runs.LOG)
         except OSError as err:
             raise CheckpointError(
                 f"{self.out_dir}: cannot write to the run directory ({err}). Free disk space, fix its "
@@ -369,27 +371,41 @@ class Trainer:
 
         ``out_dir`` other than ``run_dir`` forks the run: ``out_dir`` starts as a copy of the
         latest checkpoint and of the log up to it, and training goes on there; ``run_dir`` is
-        only read.
+        only read. With ``out_dir``, ``run_dir`` may also be one checkpoint of a run (e.g. an
+        earlier one, when the latest is damaged).
 
         Raises:
-            CheckpointError: no checkpoint, an unsafe one, weights that do not fit the recipe, or
-                an ``out_dir`` that already holds a run.
+            CheckpointError: no checkpoint (a run stopped before its first one: says how to start
+                it again), a damaged or unsafe one (names an earlier checkpoint to fork from),
+                weights that do not fit the recipe, or an ``out_dir`` that already holds a run.
             RecipeError: the run already reached its end (says which value to raise), or
                 overrides a restored run cannot take (names the keys).
         """
         run_dir = Path(run_dir)
-        if (run_dir / checkpoint.WEIGHTS).is_file():
+        is_ckpt = (run_dir / checkpoint.WEIGHTS).is_file()
+        if is_ckpt and (out_dir is None or Path(out_dir).resolve() == run_dir.parent.parent.resolve()):
             raise CheckpointError(
-                f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), "
-                "which continues from the latest checkpoint."
+                f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), which "
+                "continues from the latest checkpoint, or continues from this one in a new directory (--out NEW_RUN)."
             )
         out_dir = Path(out_dir or run_dir)
         fork = out_dir.resolve() != run_dir.resolve()
         if fork and out_dir.is_dir() and checkpoint.latest(out_dir, missing_ok=True) is not None:
             raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
                                   "pass another --out.")
+        if checkpoint.latest(run_dir, missing_ok=True) is None and (run_dir / "recipe.yaml").is_file():
+            raise CheckpointError(f"{run_dir} stopped before its first checkpoint: there is nothing to resume. "
+                                  f"Train it again from the start: unpaired train {run_dir / 'recipe.yaml'} --out {run_dir}")
         ckpt = checkpoint.latest(run_dir)
-        recipe_yaml, weights = checkpoint.load_weights(ckpt)
+        try:
+            recipe_yaml, weights = checkpoint.load_weights(ckpt)
+            state = checkpoint.load_state(ckpt)
+        except CheckpointError as err:
+            earlier = sorted(p for p in ckpt.parent.glob("step_*") if p.name < ckpt.name) if not is_ckpt else []
+            if not earlier:
+                raise
+            raise CheckpointError(f"{err} An earlier checkpoint of the run may be intact: continue from it in a new "
+                                  f"directory with 'unpaired train --resume {earlier[-1]} --out NEW_RUN'.") from err
         saved = from_yaml(recipe_yaml)
         recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
         fixed = runs.fixed_changes(saved, recipe)
@@ -402,7 +418,7 @@ class Trainer:
             recipe.out_dir = str(out_dir)
         trainer = cls(recipe, out_dir=out_dir, registry=registry, hooks=hooks)
         trainer.executor.load_weights(weights, str(ckpt))
-        trainer.load_state_dict(checkpoint.load_state(ckpt))
+        trainer.load_state_dict(state)
         trainer.executor.follow_recipe(saved)
         tr = trainer.recipe.train
         if trainer._done() or trainer.epoch >= tr.epochs:

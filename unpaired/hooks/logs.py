@@ -21,7 +21,7 @@ class LossLog:
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
-    @hookimpl
+    @hookimpl(tryfirst=True)  # before a handler that checkpoints: its record must hold this step's losses
     def unpaired_after_step(self, trainer, losses):
         for k, v in losses.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
@@ -67,9 +67,8 @@ class TensorBoardLog:
 
     def writer(self, trainer) -> SummaryWriter:
         if self._writer is None:
-            # a resumed run hides the events a killed session wrote after its checkpoint
-            purge = trainer.session_start + 1 if trainer.session_start else None
-            self._writer = SummaryWriter(str(trainer.out_dir / "tb"), purge_step=purge)
+            # hides the events a killed session wrote after the checkpoint this one starts from
+            self._writer = SummaryWriter(str(trainer.out_dir / "tb"), purge_step=trainer.session_start + 1)
         return self._writer
 
     @hookimpl
