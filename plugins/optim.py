@@ -55,7 +55,14 @@ def linear(optimizer, n_epochs: int = 100, n_epochs_decay: int = 100, epoch_coun
     Multiplier after e epochs: 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1),
     exactly the reference's ``lambda_rule``; past n_epochs + n_epochs_decay (a run extended
     with a larger ``train.epochs``) it stays at 0 instead of turning negative.
+
+    Raises:
+        ValueError: a negative number of epochs.
     """
+    if n_epochs < 0 or n_epochs_decay < 0:
+        raise ValueError(f"n_epochs and n_epochs_decay are numbers of epochs, 0 or more; got {n_epochs} and "
+                         f"{n_epochs_decay}")
+
     def rule(epoch: int) -> float:
         return max(0.0, 1.0 - max(0, epoch + epoch_count - n_epochs) / float(n_epochs_decay + 1))
 

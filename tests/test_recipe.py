@@ -209,3 +209,21 @@ def test_overrides_of_the_wrong_shape_or_not_yaml():
 def test_a_text_argument_given_a_number_is_named():
     with pytest.raises(RecipeError, match=r"data.args.root: expected text \(a path or a name; quote it\), got 5"):
         check(load_recipe("cyclegan", ["data.args.root=5"]))
+
+
+def test_a_learning_rate_of_zero_or_a_negative_weight_is_a_problem():
+    problems = validate(load_recipe("cyclegan-fashion", ["steps.generators.optimizer.args.lr=0",
+                                                         "steps.discriminators.losses.D_A.weight=-0.5"]))
+    assert "steps.generators.optimizer.args.lr: must be above 0, got 0 (a network that should not learn is left " \
+           "out of steps.generators.networks)." in problems
+    assert any(p.startswith("steps.discriminators.losses.D_A.weight: must be 0 or more") for p in problems)
+
+
+def test_a_schedule_without_a_single_trained_epoch_is_named(capsys):
+    assert main(["recipe", "check", "cyclegan-fashion", "train.scheduler.args.n_epochs=-1"]) == 2
+    assert "error: train.scheduler: n_epochs and n_epochs_decay are numbers of epochs, 0 or more; got -1 and 8" in \
+        capsys.readouterr().err
+    assert main(["recipe", "check", "cyclegan-fashion", "train.scheduler.args.n_epochs=0",
+                 "train.scheduler.args.n_epochs_decay=0"]) == 0
+    assert "warning: the linear schedule (n_epochs=0, n_epochs_decay=0) gives LR 0 from the first epoch" in \
+        capsys.readouterr().err

@@ -538,6 +538,14 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
             if net not in nets:
                 problems.append(f"{where}.networks: network '{net}' is not defined.{closest(net, nets)}")
         check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer", injected=("params",))
+        lr = step.optimizer.args.get("lr")
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
+            problems.append(f"{where}.optimizer.args.lr: must be above 0, got {lr} (a network that should not "
+                            f"learn is left out of {where}.networks).")
+        for tname, term in step.losses.items():
+            if term.weight < 0:
+                problems.append(f"{where}.losses.{tname}.weight: must be 0 or more (0 switches the term off), "
+                                f"got {term.weight}; a negative weight maximises the loss.")
         if not active_terms(step):
             problems.append(f"{where}.losses: no active loss term (all are of weight 0); delete the step with {where}=null.")
         for tname, term in active_terms(step).items():

@@ -81,6 +81,9 @@ def schedule_warning(recipe: DictConfig, registry: Registry) -> str | None:
     if not zero or zero[0] == tr.epochs:
         return None
     args = ", ".join(f"{k}={v}" for k, v in plugin_args(tr.scheduler.args).items())
+    if zero[0] == 0:
+        return (f"the {tr.scheduler.type} schedule{f' ({args})' if args else ''} gives LR 0 from the first epoch: "
+                "nothing would train; check train.scheduler.args.")
     head = (f"train.epochs={tr.epochs} but the {tr.scheduler.type} schedule{f' ({args})' if args else ''} "
             f"reaches LR 0 {'only ' if zero[0] > tr.epochs else ''}after epoch {zero[0]}")
     idle = [e + 1 for e in zero if e < tr.epochs]
