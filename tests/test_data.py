@@ -188,6 +188,10 @@ def test_folder_missing(tmp_path):
     assert str(tmp_path / "nowhere" / "trainA") in msg
     assert "folder not found" in msg
     assert "root/trainA" in msg and "root/testB" in msg  # the expected layout
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "trainA").write_text("")
+    with pytest.raises(DataError, match=r"trainA: a file, not a folder\. Expected the layout root/trainA"):
+        data.domain("A", "train")
 
 
 def test_folder_empty(tmp_path):
@@ -642,8 +646,11 @@ def test_folder_walks_subfolders_and_skips_what_is_not_an_image(tmp_path, capsys
     write_images(folder / ".hidden", 1)  # hidden folders are skipped too
     (folder / "notes.txt").write_text("not an image")
     (folder / "day2" / "loop").symlink_to(folder, target_is_directory=True)  # a link back up: walked once
+    write_images(tmp_path / "trainB", 2)
+    (folder / "all").symlink_to(tmp_path, target_is_directory=True)  # would pull in trainB: skipped, said
     domain = FolderDomain(folder, 3, image_transform(16, 16, False, False))
     names = [domain[i][1] for i in range(len(domain))]
     assert names == ["day1/img_000.png", "day1/scan.bmp", "day2/img_000.png", "day2/img_001.png", "img_000.png"]
     err = capsys.readouterr().err
+    assert f"{folder / 'all'}: skipped, it links to {tmp_path}, a folder that holds {folder} itself." in err
     assert "1 file(s) that are not images" in err and "e.g. notes.txt" in err

@@ -161,3 +161,14 @@ def test_the_full_traceback_on_request(monkeypatch, capsys, how):
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "in find_recipe" in err
     assert err.splitlines()[-1].startswith("error: recipe 'no-such-recipe' not found")
+
+
+def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys):
+    import unpaired.recipe
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unpaired.recipe, "load_recipe", interrupted)  # Ctrl-C while the recipe loads
+    assert main(["train", "cyclegan-fashion"]) == 130
+    assert capsys.readouterr().err == "interrupted.\n"

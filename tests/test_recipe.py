@@ -227,3 +227,13 @@ def test_a_schedule_without_a_single_trained_epoch_is_named(capsys):
                  "train.scheduler.args.n_epochs_decay=0"]) == 0
     assert "warning: the linear schedule (n_epochs=0, n_epochs_decay=0) gives LR 0 from the first epoch" in \
         capsys.readouterr().err
+
+
+def test_a_missing_base_names_the_recipe_that_refers_to_it_and_keys_need_names(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: ablations/gan-alon\n")
+    with pytest.raises(RecipeError, match=rf"{f}: base: recipe 'ablations/gan-alon' not found .*Did you mean "
+                                          r"'ablations/gan-alone'\?"):
+        load_recipe(f)
+    with pytest.raises(RecipeError, match=r"command-line override '=5': write overrides as key=value"):
+        load_recipe("cyclegan-fashion", ["=5"])

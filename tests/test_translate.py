@@ -93,6 +93,9 @@ def test_images_too_small_for_the_generator_fail_alone(run, tmp_path, capsys):
     assert f"FAILED {src / 'dot.png'}: a 1x1 image is too small for G_AB, whose feature maps shrink 4x: " \
            "give images of at least 8 pixels a side" in out
     assert f"FAILED {src / 'strip.png'}: a 600x3 image is too small" in out and "translated 1, skipped 0, failed 3" in out
+    (tmp_path / "file").write_text("")
+    assert cli.main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "file")]) == 2
+    assert f"error: {tmp_path / 'file'}: a file, not a folder; choose another --out" in capsys.readouterr().err
     with pytest.raises(RecipeError, match="tile 6: G_AB needs tiles of at least 8 pixels"):
         Translator(run, "AtoB", "cpu", tile=6, overlap=1)
 

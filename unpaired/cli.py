@@ -333,6 +333,9 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training installs its own handler (which checkpoints), or outside training
+        print("interrupted.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

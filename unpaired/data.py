@@ -30,7 +30,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
-from .errors import DataError
+from .errors import DataError, warn
 from .preprocess import PairedTransform
 
 #: The files read as images. Which decoder reads one goes by its content, not its name: JPEG, WebP
@@ -46,14 +46,21 @@ OS_METADATA = ("Thumbs.db", "desktop.ini")
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """The image files under ``folder`` and the other files, each sorted by relative path.
 
-    Subfolders are walked (symbolic links followed, each real folder once); hidden files and
-    folders (a leading dot: ``.DS_Store``, ``._photo.jpg``, ``.git/``) and :data:`OS_METADATA`
-    are ignored. An image is a file with a suffix of :data:`IMAGE_EXTENSIONS` (any case).
+    Subfolders are walked (symbolic links followed, each real folder once); a link to a folder
+    that holds ``folder`` itself is skipped with a warning (it would pull in the other splits, as
+    ``trainA/all -> ..`` would). Hidden files and folders (a leading dot: ``.DS_Store``,
+    ``._photo.jpg``, ``.git/``) and :data:`OS_METADATA` are ignored. An image is a file with a
+    suffix of :data:`IMAGE_EXTENSIONS` (any case).
     """
     images, others, seen = [], [], set()
+    root = os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:  # a link back up the tree
+        if real in seen:  # a link back into the tree
+            dirnames[:] = []
+            continue
+        if root.startswith(os.path.join(real, "")):
+            warn(f"{dirpath}: skipped, it links to {real}, a folder that holds {folder} itself.")
             dirnames[:] = []
             continue
         seen.add(real)

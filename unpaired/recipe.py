@@ -227,9 +227,9 @@ def find_recipe(path: str | Path) -> Path:
     for cand in (p, p.with_suffix(".yaml"), RECIPE_DIR / p, RECIPE_DIR / p.with_suffix(".yaml")):
         if cand.is_file():
             return cand
-    known = sorted(f.stem for f in RECIPE_DIR.glob("*.yaml"))
+    known = sorted(f.relative_to(RECIPE_DIR).with_suffix("").as_posix() for f in RECIPE_DIR.rglob("*.yaml"))
     raise RecipeError(
-        f"recipe '{path}' not found (looked for the file and in {RECIPE_DIR}).{closest(p.stem, known)} "
+        f"recipe '{path}' not found (looked for the file and in {RECIPE_DIR}).{closest(str(p.with_suffix('')), known)} "
         f"Built-in recipes: {', '.join(known)}."
     )
 
@@ -250,7 +250,10 @@ def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) ->
     chain = []
     base = cfg.get("base")
     if base:
-        base_path = (folder / base if (folder / base).is_file() else find_recipe(base)).resolve()
+        try:
+            base_path = (folder / base if (folder / base).is_file() else find_recipe(base)).resolve()
+        except RecipeError as err:
+            raise RecipeError(f"{source}: base: {err}") from err
         if base_path in seen:
             raise RecipeError(f"{base_path}: 'base' chain loops back to itself ({' -> '.join(map(str, seen))}).")
         chain = _load_chain(_read(base_path), base_path.parent, str(base_path), seen + (base_path,))
@@ -348,7 +351,7 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
     if isinstance(overrides, str):  # one override given as a string, not a list of them
         overrides = [overrides]
     for item in overrides:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0].strip():
             raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).")
     try:
         patch = OmegaConf.from_dotlist(list(overrides))

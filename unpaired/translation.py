@@ -110,6 +110,8 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
     ``batch_size``), read by ``workers`` processes, and write each translation under ``dst``."""
     if batch_size < 1 or workers < 0:
         raise RecipeError(f"--batch-size must be 1 or more and --workers 0 or more; got {batch_size} and {workers}.")
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"{dst}: a file, not a folder; choose another --out for the translations.")
     loader = DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     batch: list[tuple[str, str, torch.Tensor]] = []  # (source, output name, image)
 

@@ -18,6 +18,8 @@ def folder_images(folder: Path, layout: str) -> list[Path]:
     Raises:
         DataError: the folder is missing (names the expected ``layout``) or holds no image.
     """
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: a file, not a folder. Expected the layout {layout}.")
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found. Expected the layout {layout}.")
     files, others = list_images(folder)
