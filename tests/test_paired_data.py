@@ -330,6 +330,12 @@ def test_aligned_folder_errors(tmp_path):
         AlignedFolder(root=str(tmp_path), load_size=4, crop_size=4).pairs("val")[0]
     with pytest.raises(ValueError):
         AlignedFolder(root=str(tmp_path), direction="AB")
+    for side, width in (("A", 8), ("B", 10)):  # a pair in two folders, of two sizes: both files named
+        (tmp_path / f"valpair{side}").mkdir()
+        write_png(torch.zeros(3, 8, width, dtype=torch.uint8), str(tmp_path / f"valpair{side}" / "0.png"))
+    with pytest.raises(DataError, match=rf"{tmp_path / 'valpairA' / '0.png'} \(8x8\) and "
+                                        rf"{tmp_path / 'valpairB' / '0.png'} \(8x10\): the two images of a pair differ"):
+        AlignedFolder(root=str(tmp_path), layout="folders", load_size=8, crop_size=8).pairs("valpair")[0]
 
 
 def test_fashion_edges_labels_follow_each_domains_images(edges_unaligned):

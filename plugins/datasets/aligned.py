@@ -77,7 +77,8 @@ class FolderPairs:
         files: one ``(path_a, path_b)`` per pair.
 
     Raises:
-        DataError: a file in one folder has no partner in the other (lists up to five of each side).
+        DataError: a file in one folder has no partner in the other (lists up to five of each side);
+            on reading, a pair whose images differ in size (names both files).
     """
 
     def __init__(self, folder_a: Path, folder_b: Path, channels_a: int, channels_b: int):
@@ -101,7 +102,12 @@ class FolderPairs:
     def __call__(self, i: int) -> tuple[Tensor, Tensor, str, str]:
         path_a, path_b = self.files[i]
         name = path_a.relative_to(self.folder).as_posix()
-        return read_image(path_a, self.channels_a), read_image(path_b, self.channels_b), name, name
+        img_a, img_b = read_image(path_a, self.channels_a), read_image(path_b, self.channels_b)
+        if img_a.shape[-2:] != img_b.shape[-2:]:  # named here, where both folders are known
+            (ha, wa), (hb, wb) = img_a.shape[-2:], img_b.shape[-2:]
+            raise DataError(f"{path_a} ({ha}x{wa}) and {path_b} ({hb}x{wb}): the two images of a pair differ in "
+                            "size; resize one to the other's.")
+        return img_a, img_b, name, name
 
 
 class HalfDomain(Dataset):
