@@ -143,3 +143,18 @@ def test_loss_on_meta():
 def test_bad_arguments(net, args, match):
     with pytest.raises(ValueError, match=match):
         PatchNCELoss(net, **args)
+
+
+def test_l2_normalize_matches_cut_and_keeps_zero_rows_finite():
+    from unpaired_plugins.losses.patchnce import l2_normalize
+
+    x = torch.randn(5, 8)
+    x[2] = 0  # a patch of a ReLU layer that is all zero (small generators have them)
+    x.requires_grad_(True)
+    y = l2_normalize(x)
+    cut = x / (x.pow(2).sum(1, keepdim=True).pow(0.5) + 1e-7)  # CUT's Normalize(2)
+    assert torch.allclose(y, cut, atol=1e-7) and (y[2] == 0).all()
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    cut_grad = torch.autograd.grad(cut.sum(), x)[0]
+    assert not torch.isfinite(cut_grad).all()  # what the reference's form gives: why ours differs

@@ -55,6 +55,7 @@ def test_every_path_keeps_the_input_size(run, tmp_path):
     assert {p.relative_to(tmp_path / "f").as_posix(): Image.open(p).size for p in (tmp_path / "f").rglob("*.*")} == {
         "a.png": (45, 23), "sub/b.jpg": (19, 50)}
     assert cli.main(["translate", str(run), "--input", str(src / "a.png"), "--out", str(tmp_path / "one")]) == 0
+    assert len(translate_folder(translator, str(src), str(tmp_path / "py"), workers=0).translated) == 2  # str paths
     assert Image.open(tmp_path / "one" / "a.png").size == (45, 23)
     # the run's own test split, which trains at 16x16 crops: full size too
     assert cli.main(["translate", str(run), "--direction", "BtoA", "--out", str(tmp_path / "s")]) == 0

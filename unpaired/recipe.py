@@ -204,12 +204,12 @@ def check_shapes(cfg: DictConfig, source: str) -> None:
         RecipeError: names ``source``, the key and the value found (null, which deletes, is allowed).
     """
     tree = OmegaConf.to_container(cfg, resolve=False)
-    for kinds, wanted, example in ((MAPPINGS, dict, "key: value lines, or {key: value}"), (LISTS, list, "[a, b]")):
-        for pattern in kinds:
+    for patterns, wanted, kind in ((MAPPINGS, dict, "mapping (key: value lines, or {key: value})"),
+                                   (LISTS, list, "list ([a, b])")):
+        for pattern in patterns:
             for key, value in _matches(tree, pattern.split(".")):
                 if value is not None and not isinstance(value, wanted):
-                    raise RecipeError(f"{source}: recipe key '{key}' must be a {wanted.__name__.replace('dict', 'mapping')} "
-                                      f"({example}), got {value!r}.")
+                    raise RecipeError(f"{source}: recipe key '{key}' must be a {kind}, got {value!r}.")
     base = tree.get("base")
     if base is not None and not isinstance(base, str):
         raise RecipeError(f"{source}: recipe key 'base' is one recipe (a file or built-in name), got {base!r}.")

@@ -177,6 +177,9 @@ class Trainer:
             while self.epoch < tr.epochs and not self._done():
                 self._run_epoch()
             self.save_checkpoint()
+            if self.executor.nonfinite_in_row and checkpoint.latest(self.out_dir, missing_ok=True) is None:
+                raise TrainingDiverged(f"training ended in a run of {self.executor.nonfinite_in_row} iteration(s) "
+                                       "with non-finite values (warnings above name the terms), so nothing was saved.")
             if tr.eval_every is not None and self._stop_signal is None and self._evaluated_step != self.step:
                 self.evaluate()
         except DataError as err:  # keep the work done so far, then say what to fix

@@ -146,7 +146,7 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
     return summary
 
 
-def translate_folder(translator: Translator, src: Path, dst: Path, batch_size: int = 4, workers: int = 2,
+def translate_folder(translator: Translator, src: str | Path, dst: str | Path, batch_size: int = 4, workers: int = 2,
                      flatten: bool = False) -> TranslateSummary:
     """Translate every image of a folder and its subfolders (or one file) into ``dst`` at its own
     size, under the same relative paths (or, ``flatten``, their names joined by ``_``).
@@ -158,6 +158,7 @@ def translate_folder(translator: Translator, src: Path, dst: Path, batch_size: i
         DataError: the input is missing or holds no image, ``dst`` is the input folder, or
             ``flatten`` would give two inputs one output name.
     """
+    src, dst = Path(src), Path(dst)
     if not src.exists():
         raise DataError(f"{src}: not found.")
     root = src.parent if src.is_file() else src
@@ -176,7 +177,7 @@ def translate_folder(translator: Translator, src: Path, dst: Path, batch_size: i
     return _translate_all(translator, _Files(files, names, translator.in_channels), dst, summary, batch_size, workers)
 
 
-def translate_split(translator: Translator, split: str, dst: Path, batch_size: int = 4,
+def translate_split(translator: Translator, split: str, dst: str | Path, batch_size: int = 4,
                     workers: int = 2) -> TranslateSummary:
     """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images) at
     the images' own size (the dataset's ``raw`` images: no resize or crop).
@@ -185,7 +186,7 @@ def translate_split(translator: Translator, split: str, dst: Path, batch_size: i
         RecipeError: the direction has no source domain, or the recipe leaves a data setting unset
             (an imported model without ``--data``): translate files instead.
     """
-    recipe = translator.recipe
+    recipe, dst = translator.recipe, Path(dst)
     domain = translator.source_domain
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "

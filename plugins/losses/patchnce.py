@@ -53,8 +53,9 @@ INITS = {name: getattr(inits, name)
 
 def l2_normalize(x: Tensor) -> Tensor:
     """Rows of ``x`` (M, D) scaled to unit L2 norm, as CUT's ``Normalize(2)``:
-    ``x / (‖x‖₂ + 1e-7)`` (a zero row stays zero)."""
-    return x / (x.pow(2).sum(1, keepdim=True).pow(0.5) + 1e-7)
+    ``x / (‖x‖₂ + 1e-7)`` (a zero row stays zero, with a zero gradient: CUT's ``pow(0.5)`` of a
+    zero sum has an infinite one, which made small generators' steps non-finite)."""
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7)
 
 
 def sample_patches(feat: Tensor, patch_id: Tensor | None, num_patches: int) -> tuple[Tensor, Tensor]:
