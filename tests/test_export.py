@@ -164,6 +164,7 @@ def test_a_file_that_differs_is_refused(run, tmp_path, capsys, monkeypatch):
     (["--direction", "AtoC"], "direction 'AtoC' is not in the recipe's inference section. Did you mean 'AtoB'? "
                               "Known: AtoB, BtoA, AtoA."),
     (["--tolerance", "0"], "--tolerance must be a positive number; got 0.0."),
+    (["--out", "/tmp"], "/tmp: a folder; --out names the file to write, e.g. /tmp/AtoB.onnx."),
 ])
 def test_errors(run, capsys, args, message):
     assert main(["export", str(run), *args]) == 2

@@ -122,7 +122,7 @@ def test_report_of_a_run_that_has_just_started(tmp_path):
     run.mkdir()
     (run / "recipe.yaml").write_text("name: fresh\n")
     (run / "log.jsonl").write_text("")
-    page = write_report(run, tmp_path / "out.html").read_text()
+    page = write_report(run, tmp_path / "new" / "out.html").read_text()  # its folder is made
     assert "No log records yet." in page and "No sample grids yet." in page and "No final evaluation yet" in page
     assert "unknown <span class='muted'>(no run.json)</span>" in page and "<img" not in page
 

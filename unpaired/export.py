@@ -136,9 +136,11 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         raise UnpairedError(f"--tolerance must be a positive number; got {tolerance}.")
     if format == "onnx":
         _require_onnx()
+    path = Path(out) if out else Path(run) / "export" / f"{direction}{FORMATS[format]}"
+    if path.is_dir():
+        raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.")
     translator = Translator(run, direction, "cpu", registry)
     module = TranslationModule(translator).eval().float()
-    path = Path(out) if out else Path(run) / "export" / f"{direction}{FORMATS[format]}"
     real_label, real = _real_image(translator)
     example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
     gen = torch.Generator().manual_seed(0)

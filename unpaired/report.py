@@ -129,6 +129,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         f"<script>{_SCRIPT}</script>\n</head>\n<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
     path = Path(out) if out is not None else run / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Non-ASCII characters as character references: the file reads the same under any locale.
     atomic_write_text(path, page.encode("ascii", "xmlcharrefreplace").decode("ascii"))
     return path
