@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from unpaired import checkpoint
@@ -61,3 +62,18 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
     # Only rank 0 wrote: one set of checkpoint directories, one log.
     assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step_")) == [
         "step_00000001", "step_00000002"]
+
+
+def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_path):
+    # Pools on (each rank keeps its own): stopped after 3 iterations and resumed, the run ends
+    # where an uninterrupted one does.
+    common = [*TINY, "train.log_every=1", "train.checkpoint_every=3", "data.batch_size=2",
+              "steps.discriminators.losses.D_A.pool=2", "steps.discriminators.losses.D_B.pool=2"]  # full from step 1
+    ddp = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "unpaired.cli", "train"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    run([*ddp, "cyclegan-fashion", *common, "train.max_steps=6", "--out", str(full)])
+    run([*ddp, "cyclegan-fashion", *common, "train.max_steps=3", "--out", str(part)])
+    run([*ddp, "--resume", str(part), "train.max_steps=6"])
+    a = load_file(str(full / "checkpoints/step_00000006" / checkpoint.WEIGHTS))
+    b = load_file(str(part / "checkpoints/step_00000006" / checkpoint.WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -65,6 +65,13 @@ def average_gradients(params: list[torch.Tensor]) -> None:
         offset += g.numel()
 
 
+def gather_objects(obj) -> list:
+    """``obj`` (picklable, CPU tensors) of every rank, in rank order, on every rank."""
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """Element-wise mean of a tensor over ranks (a copy; the input is unchanged)."""
     out = values.clone()

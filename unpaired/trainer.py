@@ -327,7 +327,16 @@ class Trainer:
             },
         }
 
+    def _pools_by_rank(self) -> list[dict]:
+        """Every rank's image pools (each rank keeps its own), for rank 0's checkpoint."""
+        mine = {n: {"images": [img.cpu() for img in pool.images], "generator": pool.generator.get_state()}
+                for n, pool in self.executor.pools.items()}
+        return distributed.gather_objects(mine)
+
     def load_state_dict(self, state: dict) -> None:
+        by_rank = state["executor"].get("pools_by_rank")
+        if by_rank is not None and len(by_rank) == self.dist.world_size:  # each rank resumes its own pools
+            state["executor"]["pools"] = by_rank[self.dist.rank]
         c = state["counters"]
         self.epoch, self.step, self.epoch_step, self.epoch_samples = c["epoch"], c["step"], c["epoch_step"], c["epoch_samples"]
         self._saved_step = self.step  # this state is on disk already
@@ -348,12 +357,16 @@ class Trainer:
             return None
         self._saved_step = self.step
         self.hook.unpaired_before_checkpoint(trainer=self)  # on every rank: e.g. the log means are reduced
+        pools = self._pools_by_rank() if self.dist.enabled else None  # a collective: every rank takes part
         if not self.is_main:
             return None
+        state = self.state_dict()
+        if pools is not None:
+            state["executor"]["pools_by_rank"] = pools
         try:
             with self.timer.section("checkpoint (write)"):
                 path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step),
-                                       self.executor.modules(), self.state_dict(), to_yaml(self.recipe),
+                                       self.executor.modules(), state, to_yaml(self.recipe),
                                        self.recipe.train.keep_checkpoints)
         except CheckpointError as err:
             warn(f"{err} Training goes on.")
