@@ -188,9 +188,14 @@ def nan_plugin(monkeypatch):
     monkeypatch.setitem(sys.modules, "nan_plugin", mod)
 
 
+def nan_term(after: int) -> list[str]:
+    """Overrides adding the loss term ``generators.bad``, NaN from call ``after + 1`` on."""
+    return ["plugins=[nan_plugin]",
+            f"steps.generators.losses.bad={{consistency: nan_after, input: rec_A, target: real_A, args: {{after: {after}}}}}"]
+
+
 def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_recipe, nan_plugin):
-    recipe = tiny_recipe("plugins=[nan_plugin]", "train.checkpoint_every=2", "train.max_nonfinite=3",
-                         "steps.generators.losses.bad={consistency: nan_after, input: rec_A, target: real_A, args: {after: 4}}")
+    recipe = tiny_recipe(*nan_term(4), "train.checkpoint_every=2", "train.max_nonfinite=3")
     trainer = Trainer(recipe)
     with pytest.raises(TrainingDiverged, match=r"3 iterations in a row had non-finite values \(last in generators.bad\)"
                                                r".*last good checkpoint is .*step_00000004"):
@@ -204,8 +209,7 @@ def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_
 
 def test_a_run_that_ends_non_finite_before_any_checkpoint_fails(tiny_recipe, nan_plugin):
     # NaN from the third iteration, max_steps 4 < the guard's limit: the run ends without a checkpoint to keep
-    recipe = tiny_recipe("plugins=[nan_plugin]", "train.max_steps=4", "train.max_nonfinite=5",
-                         "steps.generators.losses.bad={consistency: nan_after, input: rec_A, target: real_A, args: {after: 2}}")
+    recipe = tiny_recipe(*nan_term(2), "train.max_steps=4", "train.max_nonfinite=5")
     trainer = Trainer(recipe)
     with pytest.raises(TrainingDiverged, match=r"training ended in a run of 2 iteration\(s\) with non-finite values .*"
                                                r"nothing was saved.*No checkpoint was written yet"):

@@ -329,8 +329,10 @@ class Trainer:
 
     def _pools_by_rank(self) -> list[dict]:
         """Every rank's image pools (each rank keeps its own), for rank 0's checkpoint."""
-        mine = {n: {"images": [img.cpu() for img in pool.images], "generator": pool.generator.get_state()}
-                for n, pool in self.executor.pools.items()}
+        mine = {}
+        for name, pool in self.executor.pools.items():
+            state = pool.state_dict()
+            mine[name] = {**state, "images": [img.cpu() for img in state["images"]]}
         return distributed.gather_objects(mine)
 
     def load_state_dict(self, state: dict) -> None:
@@ -409,10 +411,11 @@ class Trainer:
         if fork and out_dir.is_dir() and checkpoint.latest(out_dir, missing_ok=True) is not None:
             raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
                                   "pass another --out.")
-        if checkpoint.latest(run_dir, missing_ok=True) is None and (run_dir / "recipe.yaml").is_file():
+        ckpt = checkpoint.latest(run_dir, missing_ok=True)
+        if ckpt is None and (run_dir / "recipe.yaml").is_file():
             raise CheckpointError(f"{run_dir} stopped before its first checkpoint: there is nothing to resume. "
                                   f"Train it again from the start: unpaired train {run_dir / 'recipe.yaml'} --out {run_dir}")
-        ckpt = checkpoint.latest(run_dir)
+        ckpt = ckpt or checkpoint.latest(run_dir)  # none: the error that says where it looked
         try:
             recipe_yaml, weights = checkpoint.load_weights(ckpt)
             state = checkpoint.load_state(ckpt)
