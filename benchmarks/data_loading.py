@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from unpaired.data import EpochSampler, UnalignedPairs
+from unpaired.data.pairs import EpochSampler, UnalignedPairs
 from unpaired_plugins.datasets.folder import UnalignedFolder
 
 

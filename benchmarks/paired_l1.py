@@ -19,8 +19,8 @@ import time
 import torch
 
 from unpaired import hookimpl, load_recipe
-from unpaired.samples import compute_images
-from unpaired.trainer import Trainer
+from unpaired.inference.grid import compute_images
+from unpaired.loop.trainer import Trainer
 
 
 class PairedL1:

@@ -17,9 +17,9 @@ import tempfile
 
 import torch
 
-from unpaired.recipe import load_recipe
-from unpaired.samples import compute_images
-from unpaired.trainer import Trainer
+from unpaired.recipe.load import load_recipe
+from unpaired.inference.grid import compute_images
+from unpaired.loop.trainer import Trainer
 
 
 @torch.no_grad()

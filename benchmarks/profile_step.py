@@ -28,7 +28,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from train_step import iteration_times, make_executor, recipe_overrides, synthetic_batch
-from unpaired.recipe import load_recipe
+from unpaired.recipe.load import load_recipe
 
 #: Kinds of work by operator name, first match wins (an optimizer's operators are its own kind).
 KINDS = [

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.recipe.load import load_recipe
+from unpaired.loop.trainer import Trainer
 
 
 def main(argv=None) -> dict:

@@ -39,10 +39,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.io import write_png
 
-from unpaired.build import native_bf16, pick_device
-from unpaired.data import domain_channels
-from unpaired.recipe import load_recipe
-from unpaired.executor import Executor
+from unpaired.runtime.device import native_bf16, pick_device
+from unpaired.domains import domain_channels
+from unpaired.recipe.load import load_recipe
+from unpaired.engine.executor import Executor
 from unpaired_plugins.networks import layers
 
 CPU_CONFIGS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile", "bf16+channels_last+compile"]

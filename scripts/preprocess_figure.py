@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from unpaired.preprocess import PREPROCESS, image_transform  # noqa: E402
+from unpaired.data.preprocess import PREPROCESS, image_transform
 
 LOAD, CROP = 100, 56
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unpaired.checkpoint import file_sha256
-from unpaired.preprocess import image_transform
+from unpaired.runs.checkpoint import file_sha256
+from unpaired.data.preprocess import image_transform
 from unpaired_plugins.classifiers.fashion import EMBEDDED, FashionCNN
 from unpaired_plugins.datasets.fashion import CLASSES, IDX_FILES, _find, read_idx
 

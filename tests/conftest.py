@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.io import write_png
 
-from unpaired.recipe import load_recipe
+from unpaired.recipe.load import load_recipe
 
 #: The demo recipe shrunk to seconds: tiny networks, 32 images per domain, fp32, no workers.
 TINY = [

@@ -11,11 +11,11 @@ import pytest
 from torchvision.io import read_image
 
 from unpaired import hookimpl
-from unpaired.ablation import LABEL_WIDTH, PAPER_VARIANTS, resolve_variant, run_ablation, variant_recipe
+from unpaired.tools.ablation import LABEL_WIDTH, PAPER_VARIANTS, resolve_variant, run_ablation, variant_recipe
 from unpaired.cli import main
 from unpaired.errors import RecipeError
-from unpaired.executor import Executor
-from unpaired.registry import Registry
+from unpaired.engine.executor import Executor
+from unpaired.plugin.registry import Registry
 
 from conftest import TINY
 

@@ -18,8 +18,10 @@ from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 from conftest import write_images
 from unpaired import DataError
-from unpaired.data import EpochSampler, UnalignedPairs, domain_channels, read_image, to_float
-from unpaired.preprocess import image_transform
+from unpaired.data.pairs import EpochSampler, UnalignedPairs
+from unpaired.domains import domain_channels
+from unpaired.data.io import read_image, to_float
+from unpaired.data.preprocess import image_transform
 from unpaired_plugins.datasets.fashion import FashionMNIST, read_idx
 from unpaired_plugins.datasets.folder import FolderDomain, UnalignedFolder
 

@@ -13,10 +13,10 @@ from PIL import Image
 
 from conftest import TINY, write_images
 from unpaired import cli
-from unpaired.datacheck import check_data, inspect, probe
+from unpaired.data.check import check_data, inspect, probe
 from unpaired.errors import DataError
-from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.recipe.load import load_recipe
+from unpaired.loop.trainer import Trainer
 from unpaired_plugins.datasets.aligned import AlignedFolder
 from unpaired_plugins.datasets.folder import SingleFolder
 
@@ -195,7 +195,7 @@ def root_with_bad_jpeg(tmp_path):
 def test_training_stops_before_any_network_is_built(tmp_path, root_with_bad_jpeg, monkeypatch):
     root, bad = root_with_bad_jpeg
     built = []
-    monkeypatch.setattr("unpaired.executor.build_network", lambda *a, **k: built.append(a) or pytest.fail("built"))
+    monkeypatch.setattr("unpaired.engine.executor.build_network", lambda *a, **k: built.append(a) or pytest.fail("built"))
     with pytest.raises(DataError) as info:
         Trainer(_folder_recipe(tmp_path, root))
     assert str(info.value) == (
@@ -238,7 +238,7 @@ def _png(path, width, height, depth, colour, raw: bytes):
 
 @pytest.mark.parametrize("case", ["short", "bad-filter"])
 def test_damaged_16bit_colour_png_is_an_error_not_a_crash(tmp_path, case):
-    from unpaired.data import read_image
+    from unpaired.data.io import read_image
 
     rows = [b"\0" + bytes(range(24)) for _ in range(4)]  # 4 rows of 4 RGB pixels at 16 bits
     if case == "short":
@@ -254,7 +254,7 @@ def test_damaged_16bit_colour_png_is_an_error_not_a_crash(tmp_path, case):
 
 
 def test_decoders_go_by_content_not_by_name(tmp_path):
-    from unpaired.data import read_image
+    from unpaired.data.io import read_image
 
     Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "real.png")
     raw = bytearray((tmp_path / "real.png").read_bytes())
@@ -279,7 +279,7 @@ def test_jpeg_with_data_after_its_end_marker_is_fine_and_a_cut_one_is_not(tmp_pa
 
 
 def test_nan_in_a_float_tiff_and_a_decompression_bomb_are_named(tmp_path):
-    from unpaired.data import read_image
+    from unpaired.data.io import read_image
 
     tifffile.imwrite(tmp_path / "nan.tif", np.array([[0.0, np.nan], [0.5, 1.0]], dtype=np.float32))
     with pytest.raises(DataError, match=r"nan.tif: .*1 pixel value\(s\) are NaN or infinite"):

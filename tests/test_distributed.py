@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from unpaired import checkpoint
-from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.runs import checkpoint
+from unpaired.recipe.load import load_recipe
+from unpaired.loop.trainer import Trainer
 
 from conftest import TINY
 

@@ -30,10 +30,10 @@ import yaml
 from torchvision.io import write_png
 
 from unpaired import cli
-from unpaired.ablation import PAPER_VARIANTS, variant_recipe
-from unpaired.dryrun import check_all
-from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.tools.ablation import PAPER_VARIANTS, variant_recipe
+from unpaired.tools.check import check_all
+from unpaired.recipe.load import load_recipe
+from unpaired.loop.trainer import Trainer
 
 from conftest import TINY, write_images
 from test_import_reference import generator as reference_generator

@@ -20,7 +20,7 @@ from pathlib import Path
 import PIL.Image
 import pytest
 
-from unpaired import download as dl
+from unpaired.data import download as dl
 from unpaired.cli import main
 from unpaired.errors import DataError
 

@@ -15,7 +15,7 @@ import torch
 
 from conftest import TINY
 from unpaired.cli import main
-from unpaired.import_reference import import_reference
+from unpaired.runs.import_reference import import_reference
 from unpaired_plugins.networks.resnet import ResnetGenerator
 
 PLUGIN = '''\
@@ -164,11 +164,11 @@ def test_the_full_traceback_on_request(monkeypatch, capsys, how):
 
 
 def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys):
-    import unpaired.recipe
+    import unpaired.recipe.load
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(unpaired.recipe, "load_recipe", interrupted)  # Ctrl-C while the recipe loads
+    monkeypatch.setattr(unpaired.recipe.load, "load_recipe", interrupted)  # Ctrl-C while the recipe loads
     assert main(["train", "cyclegan-fashion"]) == 130
     assert capsys.readouterr().err == "interrupted.\n"

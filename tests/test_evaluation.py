@@ -14,11 +14,12 @@ from torchvision.io import write_png
 from unpaired import Component, hookimpl
 from unpaired.cli import main
 from unpaired.errors import RecipeError
-from unpaired.evaluation import Evaluator, evaluate_folders
-from unpaired.metrics import Judge
-from unpaired.recipe import load_recipe
-from unpaired.registry import Registry
-from unpaired.trainer import Trainer
+from unpaired.evaluation.evaluator import Evaluator
+from unpaired.evaluation.entry import evaluate_folders
+from unpaired.evaluation.metrics import Judge
+from unpaired.recipe.load import load_recipe
+from unpaired.plugin.registry import Registry
+from unpaired.loop.trainer import Trainer
 
 #: The demo's judge and the paper's kinds of metric, on 16 test images per domain.
 EVAL = ["eval.metrics.classifier={}", "eval.metrics.fid={}", "eval.metrics.kid={}", "eval.metrics.diversity={}",

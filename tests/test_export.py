@@ -14,14 +14,14 @@ import torch.nn.functional as F
 
 import unpaired
 from conftest import TINY
-from unpaired import export as export_module
-from unpaired.build import build_dataset
-from unpaired.checkpoint import file_sha256
+from unpaired.inference import export as export_module
+from unpaired.data.build import build_dataset
+from unpaired.runs.checkpoint import file_sha256
 from unpaired.cli import main
 from unpaired.errors import DataError
-from unpaired.inference import Translator
-from unpaired.recipe import load_recipe
-from unpaired.trainer import Trainer
+from unpaired.inference.translator import Translator
+from unpaired.recipe.load import load_recipe
+from unpaired.loop.trainer import Trainer
 
 #: What the exported files must give, at most this far from the Translator.
 BOUND = 1e-4

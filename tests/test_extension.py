@@ -13,14 +13,16 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from unpaired import Component, RecipeError, checkpoint, hookimpl
-from unpaired.dryrun import check_all
-from unpaired.executor import Executor
-from unpaired.graph import ImageGraph
-from unpaired.inference import Translator
-from unpaired.recipe import load_recipe, validate
-from unpaired.registry import Registry
-from unpaired.trainer import Trainer
+from unpaired import Component, RecipeError, hookimpl
+from unpaired.runs import checkpoint
+from unpaired.tools.check import check_all
+from unpaired.engine.executor import Executor
+from unpaired.recipe.graph import ImageGraph
+from unpaired.inference.translator import Translator
+from unpaired.recipe.load import load_recipe
+from unpaired.recipe.validate import validate
+from unpaired.plugin.registry import Registry
+from unpaired.loop.trainer import Trainer
 
 from conftest import TINY
 

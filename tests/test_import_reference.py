@@ -16,15 +16,17 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchvision.io import write_png
 
-from unpaired import checkpoint, hookimpl
+from unpaired import hookimpl
+from unpaired.runs import checkpoint
 from unpaired.cli import main
-from unpaired.data import read_image, to_uint8
+from unpaired.data.io import read_image, to_uint8
 from unpaired.errors import CheckpointError
-from unpaired.import_reference import OUR_NAME, generator_spec, import_reference
-from unpaired.inference import Translator, load_networks
-from unpaired.recipe import from_yaml, load_recipe, validate
-from unpaired.registry import default_registry
-from unpaired.trainer import Trainer
+from unpaired.runs.import_reference import OUR_NAME, generator_spec, import_reference
+from unpaired.inference.translator import Translator, load_networks
+from unpaired.recipe.load import from_yaml, load_recipe
+from unpaired.recipe.validate import validate
+from unpaired.plugin.registry import default_registry
+from unpaired.loop.trainer import Trainer
 
 
 # -- the authors' architecture (models/networks.py), layer for layer ---------------------------------

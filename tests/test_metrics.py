@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import unpaired
-from unpaired.metrics import Judge, TranslationSet
+from unpaired.evaluation.metrics import Judge, TranslationSet
 
 NAMES = ["classifier", "content_class", "cycle", "diversity", "edges", "fid", "identity", "kid", "label_map", "paired"]
 

@@ -27,10 +27,14 @@ import unpaired
 from conftest import TINY, run_parallel
 
 REPO = Path(__file__).resolve().parents[1]
-#: Not part of a build: environments, VCS data, build leftovers, run outputs.
-NOT_SOURCE = shutil.ignore_patterns(
-    ".venv", ".git", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache", ".whl"
-)
+#: Not part of a build: environments, VCS data, build leftovers, and run outputs (the top-level
+#: runs/, not the package's unpaired/runs/).
+_LEFTOVERS = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                    ".whl")
+
+
+def NOT_SOURCE(folder: str, names: list[str]) -> set[str]:
+    return set(_LEFTOVERS(folder, names)) | ({"runs"} if Path(folder) == REPO else set())
 TIMEOUT = 240
 
 

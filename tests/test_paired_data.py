@@ -12,8 +12,8 @@ from torchvision.transforms import v2
 
 import unpaired
 from unpaired import DataError
-from unpaired.data import AlignedPairs, TensorPairSource, UnalignedPairs
-from unpaired.preprocess import image_transform, paired_transform
+from unpaired.data.pairs import AlignedPairs, TensorPairSource, UnalignedPairs
+from unpaired.data.preprocess import image_transform, paired_transform
 from unpaired_plugins.datasets.aligned import AlignedFolder
 from unpaired_plugins.datasets.edges import FashionEdges, canny_edges, interleave
 from unpaired_plugins.datasets.fashion import load_split

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unpaired import list_components
-from unpaired.features import extract_features, feature_channels
+from unpaired.plugin.features import extract_features, feature_channels
 from unpaired_plugins.losses.patchnce import PatchNCELoss, patch_nce
 from unpaired_plugins.networks.resnet import ResnetGenerator
 

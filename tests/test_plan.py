@@ -7,9 +7,9 @@ from collections import Counter
 import torch
 from omegaconf import OmegaConf
 
-from unpaired.plan import make_plan
-from unpaired.recipe import load_recipe
-from unpaired.executor import Executor as Trainer  # the executor runs one iteration, no data or run dir needed
+from unpaired.recipe.plan import make_plan
+from unpaired.recipe.load import load_recipe
+from unpaired.engine.executor import Executor as Trainer
 
 
 def count_calls(trainer: Trainer, n: int = 2) -> Counter:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from unpaired.pool import ImagePool
+from unpaired.engine.pool import ImagePool
 from unpaired_plugins.optim import adam, adamw, constant, cosine, linear, plateau, sgd, step
 
 LR = 2e-4

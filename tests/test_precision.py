@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from unpaired.executor import Executor as Trainer
+from unpaired.engine.executor import Executor as Trainer
 
 
 def first_losses(recipe) -> dict[str, float]:
@@ -60,8 +60,8 @@ def test_fp16_needs_cuda(tiny_recipe):
 
 
 def test_auto_precision_is_bf16_only_where_native(tiny_recipe, monkeypatch):
-    from unpaired import build
-    from unpaired.executor import Executor
+    from unpaired.runtime import device as build
+    from unpaired.engine.executor import Executor
 
     monkeypatch.setattr(build, "native_bf16", lambda device: False)
     assert Executor(tiny_recipe("train.precision=auto")).precision == "fp32"
@@ -79,7 +79,7 @@ def test_compiled_kernels_are_cached_in_the_user_cache(tmp_path, preset):
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)
     if preset:
         env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / preset)
-    code = ("import os, unpaired.build as b; before = os.environ.get('TORCHINDUCTOR_CACHE_DIR'); "
+    code = ("import os, torchvision, unpaired.runtime.device as b; before = os.environ.get('TORCHINDUCTOR_CACHE_DIR'); "
             "print(before, b.compile_cache(), os.environ['TORCHINDUCTOR_CACHE_DIR'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     before, chosen, env_after = out.stdout.split()

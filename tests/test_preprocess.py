@@ -8,8 +8,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from unpaired.errors import DataError, RecipeError
-from unpaired.preprocess import PREPROCESS, check_preprocess, image_transform, paired_transform
-from unpaired.registry import default_registry
+from unpaired.data.preprocess import PREPROCESS, check_preprocess, image_transform, paired_transform
+from unpaired.plugin.registry import default_registry
 
 # A non-square image: 60 high, 100 wide.
 IMAGE = torch.randint(0, 256, (3, 60, 100), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

@@ -6,8 +6,9 @@ import pytest
 
 from unpaired import RecipeError
 from unpaired.cli import main
-from unpaired.recipe import check, find_recipe, from_yaml, load_recipe, to_yaml, validate
-from unpaired.trainer import Trainer
+from unpaired.recipe.validate import check, validate
+from unpaired.recipe.load import find_recipe, from_yaml, load_recipe, to_yaml
+from unpaired.loop.trainer import Trainer
 
 
 def test_reference_recipe_matches_the_paper():

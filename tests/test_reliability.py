@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unpaired import CheckpointError, Component, DataError, RecipeError, hookimpl
-from unpaired import checkpoint
-from unpaired.inference import Translator
-from unpaired.trainer import Trainer, TrainingDiverged
+from unpaired.runs import checkpoint
+from unpaired.inference.translator import Translator
+from unpaired.loop.trainer import Trainer, TrainingDiverged
 
 from conftest import TINY
 
@@ -270,7 +270,7 @@ def test_resume_with_another_batch_size_continues_at_the_same_sample(tiny_recipe
 
 
 def test_bad_data_mid_run_keeps_the_work_done(tmp_path, image_root):
-    from unpaired.recipe import load_recipe
+    from unpaired.recipe.load import load_recipe
 
     # damaged pixel data behind a sound header and end marker: only found when read (the check
     # before training reads headers), so training stops mid-run

@@ -15,7 +15,7 @@ import torch
 from torchvision.io import read_image, write_png
 
 from unpaired import CheckpointError
-from unpaired.report import write_report
+from unpaired.tools.report import write_report
 
 RECIPE = """\
 # demo recipe: <A> & <B>

@@ -10,13 +10,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unpaired import CheckpointError, RecipeError, checkpoint, hookimpl
+from unpaired import CheckpointError, RecipeError, hookimpl
+from unpaired.runs import checkpoint
 from unpaired.cli import main
-from unpaired.dryrun import check_all
-from unpaired.recipe import from_yaml, load_recipe
-from unpaired.registry import default_registry
-from unpaired.schedule import schedule_warning
-from unpaired.trainer import Trainer
+from unpaired.tools.check import check_all
+from unpaired.recipe.load import from_yaml, load_recipe
+from unpaired.plugin.registry import default_registry
+from unpaired.engine.schedule import schedule_warning
+from unpaired.loop.trainer import Trainer
 
 from conftest import TINY
 

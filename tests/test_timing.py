@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from unpaired import hookimpl, timing
-from unpaired.timing import DATA, STEP, LoopTimer
-from unpaired.trainer import Trainer
+from unpaired import hookimpl
+from unpaired.loop import timing
+from unpaired.loop.timing import DATA, STEP, LoopTimer
+from unpaired.loop.trainer import Trainer
 
 
 @pytest.fixture

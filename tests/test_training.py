@@ -10,11 +10,12 @@ import torch
 from safetensors import safe_open
 from torchvision.io import decode_image
 
-from unpaired import DataError, checkpoint
+from unpaired import DataError
+from unpaired.runs import checkpoint
 from unpaired.cli import main
-from unpaired.inference import Translator, translate
-from unpaired.recipe import from_yaml
-from unpaired.trainer import Trainer
+from unpaired.inference.translator import Translator, translate
+from unpaired.recipe.load import from_yaml
+from unpaired.loop.trainer import Trainer
 
 from conftest import write_images
 
@@ -23,7 +24,7 @@ from conftest import write_images
 def trained(tmp_path_factory):
     """A tiny CycleGAN trained for 2 epochs x 8 iterations on 32 sneakers and 32 boots."""
     from conftest import TINY
-    from unpaired.recipe import load_recipe
+    from unpaired.recipe.load import load_recipe
 
     out = tmp_path_factory.mktemp("run")
     recipe = load_recipe("cyclegan-fashion", TINY + [f"out_dir={out}", "train.epochs=3",
@@ -120,7 +121,7 @@ def test_translate_unknown_direction_lists_known(trained):
 def test_folder_dataset_without_test_split_samples_training_images(image_root, tmp_path, capsys):
     import shutil
 
-    from unpaired.recipe import load_recipe
+    from unpaired.recipe.load import load_recipe
 
     for sub in ("testA", "testB"):
         shutil.rmtree(image_root / sub)
@@ -139,7 +140,7 @@ def test_folder_dataset_without_test_split_samples_training_images(image_root, t
 
 def test_translate_never_overwrites(trained, tmp_path):
     from unpaired import DataError
-    from unpaired.translation import output_name, translate_folder
+    from unpaired.inference.batch import output_name, translate_folder
 
     _, _, out = trained
     assert [output_name(n) for n in ("a.png", "a.JPG", "a.webp", "a.gif")] == ["a.png", "a.JPG", "a.webp.png", "a.gif.png"]
@@ -153,8 +154,8 @@ def test_translate_never_overwrites(trained, tmp_path):
 def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
     from PIL import Image
 
-    from unpaired.inference import Translator
-    from unpaired.translation import translate_folder
+    from unpaired.inference.translator import Translator
+    from unpaired.inference.batch import translate_folder
 
     Trainer(tiny_recipe("train.max_steps=1")).fit()
     src = tmp_path / "photos"

@@ -13,13 +13,13 @@ from PIL import Image
 from conftest import write_images
 from unpaired import cli
 from unpaired.errors import RecipeError
-from unpaired.build import build_network
-from unpaired.inference import Translator
-from unpaired.recipe import load_recipe
-from unpaired.registry import default_registry
-from unpaired.tiling import ramp, tile_starts
-from unpaired.trainer import Trainer
-from unpaired.translation import translate_folder
+from unpaired.engine.build import build_network
+from unpaired.inference.translator import Translator
+from unpaired.recipe.load import load_recipe
+from unpaired.plugin.registry import default_registry
+from unpaired.inference.tiling import ramp, tile_starts
+from unpaired.loop.trainer import Trainer
+from unpaired.inference.batch import translate_folder
 
 
 @pytest.fixture(scope="module")

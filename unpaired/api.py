@@ -19,9 +19,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .dryrun import check_all
-from .registry import Registry, default_registry
-from .trainer import FitResult, Trainer
+from unpaired.tools.check import check_all
+from unpaired.plugin.registry import Registry, default_registry
+from unpaired.loop.trainer import FitResult, Trainer
 
 
 def check_recipe(recipe: DictConfig, registry: Registry | None = None) -> list[str]:

@@ -10,12 +10,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import UnpairedError
+from unpaired.errors import UnpairedError
 
 
 def _train(args) -> int:
-    from .recipe import InitFromSpec, load_recipe
-    from .trainer import Trainer
+    from unpaired.recipe.schema import InitFromSpec
+    from unpaired.recipe.load import load_recipe
+    from unpaired.loop.trainer import Trainer
 
     if args.resume:
         if args.init_from:
@@ -58,15 +59,15 @@ def _device(name: str) -> str:
     Raises:
         RecipeError: not a device, or one this machine lacks (:func:`unpaired.build.pick_device`).
     """
-    from .build import pick_device
+    from unpaired.runtime.device import pick_device
 
     pick_device(name, where="--device")
     return name
 
 
 def _translate(args) -> int:
-    from .inference import Translator
-    from .translation import translate_folder, translate_split
+    from unpaired.inference.translator import Translator
+    from unpaired.inference.batch import translate_folder, translate_split
 
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
                             tile=args.tile, overlap=args.overlap)
@@ -81,14 +82,14 @@ def _translate(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export
+    from unpaired.inference.export import export
 
     print(export(args.run, args.direction, args.format, args.out, args.tolerance).text(), end="")
     return 0
 
 
 def _evaluate(args) -> int:
-    from .evaluation import evaluate_folders, evaluate_run
+    from unpaired.evaluation.entry import evaluate_folders, evaluate_run
 
     _device(args.device)
     if args.run and "=" in args.run and not Path(args.run).exists():  # an override, not a run
@@ -100,7 +101,7 @@ def _evaluate(args) -> int:
                                 "section names the metrics, feature extractor and classifier).")
         if args.run:
             raise UnpairedError(f"give a run directory or --fake/--real folders, not both ('{args.run}').")
-        from .recipe import load_recipe
+        from unpaired.recipe.load import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         result, path = evaluate_folders(args.fake, args.real, recipe, args.direction or "AtoB", args.paired,
@@ -118,7 +119,7 @@ def _evaluate(args) -> int:
 
 
 def _ablate(args) -> int:
-    from .ablation import PAPER_VARIANTS, run_ablation
+    from unpaired.tools.ablation import PAPER_VARIANTS, run_ablation
 
     _device(args.device)
     variants = args.variants.split(",") if args.variants else list(PAPER_VARIANTS)
@@ -131,14 +132,14 @@ def _ablate(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import write_report
+    from unpaired.tools.report import write_report
 
     print(f"report: {write_report(args.run, args.out)}")
     return 0
 
 
 def _import_reference(args) -> int:
-    from .import_reference import import_reference
+    from unpaired.runs.import_reference import import_reference
 
     out = Path(args.out or f"runs/{Path(args.folder).resolve().name}")
     done = import_reference(args.folder, out, args.epoch, args.data)
@@ -160,11 +161,11 @@ def _import_reference(args) -> int:
 
 def _data(args) -> int:
     if args.action == "download":
-        from .download import download
+        from unpaired.data.download import download
 
         print(f"dataset ready: {download(args.target, args.root, url=args.url)}")
         return 0
-    from .datacheck import check_data
+    from unpaired.data.check import check_data
 
     report = check_data(args.target, args.overrides)
     print(report.text(), end="")
@@ -172,16 +173,16 @@ def _data(args) -> int:
 
 
 def _plugins(args) -> int:
-    from .registry import default_registry
+    from unpaired.plugin.registry import default_registry
 
-    from .hookspecs import KINDS
-    from .registry import closest
+    from unpaired.plugin.hookspecs import KINDS
+    from unpaired.plugin.registry import closest
 
     if args.kind and args.kind not in KINDS:
         raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.")
     registry = default_registry()
     if args.recipe:  # with the recipe's own plugin modules
-        from .recipe import load_recipe
+        from unpaired.recipe.load import load_recipe
 
         registry = registry.for_recipe(load_recipe(args.recipe))
     comps = [c for c in registry.components() if not args.kind or c.kind == args.kind]
@@ -197,8 +198,8 @@ def _plugins(args) -> int:
 
 
 def _recipe(args) -> int:
-    from .recipe import load_recipe, to_yaml
-    from .dryrun import check_all
+    from unpaired.recipe.load import load_recipe, to_yaml
+    from unpaired.tools.check import check_all
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.action == "show":

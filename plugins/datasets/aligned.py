@@ -18,9 +18,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from unpaired.data import AlignedPairs, domain_channels, read_image
+from unpaired.data.pairs import AlignedPairs
+from unpaired.domains import domain_channels
+from unpaired.data.io import read_image
 from unpaired.errors import DataError
-from unpaired.preprocess import check_preprocess, image_transform, paired_transform
+from unpaired.data.preprocess import check_preprocess, image_transform, paired_transform
 
 from .folder import folder_images
 

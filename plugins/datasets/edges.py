@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from unpaired.data import AlignedPairs, TensorDomain, TensorPairSource, domain_channels
-from unpaired.preprocess import check_preprocess, image_transform, paired_transform
+from unpaired.data.pairs import AlignedPairs, TensorDomain, TensorPairSource
+from unpaired.domains import domain_channels
+from unpaired.data.preprocess import check_preprocess, image_transform, paired_transform
 from unpaired.errors import DataError
 
 from .fashion import CLASSES, load_split

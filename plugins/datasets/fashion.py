@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unpaired.preprocess import check_preprocess, image_transform
+from unpaired.data.preprocess import check_preprocess, image_transform
 from unpaired.errors import DataError
 
 EMBEDDED = Path(__file__).parent / "data" / "fashion_sneaker_boot.npz"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from unpaired.data import IMAGE_EXTENSIONS, domain_channels, list_images, read_image, skipped_note
+from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, skipped_note
+from unpaired.domains import domain_channels
 from unpaired.errors import DataError, warn
-from unpaired.preprocess import check_preprocess, image_transform
+from unpaired.data.preprocess import check_preprocess, image_transform
 
 
 def folder_images(folder: Path, layout: str) -> list[Path]:

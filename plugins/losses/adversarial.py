@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unpaired import Component, hookimpl
-from unpaired.losses import AdversarialLoss, as_scales, check_same_shape
+from unpaired.plugin.losses import AdversarialLoss, as_scales, check_same_shape
 
 __all__ = [
     "BCEGANLoss",

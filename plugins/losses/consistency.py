@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unpaired import Component, hookimpl
-from unpaired.losses import check_same_shape
+from unpaired.plugin.losses import check_same_shape
 
 __all__ = [
     "L1Loss",

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unpaired import Component, hookimpl
-from unpaired.features import feature_channels, extract_features, resolve_layers
-from unpaired.losses import check_same_shape
-from unpaired.registry import closest
+from unpaired.plugin.features import feature_channels, extract_features, resolve_layers
+from unpaired.plugin.losses import check_same_shape
+from unpaired.plugin.registry import closest
 from unpaired_plugins.networks import init as inits
 
 __all__ = ["PatchNCELoss", "l2_normalize", "patch_nce", "sample_patches"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from unpaired.metrics import TranslationSet
+from unpaired.evaluation.metrics import TranslationSet
 
 
 class ClassifierScore:

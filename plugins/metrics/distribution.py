@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from unpaired.metrics import TranslationSet
+from unpaired.evaluation.metrics import TranslationSet
 
 
 def _enough(features: torch.Tensor, what: str, at_least: int = 2) -> torch.Tensor:

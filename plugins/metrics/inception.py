@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from unpaired.checkpoint import file_sha256
-from unpaired.data import to_uint8
+from unpaired.runs.checkpoint import file_sha256
+from unpaired.data.io import to_uint8
 
 FILE = "weights-inception-2015-12-05-6726825d.pth"
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FILE}"

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from unpaired.data import to_uint8
-from unpaired.metrics import TranslationSet
+from unpaired.data.io import to_uint8
+from unpaired.evaluation.metrics import TranslationSet
 
 
 def similarity(a: Tensor, b: Tensor, prefix: str) -> dict[str, float]:

@@ -1,0 +1,122 @@
+"""Evaluating a saved run (``unpaired evaluate RUN``) or folders of translations (``--fake/--real``)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from unpaired.domains import DIRECTION, domain_channels
+from unpaired.errors import DataError, RecipeError
+from unpaired.evaluation.result import EvalResult
+from unpaired.evaluation.evaluator import Evaluator, Scorer, require_metrics
+from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float
+from unpaired.plugin.registry import Registry, default_registry
+from unpaired.evaluation.metrics import TranslationSet
+from unpaired.recipe.load import apply_overrides, from_yaml
+from unpaired.recipe.validate import check, network_kind
+from unpaired.runs import checkpoint
+from unpaired.inference.translator import load_networks
+from unpaired.runtime.device import pick_device
+
+
+def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str | Path | None = None,
+                 registry: Registry | None = None) -> tuple[EvalResult, Path]:
+    """Evaluate a run's latest checkpoint (or a checkpoint directory) as its recipe's eval section says.
+
+    Args:
+        run: a run directory or a checkpoint directory (e.g. ``RUN/checkpoints/best``).
+        overrides: ``key=value`` changes to the saved recipe, e.g. ``eval.num_images=100``.
+        out: folder for metrics.json and metrics.md (default ``RUN/eval/<checkpoint name>``).
+
+    Returns:
+        The result and the path of its metrics.json.
+
+    Raises:
+        CheckpointError: no checkpoint, or weights that do not fit the recipe.
+        RecipeError: no metrics in the recipe, or a bad eval section.
+    """
+    ckpt = checkpoint.latest(Path(run))
+    recipe_yaml, weights = checkpoint.load_weights(ckpt)
+    recipe = require_metrics(check(apply_overrides(from_yaml(recipe_yaml), overrides)), f"{ckpt}'s recipe")
+    registry = (registry or default_registry()).for_recipe(recipe)
+    device = pick_device(device)
+    evaluator = Evaluator(recipe, registry, device)
+    generators = [n for n in recipe.networks if network_kind(recipe, n) == "generator"]
+    nets = load_networks(recipe, generators, weights, registry, ckpt, device)
+    counters = checkpoint.load_state(ckpt).get("counters", {}) if (ckpt / checkpoint.STATE).is_file() else {}
+    about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch"),
+             **({"overrides": list(overrides)} if overrides else {})}
+    result = evaluator(nets, about)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    # the recipe's own settings go to eval/<checkpoint>; other settings never replace them
+    name = ckpt.name + (f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
+    return result, result.write(Path(out) if out else run_dir / "eval" / name)
+
+
+def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of images.")
+    files = list_images(folder)[0]
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    images = [to_float(read_image(f, channels)) for f in files]
+    sizes = {tuple(x.shape) for x in images}
+    if len(sizes) > 1:
+        raise DataError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; resize them to one size first.")
+    return [str(f.relative_to(folder)) for f in files], torch.stack(images)
+
+
+def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, direction: str = "AtoB",
+                     paired: bool = False, out: str | Path | None = None,
+                     registry: Registry | None = None, device: str = "auto") -> tuple[EvalResult, Path]:
+    """Score a folder of translations against a folder of real target-domain images.
+
+    The recipe gives the eval section (metrics, feature extractor, classifier, classes) and the
+    target domain's channel count (``direction``'s target: its class is the classifier's target);
+    nothing is trained or translated, and the recipe's data section is not read. Metrics that need
+    reconstructions or identity outputs are skipped; with ``paired`` each translation is compared
+    with the real image of the same relative file name (the paired metrics).
+
+    Returns:
+        The result and the path of its metrics.json (``out``, default ``<fake>-eval/``).
+
+    Raises:
+        DataError: a folder without images, images of mixed sizes, or (paired) names without a match.
+        RecipeError: a bad eval section, or an unknown direction.
+    """
+    require_metrics(recipe, "the recipe")  # its data section is not used here, so it is not checked
+    if not DIRECTION.fullmatch(direction):
+        raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
+    scorer = Scorer(recipe, (registry or default_registry()).for_recipe(recipe), pick_device(device))
+    tgt = direction[-1]
+    channels = domain_channels(recipe.data.args.get("channels", 3), tgt)
+    fake_names, fakes = _read_folder(Path(fake), channels)
+    real_names, reals = _read_folder(Path(real), channels)
+    truth = None
+    if paired:
+        index = {n: i for i, n in enumerate(real_names)}
+        unmatched = [n for n in fake_names if n not in index]
+        if unmatched:
+            raise DataError(f"{real}: no real image named {unmatched[0]} (and {len(unmatched) - 1} more) to pair "
+                            "with the translations; paired folders need the same relative file names.")
+        truth = reals[[index[n] for n in fake_names]]
+        if truth.shape != fakes.shape:
+            raise DataError(f"{fake} and {real}: paired images differ in size ({tuple(fakes.shape[1:])} and "
+                            f"{tuple(truth.shape[1:])}); resize one folder to the other's size first.")
+        if not any("paired" in getattr(m, "needs", ()) for m in scorer.metrics.values()):
+            raise RecipeError("--paired: the eval section has no metric that compares pairs; add one, e.g. "
+                              "eval.metrics.paired={} (or label_map, edges).")
+    start = time.perf_counter()
+    ts = TranslationSet(direction, source=fakes[:0], fake=fakes, target=reals, paired=truth,
+                        target_class=scorer.classes.get(tgt), judge=scorer.judge())
+    values, skipped = scorer.score(ts)
+    protocol = {"fake": str(fake), "real": str(real), "images": {"fake": len(fakes), "real": len(reals)},
+                "image_size": {"fake": list(fakes.shape[1:]), "real": list(reals.shape[1:])},
+                "transform": "files as they are (uint8 / 127.5 - 1), no resize", "paired": paired,
+                **scorer.protocol, "seconds": round(time.perf_counter() - start, 2)}
+    result = EvalResult({direction: values}, {direction: skipped} if skipped else {}, scorer.better, protocol)
+    return result, result.write(Path(out) if out else Path(f"{Path(fake)}-eval"))

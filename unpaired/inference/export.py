@@ -1,0 +1,327 @@
+"""Export a run's translation for one direction to ONNX or TorchScript, checked against PyTorch.
+
+The exported model is exactly what :class:`unpaired.inference.Translator` runs for the direction
+(a generator, a chain of networks, or an image of the recipe's graph), in eval mode, float32, on
+the CPU: images (N, in_channels, H, W) in [-1, 1] with H and W multiples of the networks' size
+divisor -> translations (N, out_channels, H, W) in [-1, 1]. Batch, height and width are dynamic;
+padding to the divisor (and cropping back) is the caller's, as the file's metadata says.
+
+ONNX goes through ``torch.onnx.export``'s default exporter in torch 2.9+, the ``torch.export``
+based one (``dynamo=True``, which needs ``onnxscript``): the TorchScript-based exporter is
+deprecated, and ``torch.export`` states "H is a multiple of the divisor" as a shape constraint
+(the file's input shape reads ``[batch, C, 4*h, 4*w]``). Opset 18 is the opset of the exporter's
+operator library (no version conversion) and the oldest it writes, for the widest choice of
+runtimes. The metadata go in the model's ``metadata_props``.
+
+TorchScript (deprecated in torch 2.14, still loadable by ``torch.jit.load`` and LibTorch) is a
+trace; its metadata are ``unpaired.json`` among the file's extra files.
+
+After writing, the file is loaded back (onnxruntime's CPU provider, or ``torch.jit.load``) and
+run on a random batch of 2 and on a real image (the run's own test split, when readable), at two
+sizes that differ from each other and from the export's example size: the largest absolute
+difference to PyTorch must stay within a tolerance, else the file is not written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from unpaired.runs.rundir import checkpoint
+from unpaired import __version__
+from unpaired.data.build import build_dataset
+from unpaired.errors import UnpairedError
+from unpaired.inference.translator import Translator
+from unpaired.plugin.registry import Registry, closest
+from unpaired.inference.tiling import pad_to
+
+#: Export formats and the suffix of their default file name.
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+#: The ONNX opset the exporter writes.
+OPSET = 18
+#: Largest absolute difference to PyTorch accepted by default.
+TOLERANCE = 1e-4
+#: Name of the metadata file inside a TorchScript archive.
+EXTRA_FILE = "unpaired.json"
+#: Packages the ONNX path needs (the exporter, its translation library, the check's runtime).
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+
+
+class TranslationModule(nn.Module):
+    """What a translator computes for its direction, as one module (its networks registered).
+
+    Args:
+        translator: a :class:`~unpaired.inference.Translator` (its networks are shared, not copied).
+
+    Shapes: (N, in_channels, H, W) in [-1, 1], H and W multiples of ``size_divisor`` ->
+    (N, out_channels, H, W) in [-1, 1].
+    """
+
+    def __init__(self, translator: Translator):
+        super().__init__()
+        self.nets = nn.ModuleDict(translator.nets)
+        self.translate = translator._run
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.translate(images)
+
+
+@dataclass
+class Check:
+    """One run of the exported file against PyTorch: what went in and the largest difference."""
+
+    label: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote: the file, the metadata read back from it, and its checks."""
+
+    path: Path
+    format: str
+    metadata: dict[str, str]
+    example_shape: tuple[int, ...]
+    checks: list[Check]
+    tolerance: float
+
+    def text(self) -> str:
+        """The report the command prints: file, metadata, one line per check."""
+        kind = f"ONNX (opset {OPSET})" if self.format == "onnx" else "TorchScript"
+        runtime = "onnxruntime" if self.format == "onnx" else "torch.jit.load"
+        lines = [f"exported {self.metadata['direction']} ({self.metadata['network']}) as {kind}: {self.path}",
+                 "metadata:"]
+        lines += [f"  {key:<17} {value}" for key, value in self.metadata.items()]
+        lines.append(f"checked with {runtime} against PyTorch (tolerance {self.tolerance:g}; "
+                     f"export example {self.example_shape}, batch, height and width dynamic):")
+        lines += [f"  {c.label:<32} {str(c.shape):<18} max abs diff {c.max_abs_diff:.2e}" for c in self.checks]
+        return "\n".join(lines) + "\n"
+
+
+def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: str | Path | None = None,
+           tolerance: float = TOLERANCE, registry: Registry | None = None) -> ExportResult:
+    """Export a run's translation for ``direction`` and check the file against PyTorch.
+
+    Args:
+        run: a run directory (its latest checkpoint) or a checkpoint directory.
+        direction: a key of the recipe's ``inference`` section.
+        format: ``"onnx"`` or ``"torchscript"``.
+        out: the file to write (default ``RUN/export/<direction>.onnx`` or ``.pt``); replaced
+            only once the new file has passed its checks.
+        tolerance: the largest absolute difference to PyTorch accepted.
+        registry: the plugin registry (default: the installed plugins and the run's own).
+
+    Returns:
+        The :class:`ExportResult`: path, metadata as read back from the file, checks.
+
+    Raises:
+        UnpairedError: unknown format, a tolerance that is not positive, a missing ONNX package,
+            an exporter failure, or a file that fails to run or differs from PyTorch by more
+            than ``tolerance`` (then nothing is written).
+        CheckpointError: no usable checkpoint in ``run``.
+        RecipeError: unknown direction, or a network plugin that is not installed.
+    """
+    if format not in FORMATS:
+        raise UnpairedError(f"unknown format '{format}'.{closest(format, FORMATS)} Formats: {', '.join(FORMATS)}.")
+    if not tolerance > 0:
+        raise UnpairedError(f"--tolerance must be a positive number; got {tolerance}.")
+    if format == "onnx":
+        _require_onnx()
+    path = Path(out) if out else Path(run) / "export" / f"{direction}{FORMATS[format]}"
+    if path.is_dir():
+        raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.")
+    translator = Translator(run, direction, "cpu", registry)
+    module = TranslationModule(translator).eval().float()
+    real_label, real = _real_image(translator)
+    example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
+    gen = torch.Generator().manual_seed(0)
+    channels = translator.in_channels
+    example = torch.rand(1, channels, *example_hw, generator=gen) * 2 - 1
+    inputs = {"random image (batch of 2)": torch.rand(2, channels, *random_hw, generator=gen) * 2 - 1,
+              real_label: real}
+    with torch.no_grad():
+        out_channels = module(example).shape[1]
+        expected = {label: module(x) for label, x in inputs.items()}
+    metadata = _metadata(translator, Path(run), out_channels)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write, load = (_write_onnx, _load_onnx) if format == "onnx" else (_write_torchscript, _load_torchscript)
+        try:  # the exporters and runtimes raise many kinds of errors (torch.export, onnxscript, tracing)
+            write(module, example, translator.size_divisor, metadata, tmp)
+            run_file, written = load(tmp)
+        except Exception as err:
+            raise UnpairedError(f"{format} export of {translator.net_name} failed: {_root_cause(err)} "
+                                "(--traceback shows the exporter's error).") from err
+        written = {**{k: written[k] for k in metadata if k in written}, **written}  # in our order
+        checks = [_check(run_file, label, x, expected[label], translator.net_name) for label, x in inputs.items()]
+        bad = [c for c in checks if not c.max_abs_diff <= tolerance]  # a NaN difference fails too
+        if bad:
+            kept = "left as it was" if path.exists() else "not written"
+            found = "; ".join(f"{c.label} {c.shape}: {c.max_abs_diff:.2e}" for c in bad)
+            raise UnpairedError(f"the {format} export of {translator.net_name} differs from PyTorch by more than "
+                                f"the tolerance {tolerance:g} ({found}); {path} {kept}. Pass a larger "
+                                "--tolerance to accept it.")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(path, format, written, tuple(example.shape), checks, tolerance)
+
+
+def _require_onnx() -> None:
+    """Raises UnpairedError naming the ONNX packages that are not installed."""
+    missing = []
+    for name in ONNX_PACKAGES:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UnpairedError(f"ONNX export needs {', '.join(missing)}: pip install {' '.join(missing)} "
+                            "(or pip install 'unpaired[export]').")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _root_cause(err: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (the exporters wrap the real error in a long one)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {_first_line(err)}"
+
+
+def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str, str]:
+    """The metadata both formats carry: what goes in and out, and where the weights come from."""
+    ckpt = checkpoint.latest(run)
+    return {
+        "direction": translator.direction,
+        "network": translator.net_name,
+        "in_channels": str(translator.in_channels),
+        "out_channels": str(out_channels),
+        "value_range": "[-1, 1]",
+        "size_divisor": str(translator.size_divisor),
+        "input": "images (N, in_channels, H, W) float32 in value_range, H and W multiples of size_divisor: "
+                 "pad the bottom and right (reflect) and crop the output back",
+        "output": "(N, out_channels, H, W) float32 in value_range",
+        "recipe": str(translator.recipe.name),
+        "checkpoint": str(ckpt),
+        "weights_sha256": checkpoint.file_sha256(ckpt / checkpoint.WEIGHTS),
+        "unpaired_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def _real_image(translator: Translator) -> tuple[str, Tensor]:
+    """The first image of the run's own test split, padded to the size divisor, as (1, C, H, W)
+    with its label; a random 64x64 image (also padded) where the split cannot be read."""
+    d, recipe, domain = translator.size_divisor, translator.recipe, translator.source_domain
+    why = None
+    if domain not in ("A", "B"):
+        why = "the direction has no source domain"
+    elif OmegaConf.missing_keys(recipe.data):
+        why = f"the recipe leaves {', '.join(sorted(OmegaConf.missing_keys(recipe.data)))} unset"
+    else:
+        try:
+            image, name = build_dataset(recipe, translator.registry).domain(domain, "test")[0]
+        except (UnpairedError, OSError, IndexError, ValueError) as err:
+            why = f"test split not readable: {_first_line(err)}"
+        else:
+            if image.shape[0] == translator.in_channels:
+                return f"test image {name}", pad_to(image[None].float(), d)
+            why = f"test image has {image.shape[0]} channel(s), the model takes {translator.in_channels}"
+    gen = torch.Generator().manual_seed(1)
+    side = math.ceil(64 / d) * d
+    return f"random image ({why})", torch.rand(1, translator.in_channels, side, side, generator=gen) * 2 - 1
+
+
+def _sizes(real_hw: tuple[int, int], d: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Export example (H, W) and random check (H, W): multiples of ``d``, each different from the
+    other and from the real image's ``real_hw``, so the checks prove dynamic height and width."""
+    h, w = math.ceil(64 / d) * d, math.ceil(96 / d) * d
+    while h == w or real_hw in ((h, w), (w, h)):
+        h += d
+    return (h, w), (w, h)
+
+
+def _write_onnx(module: nn.Module, example: Tensor, d: int, metadata: dict[str, str], path: Path) -> None:
+    from torch.export import Dim
+
+    h, w = (Dim("h"), Dim("w")) if d == 1 else (d * Dim("h"), d * Dim("w"))
+    program = torch.onnx.export(module, (example,), input_names=["images"], output_names=["translated"],
+                                dynamic_shapes={"images": {0: Dim("batch"), 2: h, 3: w}},
+                                opset_version=OPSET, dynamo=True, verbose=False)
+    program.model.metadata_props.update(metadata)
+    program.save(path, external_data=False)  # one self-contained file (generators are far below 2 GB)
+
+
+def _load_onnx(path: Path):
+    """A function running the file with onnxruntime's CPU provider, and the file's metadata."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(x: Tensor) -> Tensor:
+        return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+
+    return run, dict(session.get_modelmeta().custom_metadata_map)
+
+
+@contextmanager
+def _quiet_torchscript():
+    """Silence what is only noise here: TorchScript's deprecation warnings, and the tracer's
+    warnings about shape checks (e.g. "H is a multiple of 4") evaluated once at trace time;
+    whether the trace holds at other shapes is what the checks at other sizes show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
+
+
+def _write_torchscript(module: nn.Module, example: Tensor, d: int, metadata: dict[str, str], path: Path) -> None:
+    with _quiet_torchscript(), torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata, indent=2)})
+
+
+def _load_torchscript(path: Path):
+    """A function running the file loaded by ``torch.jit.load``, and the file's metadata."""
+    extra = {EXTRA_FILE: ""}
+    with _quiet_torchscript():
+        loaded = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+
+    def run(x: Tensor) -> Tensor:
+        with _quiet_torchscript(), torch.no_grad():
+            return loaded(x)
+
+    return run, json.loads(extra[EXTRA_FILE])
+
+
+def _check(run_file, label: str, x: Tensor, expected: Tensor, net_name: str) -> Check:
+    """Run the exported file on ``x`` and compare with PyTorch's ``expected``.
+
+    Raises:
+        UnpairedError: the file fails at this shape, or gives another shape.
+    """
+    try:
+        got = run_file(x)
+    except Exception as err:  # onnxruntime's and TorchScript's errors have no common base
+        raise UnpairedError(f"the exported {net_name} cannot run at {tuple(x.shape)} ({label}): "
+                            f"{_first_line(err)}") from err
+    if got.shape != expected.shape:
+        raise UnpairedError(f"the exported {net_name} gives {tuple(got.shape)} at {tuple(x.shape)} ({label}); "
+                            f"PyTorch gives {tuple(expected.shape)}: the export fixed a shape.")
+    return Check(label, tuple(x.shape), (got.float() - expected).abs().max().item())

@@ -1,0 +1,280 @@
+"""Translate images with a trained run: pick the generator of a direction, run it (whole or in
+tiles), write images. Many images at once: :mod:`unpaired.translation`."""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from pathlib import Path
+
+import PIL.Image
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torchvision.io import write_jpeg, write_png
+from torchvision.transforms import v2
+
+from unpaired.runs.rundir import checkpoint
+from unpaired.engine.build import build_network
+from unpaired.runtime.device import pick_device, resolve_precision
+from unpaired.domains import domain_channels
+from unpaired.data.io import read_image, to_float, to_uint8
+from unpaired.errors import CheckpointError, DataError, RecipeError
+from unpaired.recipe.graph import ImageGraph
+from unpaired.recipe.load import from_yaml, plugin_args
+from unpaired.plugin.registry import Registry, closest, default_registry
+from unpaired.inference.tiling import pad_to, translate_tiled
+
+#: Images above this many pixels are translated in tiles unless told otherwise (``tile=0``): the
+#: 9-block ResNet generator at ngf 64 peaks at about 0.9 kB per pixel on the CPU (923 MiB at
+#: 1024x1024, benchmarks/translate.py), so 3.7 GB here and 11 GB for a 4000x3000 photo.
+AUTO_TILE_PIXELS = 2048 * 2048
+#: The tile side used then.
+AUTO_TILE = 1024
+
+
+def load_networks(recipe: DictConfig, names, weights: dict, registry: Registry, source, device: torch.device,
+                  hint: str = "") -> dict[str, torch.nn.Module]:
+    """Networks ``names`` of a recipe built by their plugins (no init) with their saved weights,
+    on ``device`` in eval mode.
+
+    Args:
+        weights: network name -> state dict, as :func:`unpaired.checkpoint.load_weights` gives them.
+        source: the run or checkpoint the weights come from (named in errors).
+        hint: added to a plugin error (e.g. the run's plugin modules that failed to import).
+
+    Raises:
+        RecipeError: a network plugin that is not installed or rejects its args.
+        CheckpointError: weights missing or not matching the network (names ``source``).
+    """
+    nets = {}
+    for name in names:
+        try:
+            net = build_network(recipe, name, registry, init=False)
+        except RecipeError as err:
+            raise RecipeError(f"{err}{hint}") from err
+        try:
+            net.load_state_dict(weights[name])
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{source}: weights of '{name}' missing or not matching ({err}).") from err
+        nets[name] = net.to(device).eval()
+    return nets
+
+
+class Translator:
+    """A run's translation for one direction, reusable across calls.
+
+    The recipe's ``inference.<direction>`` names a generator, a chain of networks applied in
+    order (e.g. an encoder then a decoder), or an image of the recipe's graph made from one data
+    image (e.g. ``fake_B``). Only the networks it needs are built and loaded, so a run trained
+    with a custom loss plugin translates where that plugin is not installed.
+
+    Args:
+        run: a run directory (its latest checkpoint is used) or a checkpoint directory.
+        direction: a key of the recipe's ``inference`` section, e.g. ``"AtoB"`` or ``"BtoA"``.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast, or ``auto`` (bf16 where
+            the device computes it natively, else fp32).
+        tile: None (automatic: tiles of :data:`AUTO_TILE` pixels for images above
+            :data:`AUTO_TILE_PIXELS` pixels), 0 (never tile), or a tile side in pixels
+            (:mod:`unpaired.tiling`).
+        overlap: pixels shared by neighbouring tiles.
+
+    Raises:
+        CheckpointError: no usable checkpoint, or weights that do not fit.
+        RecipeError: unknown direction (lists the known ones; for an imported model without that
+            direction's generator, says why), or a network plugin that is not installed.
+    """
+
+    def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
+                 precision: str = "fp32", tile: int | None = None, overlap: int = 64):
+        self._options(precision, tile, overlap)
+        recipe_yaml, weights = checkpoint.load_weights(Path(run))
+        why = checkpoint.source(checkpoint.latest(Path(run))).get("unavailable", {}).get(direction)
+        if why:  # an imported model without this direction's generator says why
+            raise RecipeError(f"{run}: direction '{direction}' is not available: {why}.")
+        self._plan(from_yaml(recipe_yaml), direction, pick_device(device))
+        self.registry = registry or default_registry()
+        failed = self._register_plugins(self.recipe)
+        hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
+        self.nets = load_networks(self.recipe, self.names, weights, self.registry, run, self.device, hint)
+        self._finish()
+
+    @classmethod
+    def from_networks(cls, recipe: DictConfig, nets: dict, direction: str, device: torch.device) -> "Translator":
+        """A translator over networks in memory (e.g. a training run's, for evaluation): ``nets``
+        maps recipe names to modules on ``device``; they are used as they are (their train/eval
+        mode is the caller's business), and only the ones the direction needs are kept.
+
+        Raises:
+            RecipeError: unknown direction.
+        """
+        self = cls.__new__(cls)
+        self._options("fp32", None, 64)
+        self._plan(recipe, direction, torch.device(device))
+        missing = [n for n in self.names if n not in nets]
+        if missing:
+            raise RecipeError(f"direction {direction} needs the networks {', '.join(self.names)}; "
+                              f"missing: {', '.join(missing)}.")
+        self.registry = None
+        self.nets = {name: nets[name] for name in self.names}
+        self._finish()
+        return self
+
+    def _options(self, precision: str, tile: int | None, overlap: int) -> None:
+        if precision not in ("fp32", "bf16", "fp16", "auto"):
+            raise RecipeError(f"precision: '{precision}' is not one of fp32, bf16, fp16, auto.")
+        if tile is not None and (tile < 0 or (tile and not 0 <= overlap < tile)):
+            raise RecipeError(f"tile {tile} / overlap {overlap}: the tile is 0 (off) or a side in pixels larger "
+                              "than the overlap (at least 0).")
+        self.precision, self.tile, self.overlap = precision, tile, overlap
+
+    def _plan(self, recipe: DictConfig, direction: str, device: torch.device) -> None:
+        """Which networks (``names``) and which computation the direction uses."""
+        self.recipe = recipe
+        if direction not in recipe.inference:
+            known = list(recipe.inference)
+            raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} Known: {', '.join(known) or '(none)'}.")
+        self.direction, target = direction, recipe.inference[direction]
+        self.device = device
+        self.graph = ImageGraph(recipe.images)
+        if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
+            self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
+            self.names = sorted(self.graph.networks(target))
+        else:  # a network, or networks applied in order
+            self.image, self.source = None, None
+            self.chain = self.names = [target] if isinstance(target, str) else list(target)
+        self.net_name = target if isinstance(target, str) else " -> ".join(target)
+
+    def _finish(self) -> None:
+        domain = self.source[-1] if self.source else (self.direction.split("to")[0] if "to" in self.direction else None)
+        self.source_domain = domain
+        self.in_channels = self._in_channels(domain)
+        self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
+        if self.tile and self.tile < 2 * self.size_divisor:
+            raise RecipeError(f"tile {self.tile}: {self.net_name} needs tiles of at least {2 * self.size_divisor} "
+                              f"pixels (its feature maps shrink {self.size_divisor}x).")
+        self.precision = resolve_precision(self.precision, self.device)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def _register_plugins(self, recipe) -> list[str]:
+        """The run's plugin modules, when they import; if not, translation goes on without them
+        (it needs only the networks' plugins) and the failures are kept for the error message."""
+        try:
+            self.registry = self.registry.for_recipe(recipe)
+        except RecipeError as err:
+            return [str(err)]
+        return []
+
+    def _in_channels(self, domain) -> int:
+        """The first network's ``in_channels``, else the source domain's channel count."""
+        if self.chain:
+            first = self.nets[self.chain[0]]
+            args = plugin_args(self.recipe.networks[self.chain[0]].args)
+            if "in_channels" in args or hasattr(first, "in_channels"):
+                return args.get("in_channels", getattr(first, "in_channels", 3))
+        value = self.recipe.data.args.get("channels", 3)
+        return domain_channels(value, domain) if domain in ("A", "B") else 3
+
+    def _pass(self, x: Tensor) -> Tensor:
+        """One forward pass of a padded batch, under the precision's autocast; float32 out."""
+        amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with amp:
+            return self._run(x).float()
+
+    def _run(self, x: Tensor) -> Tensor:
+        if self.image is None:
+            for name in self.chain:
+                x = self.nets[name](x)
+            return x
+        return self.graph.compute([self.image], self.nets, {self.source: x})[self.image]
+
+    @torch.no_grad()
+    def __call__(self, images):
+        """Translate images.
+
+        Args:
+            images: a float tensor (N, C, H, W) or (C, H, W) in [-1, 1]; a PIL image; or an image
+                file's path.
+
+        Returns:
+            A tensor of the input's shape in [-1, 1] on the CPU (the channels of the output
+            domain); a PIL image for a PIL image; (C, H, W) for a path.
+
+        The output has the input's height and width. Sides that are not multiples of the
+        networks' ``size_divisor`` are padded (reflection, or replication where the image is too
+        small to reflect) for the pass and cropped back; large images go through in overlapping
+        tiles (see ``tile``).
+
+        Raises:
+            DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), a channel count
+                other than the model's, an unreadable file, or an image too small for the
+                networks (a side under ``2 * size_divisor`` pixels where they fail on it).
+        """
+        if isinstance(images, (str, Path)):
+            images = to_float(read_image(Path(images), self.in_channels))
+        elif isinstance(images, PIL.Image.Image):
+            u8 = v2.functional.pil_to_tensor(images.convert("RGB" if self.in_channels == 3 else "L"))
+            return v2.functional.to_pil_image(to_uint8(self(u8.float() / 127.5 - 1.0)))
+        if not isinstance(images, Tensor) or not images.is_floating_point():
+            kind = images.dtype if isinstance(images, Tensor) else type(images).__name__
+            raise DataError(f"images must be float tensors in [-1, 1], PIL images or file paths; got {kind} "
+                            "(convert uint8 tensors with x.float() / 127.5 - 1).")
+        single = images.ndim == 3
+        x = images[None] if single else images
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise DataError(f"{self.net_name} translates images of {self.in_channels} channel(s), (N, C, H, W) or "
+                            f"(C, H, W); got shape {tuple(images.shape)}. Give {'grey' if self.in_channels == 1 else 'RGB'} "
+                            "images (files are converted on reading).")
+        h, w = x.shape[-2:]
+        x = x.to(self.device, torch.float32)
+        tile = self.tile if self.tile is not None else (AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0)
+        try:
+            if tile and max(h, w) > tile:
+                y = translate_tiled(self._pass, x, tile, self.overlap, self.size_divisor)
+            else:
+                y = self._pass(pad_to(x, self.size_divisor))[..., :h, :w].cpu()
+        except (RuntimeError, ValueError) as err:
+            if isinstance(err, torch.OutOfMemoryError) or min(h, w) >= 2 * self.size_divisor:
+                raise
+            # e.g. a 1x1 image, or a 3-pixel-wide strip: the deepest feature maps are 1 pixel wide
+            raise DataError(f"a {h}x{w} image is too small for "
+                            f"{self.net_name}, whose feature maps shrink {self.size_divisor}x: give images of "
+                            f"at least {2 * self.size_divisor} pixels a side ({str(err).splitlines()[0]}).") from err
+        return y[0] if single else y
+
+    def translate_file(self, src: Path, dst: Path) -> Path:
+        """Translate one image file into ``dst`` (PNG, or JPEG for .jpg/.jpeg); returns the path."""
+        return write_image(self(Path(src)), Path(dst))
+
+
+def write_image(image: Tensor, dst: Path) -> Path:
+    """Write an image (C, H, W) in [-1, 1] as JPEG (quality 95) for .jpg/.jpeg names, else PNG.
+
+    Raises:
+        DataError: the file cannot be written (names it).
+    """
+    u8 = to_uint8(image)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.suffix.lower() in (".jpg", ".jpeg"):
+            write_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, str(dst), quality=95)
+        else:
+            write_png(u8, str(dst))
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"{dst}: cannot write the image ({err}). Choose another --out.") from err
+    return dst
+
+
+def translate(run: str | Path, images, direction: str = "AtoB", device: str = "auto"):
+    """One-call API: translate with a run (or checkpoint) directory. For many calls, build a
+    :class:`Translator` once.
+
+    Args:
+        images: a tensor (C, H, W) or (N, C, H, W) in [-1, 1], a PIL image, or an image file's path.
+
+    Returns:
+        The translation: a tensor of the input's shape in [-1, 1] on the CPU ((C, H, W) for a
+        path), or a PIL image for a PIL image.
+    """
+    return Translator(run, direction, device)(images)

@@ -1,0 +1,99 @@
+"""Loss logging: means over ``train.log_every`` iterations (and ranks) as records, written to
+``log.jsonl`` and TensorBoard, and shown on the progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from unpaired.runtime import distributed
+from unpaired.plugin.hookspecs import hookimpl
+
+
+class LossLog:
+    """Sums each term's loss on the device (no host sync) and, every ``train.log_every``
+    iterations and before each checkpoint, turns the means into a record for ``unpaired_log``."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    @hookimpl(tryfirst=True)  # before a handler that checkpoints: its record must hold this step's losses
+    def unpaired_after_step(self, trainer, losses):
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+        if trainer.step % trainer.recipe.train.log_every == 0:
+            self.flush(trainer)
+
+    @hookimpl
+    def unpaired_before_checkpoint(self, trainer):
+        self.flush(trainer)
+
+    def flush(self, trainer) -> None:
+        """One host sync (and one all-reduce under torchrun): the means since the last record."""
+        if not self.sums:
+            return
+        keys = sorted(self.sums)
+        stacked = torch.stack([self.sums[k] / self.counts[k] for k in keys])
+        if trainer.dist.enabled:  # every rank logs at the same iterations, so all reach this
+            stacked = distributed.mean_over_ranks(stacked)
+        self.sums, self.counts = {}, {}
+        record = {"step": trainer.step, "epoch": trainer.epoch, "time": time.time(), **dict(zip(keys, stacked.tolist())),
+                  **{f"lr/{n}": lr for n, lr in trainer.executor.learning_rates().items()}}
+        trainer.hook.unpaired_log(trainer=trainer, record=record)
+
+
+class JsonlLog:
+    """Appends each record to ``<run>/log.jsonl`` (one JSON object a line) and keeps it in
+    ``trainer.history`` (what ``fit()`` returns)."""
+
+    @hookimpl
+    def unpaired_log(self, trainer, record):
+        trainer.history.append(record)
+        if trainer.is_main:
+            with open(trainer.out_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class TensorBoardLog:
+    """Each record's values as TensorBoard scalars in ``<run>/tb`` (and sample grids as images)."""
+
+    def __init__(self):
+        self._writer = None
+
+    def writer(self, trainer) -> SummaryWriter:
+        if self._writer is None:
+            # hides the events a killed session wrote after the checkpoint this one starts from
+            self._writer = SummaryWriter(str(trainer.out_dir / "tb"), purge_step=trainer.session_start + 1)
+        return self._writer
+
+    @hookimpl
+    def unpaired_log(self, trainer, record):
+        if trainer.is_main:
+            for k, v in record.items():
+                if k not in ("step", "epoch", "time"):
+                    self.writer(trainer).add_scalar(k, v, record["step"])
+
+    @hookimpl
+    def unpaired_samples_saved(self, trainer, path, grid):
+        self.writer(trainer).add_image("samples", grid, trainer.step)
+
+    @hookimpl
+    def unpaired_train_end(self, trainer):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class ProgressPostfix:
+    """The latest loss means on the progress bar."""
+
+    @hookimpl
+    def unpaired_log(self, trainer, record):
+        if trainer.bar is not None:
+            shown = {k.split("/")[-1]: f"{v:.3f}" for k, v in record.items() if "/" in k and not k.startswith("lr/")}
+            trainer.bar.set_postfix(shown, refresh=False)

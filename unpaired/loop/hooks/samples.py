@@ -1,0 +1,32 @@
+"""Sample grids every ``train.sample_every`` iterations and at the end of training."""
+
+from __future__ import annotations
+
+from unpaired.plugin.hookspecs import hookimpl
+from unpaired.inference.grid import fixed_inputs, save_grid
+
+
+class SampleGrids:
+    """Writes ``<run>/samples/step_XXXXXXXX.png``: one row per image of the recipe's ``samples``,
+    one column per fixed test image. The images are read once, when the trainer is built, so a
+    missing or broken test split shows before training rather than at the first grid."""
+
+    def __init__(self, trainer):
+        self.inputs = {k: v.to(trainer.device) for k, v in fixed_inputs(trainer.data, 8).items()}
+
+    def save(self, trainer):
+        path = trainer.out_dir / "samples" / f"step_{trainer.step:08d}.png"
+        ex = trainer.executor
+        grid = save_grid(trainer.recipe, ex.graph, ex.fwd, self.inputs, path)
+        trainer.hook.unpaired_samples_saved(trainer=trainer, path=path, grid=grid)
+        return path
+
+    @hookimpl
+    def unpaired_after_step(self, trainer):
+        if trainer.step % trainer.recipe.train.sample_every == 0:
+            self.save(trainer)
+
+    @hookimpl
+    def unpaired_train_end(self, trainer, result):
+        if result.error is None:
+            self.save(trainer)

@@ -1,0 +1,456 @@
+"""The training loop: epochs over the data, resume, signals, and the training events.
+
+The loop drives an :class:`unpaired.executor.Executor` (which runs one iteration) over the
+recipe's data and fires the events of :mod:`unpaired.hookspecs` — after each iteration, at each
+epoch's end, around checkpoints, for evaluation and at the end. Logging, sample grids and the
+checkpoint cadence are handlers of those events (:mod:`unpaired.hooks`), like any plugin's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from unpaired.runs.rundir import checkpoint
+from unpaired.runtime import distributed
+from unpaired.runs import init_from, rundir
+from unpaired.loop import resume as resume_rules
+from unpaired.data.build import build_dataset, training_pairs
+from unpaired.data.pairs import EpochSampler, collate_pairs
+from unpaired.data.check import check_training_files
+from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
+from unpaired.engine.executor import Executor
+from unpaired.loop.hooks import CheckpointCadence, Evaluation, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids, TensorBoardLog, event_relay
+from unpaired.recipe.load import apply_overrides, from_yaml, to_yaml
+from unpaired.recipe.validate import check
+from unpaired.plugin.registry import Registry, default_registry
+from unpaired.engine.schedule import schedule_warning
+from unpaired.loop.timing import STEP, LoopTimer
+
+__all__ = ["FitResult", "Trainer", "TrainingDiverged"]
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        step, epoch: iterations and whole epochs done.
+        interrupted: the signal number that stopped training early (SIGINT, SIGTERM), or None.
+        history: every log record (``{"step", "epoch", "time", "<step>/<term>": mean loss,
+            "lr/<step>": lr, "eval/<metric>": value}``), also in ``out_dir/log.jsonl``.
+        out_dir: the run directory.
+        error: the error that stopped training, or None.
+    """
+
+    step: int
+    epoch: int
+    interrupted: int | None
+    history: list[dict] = field(default_factory=list)
+    out_dir: Path | None = None
+    error: str | None = None
+
+    @property
+    def losses(self) -> dict:
+        """The last loss record (empty before the first)."""
+        losses = [r for r in self.history if any("/" in k and not k.startswith(("lr/", "eval/")) for k in r)]
+        return losses[-1] if losses else {}
+
+
+def loader_workers(requested: int) -> int:
+    """``data.num_workers``, at most the CPUs this process may use (more workers than cores only
+    compete with the training step; torch warns, and may stall): a warning says when it is capped."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested > cpus:
+        warn(f"data.num_workers={requested}, but this process may use {cpus} CPU(s): loading with {cpus} worker(s) "
+             f"(set data.num_workers={cpus} or fewer to silence this).")
+    return min(requested, cpus)
+
+
+class Trainer:
+    """Train the networks of a recipe.
+
+    Args:
+        recipe: a recipe from :func:`unpaired.recipe.load_recipe` (validated here).
+        out_dir: run directory (default ``recipe.out_dir`` or ``runs/<name>``): recipe.yaml,
+            checkpoints/, samples/, tb/ (TensorBoard) and log.jsonl (logged losses) go there.
+        registry: component registry (default: the entry-point registry).
+        hooks: extra event handlers for this run (objects with ``@hookimpl`` methods, see
+            :mod:`unpaired.hookspecs`), besides the built-in ones and the registry's plugins.
+
+    Raises:
+        RecipeError: the recipe has problems (all listed), or asks for an unavailable device.
+        DataError: the dataset cannot be read, or training files fail the check of
+            :func:`unpaired.datacheck.check_training_files` (before any network is built).
+    """
+
+    def __init__(self, recipe: DictConfig, out_dir: str | Path | None = None, registry: Registry | None = None,
+                 hooks=()):
+        self.dist = distributed.setup()
+        # The data before the networks: a recipe mistake or a bad image file stops in seconds.
+        registry = (registry or default_registry()).for_recipe(check(recipe, registry or default_registry()))
+        self.data = build_dataset(recipe, registry)
+        self.pairs = training_pairs(self.data, recipe.seed)
+        check_training_files(self.pairs, recipe.data.on_bad_file)
+        self.executor = Executor(recipe, registry, dist=self.dist)
+        self.registry, self.recipe, self.device = self.executor.registry, self.executor.recipe, self.executor.device
+        self.out_dir = Path(out_dir or recipe.out_dir or f"runs/{recipe.name}")
+        self.sampler = EpochSampler(len(self.pairs), recipe.seed, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
+        self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
+        self.samples = 0  # samples this rank took in this session (for the timings' pairs/s)
+        self.session_start = 0  # the step this session's fit() started from (after a resume, not 0)
+        self.timer = LoopTimer()  # where this session's time goes (timer.table(), run.json "timings")
+        self.history: list[dict] = []  # the log records, also written to log.jsonl
+        self.bar = self.loader = None
+        self._stop_signal: int | None = None
+        self._saved_step = 0
+        self._evaluated_step = -1
+        handlers = [LossLog(), JsonlLog(), TensorBoardLog(), ProgressPostfix(), CheckpointCadence(), RunInfo()]
+        if recipe.eval.metrics and recipe.train.eval_every is not None:
+            handlers.append(Evaluation(self))
+        if recipe.train.report:
+            handlers.append(Report())
+        self.sample_grids = SampleGrids(self) if recipe.samples and self.is_main else None
+        if self.sample_grids:
+            handlers.append(self.sample_grids)
+        self.hook = event_relay(self.registry, [*handlers, *hooks], self.timer)
+
+    @property
+    def nets(self) -> dict:
+        """The networks by recipe name (the executor's)."""
+        return self.executor.nets
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files (rank 0, or the only process)."""
+        return self.dist.is_main
+
+    @property
+    def epoch_complete(self) -> bool:
+        """Whether this rank has taken every sample of the current epoch (its end is due)."""
+        return self.epoch_samples >= self.sampler.epoch_length
+
+    @property
+    def epoch_label(self) -> str:
+        """``epoch E/N`` as the progress bar counts: E is the epoch in progress (1-based), or the one
+        just finished; N is ``train.epochs``. (``epoch`` itself counts whole epochs done.)"""
+        return f"epoch {self.epoch + (self.epoch_samples > 0)}/{self.recipe.train.epochs}"
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Train until ``train.epochs`` (or ``train.max_steps``); return the steps done and the log.
+
+        SIGINT/SIGTERM finish the current iteration, write a checkpoint and stop (``interrupted``
+        in the result). Checkpoints go out every ``checkpoint_every`` iterations, at each epoch's
+        end and at the end.
+
+        A new run with ``init_from`` first loads its source's weights (:meth:`load_init_weights`).
+        A ``train.epochs`` that does not fit the LR schedule is warned about
+        (:func:`unpaired.schedule.schedule_warning`).
+
+        Raises:
+            DataError: a sample could not be read (a checkpoint of the work done is written first).
+            TrainingDiverged: losses stayed non-finite (names the last good checkpoint).
+            RecipeError: ``init_from`` names weights that are missing or do not fit.
+        """
+        tr = self.recipe.train
+        if self.recipe.init_from is not None and self.step == 0:  # a resumed run has its own weights
+            self.load_init_weights()
+        mismatch = schedule_warning(self.recipe, self.registry) if self.is_main else None
+        if mismatch:
+            warn(mismatch)
+        self._prepare_out_dir()
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        error = None
+        self.session_start = self.step
+        self.timer.start()
+        try:
+            self.hook.unpaired_train_start(trainer=self)
+            while self.epoch < tr.epochs and not self._done():
+                self._run_epoch()
+            self.save_checkpoint()
+            if self.executor.nonfinite_in_row and checkpoint.latest(self.out_dir, missing_ok=True) is None:
+                raise TrainingDiverged(f"training ended in a run of {self.executor.nonfinite_in_row} iteration(s) "
+                                       "with non-finite values (warnings above name the terms), so nothing was saved.")
+            if tr.eval_every is not None and self._stop_signal is None and self._evaluated_step != self.step:
+                self.evaluate()
+        except DataError as err:  # keep the work done so far, then say what to fix
+            error = err
+            saved = self.save_checkpoint()
+            reason = str(err).strip().splitlines()[-1]  # a worker's error carries its traceback
+            if saved is None and checkpoint.latest(self.out_dir, missing_ok=True) is None:  # nothing to resume
+                raise DataError(f"{reason} Training stopped before its first checkpoint: fix the data, then "
+                                "start again.") from err
+            where = f"a checkpoint at iteration {self.step} is in {saved.parent}" if saved else "no iteration was lost"
+            raise DataError(f"{reason} Training stopped; {where}: fix the data, then resume with "
+                            f"'unpaired train --resume {self.out_dir}'.") from err
+        except TrainingDiverged as err:
+            error = err
+            last = checkpoint.latest(self.out_dir, missing_ok=True)
+            advice = (f"The last good checkpoint is {last}; lower the learning rate or check the data, then resume "
+                      "from it." if last else "No checkpoint was written yet; lower the learning rate or check the "
+                      "data, then start again.")
+            raise TrainingDiverged(f"{err} {advice}") from err
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            result = FitResult(self.step, self.epoch, self._stop_signal, self.history, self.out_dir,
+                               None if error is None else f"{type(error).__name__}: {error}")
+            self.hook.unpaired_train_end(trainer=self, result=result)
+            self.timer.stop()
+        return result
+
+    def timing_table(self) -> str:
+        """Where this session's wall time went (:meth:`unpaired.timing.LoopTimer.table`): its
+        iterations, and training pairs per second over all ranks."""
+        return self.timer.table(self.step - self.session_start, self.samples * self.dist.world_size)
+
+    def _done(self) -> bool:
+        tr = self.recipe.train
+        return self._stop_signal is not None or (tr.max_steps is not None and self.step >= tr.max_steps)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+        tqdm.write(f"{signal.Signals(signum).name} received: stopping after this iteration and writing a checkpoint.")
+
+    def _run_epoch(self) -> None:
+        tr, data = self.recipe.train, self.recipe.data
+        self.sampler.set_epoch(self.epoch, start=self.epoch_samples)
+        if self.loader is None:  # one loader for the run: its workers live on from epoch to epoch
+            # its own generator: each pass draws a worker seed, which must not move torch's global RNG
+            workers = loader_workers(data.num_workers)
+            self.loader = DataLoader(self.pairs, batch_size=data.batch_size, sampler=self.sampler,
+                                     collate_fn=collate_pairs, num_workers=workers, persistent_workers=workers > 0,
+                                     pin_memory=self.device.type == "cuda", generator=torch.Generator())
+        loader = self.loader
+        # updated by hand after each step: a bar wrapping the loader misses the last one when max_steps breaks out
+        self.bar = tqdm(desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
+                        initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
+        try:
+            for batch in self.timer.iterate(loader):
+                with self.timer.section(STEP):
+                    losses = self.executor.train_step(batch, self.step)
+                self.step += 1
+                self.epoch_step += 1
+                self.epoch_samples += len(batch["real_A"])
+                self.samples += len(batch["real_A"])
+                self.bar.update()
+                self.hook.unpaired_after_step(trainer=self, losses=losses)
+                if self._done():
+                    break
+        finally:
+            self.bar.close()
+            self.bar = None
+        if not self.epoch_complete:  # stopped early: the epoch goes on after a resume
+            return
+        self.executor.end_epoch(self.epoch_step)  # this whole epoch's iterations, a resumed part included
+        self.epoch += 1
+        self.epoch_step = self.epoch_samples = 0
+        self.hook.unpaired_epoch_end(trainer=self, epoch=self.epoch)
+        if tr.eval_every is not None and self.epoch % tr.eval_every == 0:
+            self.evaluate()
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the ``unpaired_evaluate`` handlers now and log their metrics (``eval/<name>``)."""
+        self._evaluated_step = self.step
+        metrics: dict[str, float] = {}
+        for result in self.hook.unpaired_evaluate(trainer=self):
+            metrics.update(result or {})
+        if metrics:
+            record = {"step": self.step, "epoch": self.epoch, "time": time.time(),
+                      **{f"eval/{k}": float(v) for k, v in metrics.items()}}
+            self.hook.unpaired_log(trainer=self, record=record)
+        return metrics
+
+    # -- run directory and checkpoints ------------------------------------------------------------
+    def load_init_weights(self) -> None:
+        """Load the weights ``recipe.init_from`` names into their networks (on every rank, from the
+        same file), and record in the recipe the resolved checkpoint, the networks loaded and the
+        SHA-256 of its weights file (saved in recipe.yaml and in every checkpoint).
+
+        Raises:
+            RecipeError: no checkpoint there, another SHA-256 than recorded, or weights that are
+                missing or do not fit (see :func:`unpaired.init_from.init_weights`).
+        """
+        ckpt, sha, weights = init_from.init_weights(self.recipe, self.nets)
+        for name, state in weights.items():
+            self.nets[name].load_state_dict(state)
+        spec = self.recipe.init_from
+        spec.path, spec.networks, spec.sha256 = str(ckpt.resolve()), list(weights), sha
+
+    def _prepare_out_dir(self) -> None:
+        if not self.is_main:
+            return
+        existing = checkpoint.latest(self.out_dir, missing_ok=True) if self.out_dir.is_dir() else None
+        if existing is not None and self.step == 0:
+            raise CheckpointError(
+                f"{self.out_dir} already holds a run (latest checkpoint {existing.name}). Continue it with "
+                f"'unpaired train --resume {self.out_dir}', or pass another --out directory."
+            )
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / ".write-test"
+            probe.write_bytes(b"\0" * 1024 * 1024)
+            probe.unlink()
+            (self.out_dir / "recipe.yaml").write_text(to_yaml(self.recipe))
+            if self.step == 0:  # a run killed before its first checkpoint, trained again: its log goes
+                rundir.cut_log(self.out_dir / rundir.LOG, 0, self.out_dir / rundir.LOG)
+        except OSError as err:
+            raise CheckpointError(
+                f"{self.out_dir}: cannot write to the run directory ({err}). Free disk space, fix its "
+                "permissions, or pass another --out directory."
+            ) from err
+
+    def state_dict(self) -> dict:
+        """Everything but the weights that continuing exactly needs (safe for weights_only loading)."""
+        np_state = np.random.get_state()
+        return {
+            "counters": {"epoch": self.epoch, "step": self.step, "epoch_step": self.epoch_step,
+                         "epoch_samples": self.epoch_samples},
+            "executor": self.executor.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def _pools_by_rank(self) -> list[dict]:
+        """Every rank's image pools (each rank keeps its own), for rank 0's checkpoint."""
+        mine = {}
+        for name, pool in self.executor.pools.items():
+            state = pool.state_dict()
+            mine[name] = {**state, "images": [img.cpu() for img in state["images"]]}
+        return distributed.gather_objects(mine)
+
+    def load_state_dict(self, state: dict) -> None:
+        by_rank = state["executor"].get("pools_by_rank")
+        if by_rank is not None and len(by_rank) == self.dist.world_size:  # each rank resumes its own pools
+            state["executor"]["pools"] = by_rank[self.dist.rank]
+        c = state["counters"]
+        self.epoch, self.step, self.epoch_step, self.epoch_samples = c["epoch"], c["step"], c["epoch_step"], c["epoch_samples"]
+        self._saved_step = self.step  # this state is on disk already
+        self.executor.load_state_dict(state["executor"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:]))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save_checkpoint(self) -> Path | None:
+        """Write the current state as checkpoints/step_XXXXXXXX (rank 0 only); a failed write warns.
+
+        Skipped while the last iteration had non-finite values, so the latest checkpoint stays good.
+        """
+        if self.step == self._saved_step or self.executor.nonfinite_in_row:  # never save a diverging state
+            return None
+        self._saved_step = self.step
+        self.hook.unpaired_before_checkpoint(trainer=self)  # on every rank: e.g. the log means are reduced
+        pools = self._pools_by_rank() if self.dist.enabled else None  # a collective: every rank takes part
+        if not self.is_main:
+            return None
+        state = self.state_dict()
+        if pools is not None:
+            state["executor"]["pools_by_rank"] = pools
+        try:
+            with self.timer.section("checkpoint (write)"):
+                path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step),
+                                       self.executor.modules(), state, to_yaml(self.recipe),
+                                       self.recipe.train.keep_checkpoints)
+        except CheckpointError as err:
+            warn(f"{err} Training goes on.")
+            return None
+        self.hook.unpaired_checkpoint_saved(trainer=self, path=path)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides=(), registry: Registry | None = None, hooks=(),
+               out_dir: str | Path | None = None) -> "Trainer":
+        """A trainer restored from the latest checkpoint of ``run_dir`` (recipe, weights, state).
+
+        ``overrides`` (``key=value``) apply on top of the saved recipe from the first resumed
+        iteration: e.g. ``train.epochs=300``, an optimizer's ``lr`` or ``betas`` (set in the
+        restored optimizers), a schedule's args (the schedule is rebuilt at the restored epoch).
+        Changes a restored run cannot take (its networks, images, steps' networks: see
+        :func:`unpaired.resume_rules.fixed_changes`) are refused.
+
+        ``out_dir`` other than ``run_dir`` forks the run: ``out_dir`` starts as a copy of the
+        latest checkpoint and of the log up to it, and training goes on there; ``run_dir`` is
+        only read. With ``out_dir``, ``run_dir`` may also be one checkpoint of a run (e.g. an
+        earlier one, when the latest is damaged).
+
+        Raises:
+            CheckpointError: no checkpoint (a run stopped before its first one: says how to start
+                it again), a damaged or unsafe one (names an earlier checkpoint to fork from),
+                weights that do not fit the recipe, or an ``out_dir`` that already holds a run.
+            RecipeError: the run already reached its end (says which value to raise), or
+                overrides a restored run cannot take (names the keys).
+        """
+        run_dir = Path(run_dir)
+        is_ckpt = (run_dir / checkpoint.WEIGHTS).is_file()
+        if is_ckpt and (out_dir is None or Path(out_dir).resolve() == run_dir.parent.parent.resolve()):
+            raise CheckpointError(
+                f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), which "
+                "continues from the latest checkpoint, or continues from this one in a new directory (--out NEW_RUN)."
+            )
+        out_dir = Path(out_dir or run_dir)
+        fork = out_dir.resolve() != run_dir.resolve()
+        if fork and out_dir.is_dir() and checkpoint.latest(out_dir, missing_ok=True) is not None:
+            raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
+                                  "pass another --out.")
+        ckpt = checkpoint.latest(run_dir, missing_ok=True)
+        if ckpt is None and (run_dir / "recipe.yaml").is_file():
+            raise CheckpointError(f"{run_dir} stopped before its first checkpoint: there is nothing to resume. "
+                                  f"Train it again from the start: unpaired train {run_dir / 'recipe.yaml'} --out {run_dir}")
+        ckpt = ckpt or checkpoint.latest(run_dir)  # none: the error that says where it looked
+        try:
+            recipe_yaml, weights = checkpoint.load_weights(ckpt)
+            state = checkpoint.load_state(ckpt)
+        except CheckpointError as err:
+            earlier = sorted(p for p in ckpt.parent.glob("step_*") if p.name < ckpt.name) if not is_ckpt else []
+            if not earlier:
+                raise
+            raise CheckpointError(f"{err} An earlier checkpoint of the run may be intact: continue from it in a new "
+                                  f"directory with 'unpaired train --resume {earlier[-1]} --out NEW_RUN'.") from err
+        saved = from_yaml(recipe_yaml)
+        recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
+        fixed = resume_rules.fixed_changes(saved, recipe)
+        if fixed:
+            raise RecipeError(
+                f"cannot change {', '.join(fixed)} when resuming {run_dir}: a restored run keeps its networks, "
+                f"images and steps. Start a new run from its weights instead (init_from.path={run_dir})."
+            )
+        if fork and recipe.out_dir is not None:
+            recipe.out_dir = str(out_dir)
+        trainer = cls(recipe, out_dir=out_dir, registry=registry, hooks=hooks)
+        trainer.executor.load_weights(weights, str(ckpt))
+        trainer.load_state_dict(state)
+        trainer.executor.follow_recipe(saved)
+        tr = trainer.recipe.train
+        if trainer._done() or trainer.epoch >= tr.epochs:
+            raise RecipeError(
+                f"{run_dir} already reached its end ({trainer.epoch_label}, iteration {trainer.step}"
+                f"{'' if tr.max_steps is None else f' of train.max_steps={tr.max_steps}'}); to train longer, "
+                "resume with a larger train.epochs=N (or train.max_steps=N, or train.max_steps=null)."
+            )
+        if fork and trainer.is_main:
+            rundir.fork(ckpt, trainer.step, out_dir)
+        elif trainer.is_main:  # what a killed run logged after its last checkpoint is logged again
+            rundir.cut_log(out_dir / rundir.LOG, trainer.step, out_dir / rundir.LOG)
+        return trainer

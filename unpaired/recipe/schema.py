@@ -1,0 +1,166 @@
+"""The recipe schema: every key a recipe may set, with its type and default (OmegaConf structured
+configs). ``docs/recipes.md`` explains each section; :mod:`unpaired.recipe.load` merges files into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class NetworkSpec:
+    type: str = MISSING  # a generator or discriminator plugin name
+    # generator | discriminator; unset: a discriminator if an adversarial term judges with it
+    role: Optional[str] = None
+    args: Dict[str, Any] = field(default_factory=dict)
+    init: str = "normal"  # an init plugin name, or none (keep the plugin's own weights)
+    init_gain: float = 0.02
+
+
+@dataclass
+class ImageSpec:
+    net: Optional[str] = None  # network applied ...
+    input: Any = None  # ... to this image, or to these images (a list: net(a, b))
+    concat: Optional[List[str]] = None  # or: these images concatenated along channels
+
+
+@dataclass
+class LossTerm:
+    adversarial: Optional[str] = None  # an adversarial_loss plugin name, or
+    consistency: Optional[str] = None  # a consistency_loss plugin name
+    args: Dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    discriminator: Optional[str] = None  # adversarial: the discriminator network
+    real: Optional[str] = None  # adversarial, discriminator side: real image
+    fake: Optional[str] = None  # adversarial: generated image
+    pool: int = 0  # adversarial, discriminator side: image-pool size (0 = off)
+    input: Optional[str] = None  # consistency: compared image ...
+    target: Optional[str] = None  # ... and its target
+    network: Optional[str] = None  # a network the loss uses itself (e.g. PatchNCE: the generator's features)
+    share: Optional[str] = None  # use this other term's loss module (and its parameters) of the same step
+    side: Optional[str] = None  # adversarial: generator | discriminator; unset: discriminator if the step trains it
+
+
+@dataclass
+class OptimizerSpec:
+    type: str = "adam"
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepSpec:
+    networks: List[str] = MISSING
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    losses: Dict[str, Optional[LossTerm]] = field(default_factory=dict)
+    every: int = 1  # run on every k-th iteration only (e.g. a generator step every 5 critic steps)
+    repeat: int = 1  # run k times per iteration on the same batch
+
+
+@dataclass
+class DataSpec:
+    dataset: str = MISSING
+    args: Dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1
+    num_workers: int = 2
+    on_bad_file: str = "error"  # an unreadable training image stops training before it starts; "skip" drops it
+
+
+@dataclass
+class SchedulerSpec:
+    type: str = "constant"
+    args: Dict[str, Any] = field(default_factory=dict)
+    interval: str = "epoch"  # step the schedule after each epoch, or after each iteration
+
+
+@dataclass
+class TrainSpec:
+    epochs: int = 200
+    max_steps: Optional[int] = None  # stop after this many iterations (all epochs counted)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where the device computes it natively)
+    channels_last: bool = False
+    compile: bool = False
+    # one call for several passes of a network at the same depth (a generator's fake and identity
+    # images), for networks that declare ``per_sample = True``: faster for small images and batches
+    # (the fashion demo), slower at 256x256 (docs/performance.md)
+    batch_passes: bool = False
+    deterministic: bool = False
+    log_every: int = 50  # iterations between loss logs (the only host syncs for logging)
+    sample_every: int = 500  # iterations between sample grids (and at the end)
+    checkpoint_every: int = 1000  # iterations between checkpoints (and at each epoch's end)
+    eval_every: Optional[int] = None  # epochs between evaluations (the eval section, unpaired_evaluate hooks), and at the end
+    keep_checkpoints: int = 3
+    report: bool = True  # write report.html (losses, samples, metrics) at the end of training
+    nan_guard: bool = True
+    max_nonfinite: int = 5  # non-finite iterations in a row before training stops
+
+
+@dataclass
+class PluginSpec:
+    type: str = MISSING  # a plugin name of the entry's kind
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricSpec:
+    type: Optional[str] = None  # a metric plugin; unset: the entry's own name (fid: {} is the fid metric)
+    args: Dict[str, Any] = field(default_factory=dict)
+    directions: List[str] = field(default_factory=list)  # only these directions (unset: all)
+
+
+@dataclass
+class EvalSpec:
+    # Entries set to null are deleted. Empty: the recipe asks for no evaluation.
+    metrics: Dict[str, Optional[MetricSpec]] = field(default_factory=dict)
+    features: Optional[PluginSpec] = None  # a feature_extractor: the space of FID/KID and diversity
+    classifier: Optional[PluginSpec] = None  # a classifier judging translations (torchscript: a file)
+    classes: Dict[str, Any] = field(default_factory=dict)  # domain (A, B) -> its class, by name or index
+    split: str = "test"
+    num_images: Optional[int] = None  # the first N images of each domain's split (unset: all)
+    batch_size: int = 50
+    best: Optional[str] = None  # keep checkpoints/best by this metric: <direction>/<key>, or <key> (mean over directions)
+    directions: List[str] = field(default_factory=list)  # unset: every inference direction named <X>to<Y>
+
+
+@dataclass
+class InitFromSpec:
+    # A new run's networks start from another run's weights (docs/training.md, unpaired/runs.py).
+    path: str = MISSING  # a run directory (its latest checkpoint) or a checkpoint directory
+    networks: List[str] = field(default_factory=list)  # these networks only (unset: every network of the recipe)
+    sha256: Optional[str] = None  # the weights file's SHA-256: recorded by training; when set, checked
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    base: Optional[str] = None
+    plugins: List[str] = field(default_factory=list)  # extra plugin modules to register
+    plugin_dirs: List[str] = field(default_factory=list)  # where they are imported from (the recipe files' folders)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out_dir: Optional[str] = None  # default runs/<name>
+    data: DataSpec = field(default_factory=DataSpec)
+    # Entries set to null (e.g. from the command line) are deleted after merging.
+    networks: Dict[str, Optional[NetworkSpec]] = field(default_factory=dict)
+    images: Dict[str, Optional[ImageSpec]] = field(default_factory=dict)
+    steps: Dict[str, Optional[StepSpec]] = field(default_factory=dict)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    samples: List[str] = field(default_factory=list)  # image names shown in sample grids
+    # direction -> a generator, a chain of networks [E, D], or an image of the graph (made from one data image)
+    inference: Dict[str, Any] = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    init_from: Optional[InitFromSpec] = None  # start a new run's networks from another run's weights
+
+
+#: Keys whose value is a mapping ("*": every entry), checked before merging so that a wrong shape is
+#: named by its key rather than failing deep inside the merge; and the keys that are lists.
+MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "steps",
+            "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.losses", "steps.*.losses.*", "train",
+            "train.scheduler", "train.scheduler.args", "eval", "eval.metrics", "eval.metrics.*", "eval.features",
+            "eval.classifier", "eval.classes", "inference", "init_from")
+
+
+LISTS = ("plugins", "samples")

@@ -1,0 +1,247 @@
+"""Ablations: variants of one recipe trained with the same seed, data and budget, each evaluated,
+then one table (Markdown + JSON, a row per variant) and one figure (a row per variant, the same
+test inputs in both directions, as Figure 7 of Zhu et al., ICCV 2017).
+
+A variant is ``full`` (the base recipe itself) or a recipe file whose own keys are applied to the
+base: ``ablations/gan-alone`` deletes the cycle terms of whatever recipe it is applied to, so the
+paper's ablation runs on any task. Each variant trains in ``<out>/<variant>/``; running the same
+command again skips the variants that finished and resumes one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchvision.transforms.v2.functional import to_pil_image
+from torchvision.utils import make_grid
+
+from unpaired.runs import checkpoint
+from unpaired.runs.checkpoint import atomic_write_text
+from unpaired.errors import RecipeError
+from unpaired.domains import DIRECTION
+from unpaired.evaluation.result import EvalResult
+from unpaired.evaluation.entry import evaluate_run
+from unpaired.evaluation.evaluator import require_metrics
+from unpaired.inference.translator import Translator
+from unpaired.evaluation.metrics import ARROWS
+from unpaired.recipe.load import _read, find_recipe, load_recipe
+from unpaired.plugin.registry import Registry, closest
+from unpaired.loop.trainer import Trainer
+
+__all__ = ["AblationResult", "PAPER_VARIANTS", "resolve_variant", "run_ablation", "variant_recipe"]
+
+#: The CycleGAN paper's loss ablation (section 5.1.4, Tables 4-5, Figure 7).
+PAPER_VARIANTS = ("full", "ablations/cycle-alone", "ablations/gan-alone", "ablations/gan-forward-cycle",
+                  "ablations/gan-backward-cycle")
+
+
+def variant_name(variant: str) -> str:
+    """``ablations/gan-alone`` -> ``gan-alone`` (the run folder and the table row)."""
+    return Path(variant).stem if variant != "full" else "full"
+
+
+def resolve_variant(variant: str) -> str:
+    """``variant`` itself when it is ``full`` or names a recipe file or built-in recipe; a paper
+    variant's bare name gives its built-in recipe (``gan-alone`` -> ``ablations/gan-alone``).
+
+    Raises:
+        RecipeError: none of these, with the paper's variants listed.
+    """
+    if variant == "full":
+        return variant
+    try:
+        find_recipe(variant)
+        return variant
+    except RecipeError:
+        paper = {variant_name(v): v for v in PAPER_VARIANTS}
+        if variant in paper:
+            return paper[variant]
+        raise RecipeError(f"variant '{variant}': no such recipe file or built-in recipe.{closest(variant, paper)} "
+                          f"The paper's variants: {', '.join(paper)}.") from None
+
+
+def variant_recipe(base: str, variant: str, overrides=()) -> DictConfig:
+    """The base recipe with ``overrides`` (the shared budget), then a variant's own keys applied
+    (its ``base:`` ignored): a variant that deletes a network also drops what the overrides set on it.
+
+    Raises:
+        RecipeError: unknown base or variant recipe, or a variant that does not fit the base.
+    """
+    recipe = load_recipe(base, overrides)
+    variant = resolve_variant(variant)
+    if variant == "full":
+        return recipe
+    path = find_recipe(variant).resolve()
+    patch = _read(path)
+    patch.pop("base", None)
+    patch.name = f"{recipe.name}-{variant_name(variant)}"
+    try:
+        return load_recipe(OmegaConf.merge(OmegaConf.to_container(recipe), patch), base_dir=path.parent)
+    except RecipeError as err:
+        raise RecipeError(f"variant {variant} applied to {base}: {err}") from err
+
+
+@dataclass
+class AblationResult:
+    """What :func:`run_ablation` returns: the per-variant evaluations (None for a variant not
+    reached because training was interrupted), the table and figure paths, and the signal that
+    interrupted it (None when every variant finished)."""
+
+    results: dict[str, EvalResult | None]
+    table: Path
+    figure: Path | None
+    interrupted: int | None = None
+
+
+def _status(run: Path) -> str | None:
+    try:
+        return json.loads((run / "run.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _train(recipe: DictConfig, run: Path, registry: Registry | None, label: str) -> int | None:
+    """Train (or resume) one variant; returns the signal that interrupted it, if any."""
+    status = _status(run)
+    if status == "completed":
+        print(f"{label}: finished before, not retrained ({run})")
+        return None
+    if checkpoint.latest(run, missing_ok=True) is not None:
+        print(f"{label}: resuming {run} ({status or 'stopped'})")
+        trainer = Trainer.resume(run, registry=registry)
+    else:
+        print(f"{label}: training into {run}")
+        trainer = Trainer(recipe, out_dir=run, registry=registry)
+    return trainer.fit().interrupted
+
+
+def _scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
+    """A variant's evaluation at its last checkpoint: the one its training wrote there (same
+    recipe, same images), else a new one."""
+    saved = run / "eval" / checkpoint.latest(run).name / "metrics.json"
+    if saved.is_file():
+        return EvalResult.read(saved)
+    return evaluate_run(run, device=device, registry=registry)[0]
+
+
+def _check_same_ablation(out: Path, config: dict) -> None:
+    """An output folder holds one ablation: the same base, variants and overrides when resumed."""
+    path = out / "ablation.yaml"
+    if path.is_file():
+        before = OmegaConf.to_container(OmegaConf.load(path))
+        if before != config:
+            raise RecipeError(f"{out} holds another ablation ({path}: {before}); resume it with the same "
+                              "base, variants and overrides, or choose another --out.")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(config)))
+
+
+def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/ablation", overrides=(),
+                 metrics: list[str] | None = None, images: int = 6, registry: Registry | None = None,
+                 device: str = "auto") -> AblationResult:
+    """Train and evaluate every variant, then write ``<out>/ablation.{md,json}`` and ``ablation.png``.
+
+    Args:
+        base: the task's recipe (file or built-in name); it needs an ``eval`` section.
+        variants: ``full``, the paper's variants by name (``gan-alone`` or ``ablations/gan-alone``)
+            and/or recipe files whose keys are applied to ``base``.
+        out: the ablation's folder; one run directory per variant inside.
+        overrides: ``key=value`` for every variant (the shared budget, e.g. ``train.epochs=4``).
+        metrics: output keys shown in the Markdown table (all rankable keys by default); the JSON
+            has every value.
+        images: test inputs per direction in the figure.
+
+    Returns:
+        The evaluations, the table and figure paths; ``interrupted`` is set when SIGINT/SIGTERM
+        stopped a variant (its checkpoint is kept; the same call resumes it).
+
+    Raises:
+        RecipeError: a bad variant, a base without eval metrics, or ``out`` holding another ablation.
+    """
+    out = Path(out)
+    variants = [resolve_variant(v) for v in variants]
+    recipes = {variant_name(v): variant_recipe(base, v, overrides) for v in variants}
+    if len(recipes) != len(variants):
+        raise RecipeError(f"variants must have distinct names, got {list(variants)}.")
+    require_metrics(next(iter(recipes.values())), str(base))
+    _check_same_ablation(out, {"base": str(base), "variants": list(variants), "overrides": list(overrides)})
+    results: dict[str, EvalResult | None] = dict.fromkeys(recipes)
+    for i, (name, recipe) in enumerate(recipes.items(), 1):
+        label = f"[{i}/{len(recipes)}] {name}"
+        stopped = _train(recipe, out / name, registry, label)
+        if stopped:
+            print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
+            return AblationResult(results, _write_table(out, results, metrics, ""), None, stopped)
+        results[name] = _scores(out / name, device, registry)
+    figure, caption = _write_figure(out, recipes, images, device)
+    return AblationResult(results, _write_table(out, results, metrics, caption), figure)
+
+
+def _write_table(out: Path, results: dict[str, EvalResult | None], keys: list[str] | None, caption: str) -> Path:
+    done = {n: r for n, r in results.items() if r is not None}
+    better = {k: v for r in done.values() for k, v in r.better.items()}
+    directions = list(dict.fromkeys(d for r in done.values() for d in r.metrics))
+    keys = keys or list(better)
+    columns = [(d, k) for d in directions for k in keys if any(k in r.metrics.get(d, {}) for r in done.values())]
+    heads = [f"{d} {k}" + (f" {ARROWS[better[k]]}" if k in better else "") for d, k in columns] or [""]
+    lines = ["| variant | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for name, r in results.items():
+        cells = ["(not run yet)"] + [""] * (len(heads) - 1) if r is None else [
+            f"{r.metrics[d][k]:.4g}" if k in r.metrics.get(d, {}) else "—" for d, k in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n" + (f"\n{caption}\n" if caption else ""))
+    payload = {n: None if r is None else {"metrics": r.metrics, "protocol": r.protocol} for n, r in results.items()}
+    atomic_write_text(out / "ablation.json", json.dumps({"better": better, "variants": payload}, indent=2) + "\n")
+    return out / "ablation.md"
+
+
+@torch.no_grad()
+def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device: str) -> tuple[Path, str]:
+    """Rows: the inputs, then one row per variant; columns: ``count`` test images of each source
+    domain, translated by each variant (AtoB inputs first, then BtoA)."""
+    from unpaired.data.build import build_dataset
+    from unpaired.plugin.registry import default_registry
+
+    first = next(iter(recipes.values()))
+    data = build_dataset(first, default_registry().for_recipe(first))
+    directions = [d for d in first.inference if DIRECTION.fullmatch(d)]
+    domains = {d: data.domain(d[0], first.eval.split) for d in directions}
+    count = min(count, *(len(ds) for ds in domains.values()))
+    inputs = {d: torch.stack([ds[i][0] for i in range(count)]) for d, ds in domains.items()}
+    rows = [torch.cat([inputs[d] for d in directions])]
+    for name in recipes:
+        rows.append(torch.cat([Translator(out / name, d, device)(inputs[d]) for d in directions]))
+    grid = torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+    scale = max(1, -(-64 // grid.shape[-1]))
+    if scale > 1:
+        grid = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="nearest")
+    path = out / "ablation.png"
+    sheet = make_grid(grid, nrow=len(rows[0]), normalize=True, value_range=(-1, 1), pad_value=1.0)
+    _labelled(sheet, ["input", *recipes], rows=len(rows)).save(path)
+    caption = (f"Figure {path.name}: rows = the test inputs, then {', '.join(recipes)}; columns = "
+               + ", then ".join(f"{count} {d} translations" for d in directions) + ".")
+    return path, caption
+
+
+#: Width in pixels of the figure's label column.
+LABEL_WIDTH = 150
+
+
+def _labelled(sheet: torch.Tensor, labels: list[str], rows: int):
+    """The grid (3, H, W) in [0, 1] as a PIL image with a white column of row labels on its left."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = to_pil_image(sheet)
+    page = Image.new("RGB", (LABEL_WIDTH + grid.width, grid.height), "white")
+    page.paste(grid, (LABEL_WIDTH, 0))
+    draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=15)
+    row_height = grid.height / rows
+    for i, label in enumerate(labels):
+        draw.text((LABEL_WIDTH - 8, (i + 0.5) * row_height), label, fill="black", font=font, anchor="rm")
+    return page
