@@ -45,7 +45,7 @@ class PairedL1:
 
     @hookimpl
     def unpaired_epoch_end(self, trainer, epoch):
-        trainer.history.append({"epoch": epoch, "step": trainer.step, "test_l1": self.l1(trainer)})
+        trainer.history.append({"epoch": epoch, "step": trainer.iteration, "test_l1": self.l1(trainer)})
         print(f"epoch {epoch}: test L1 {trainer.history[-1]['test_l1']:.4f}", flush=True)
 
 

@@ -8,7 +8,7 @@ to a temporary directory unless ``--out`` keeps it.
 
     .venv/bin/python benchmarks/train_loop.py cyclegan-fashion --epochs 2
     .venv/bin/python benchmarks/train_loop.py cyclegan-fashion train.compile=true --epochs 2
-    .venv/bin/python benchmarks/train_loop.py cyclegan data.args.root=datasets/horse2zebra train.max_steps=50
+    .venv/bin/python benchmarks/train_loop.py cyclegan data.args.root=datasets/horse2zebra train.max_iterations=50
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     summary = trainer.timer.summary()
     if args.json:
         args.json.write_text(json.dumps({"recipe": trainer.recipe.name, "overrides": overrides, "build_s": build_s,
-                                         "iterations": result.step, "pairs": trainer.samples, "timings": summary},
+                                         "iterations": result.iteration, "pairs": trainer.samples, "timings": summary},
                                         indent=2))
     return summary
 

@@ -181,7 +181,7 @@ def count_flops(recipe, tmp: Path) -> int:
     trainer = make_executor(recipe, "fp32")
     batch = synthetic_batch(trainer)
     with FlopCounterMode(display=False) as counter:
-        trainer.train_step(batch)
+        trainer.run_iteration(batch)
     return counter.get_total_flops()
 
 
@@ -203,7 +203,7 @@ def iteration_times(executor: Executor, batch: dict, iters: int, dev: torch.devi
     times = []
     for _ in range(iters):
         start = time.perf_counter()
-        executor.train_step(batch)
+        executor.run_iteration(batch)
         sync(dev)
         times.append(time.perf_counter() - start)
     return times

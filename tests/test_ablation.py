@@ -20,7 +20,7 @@ from unpaired.plugin.registry import Registry
 from conftest import TINY
 
 #: The demo task at toy size with a quick evaluation; the shared budget of every variant.
-BUDGET = [*TINY, "train.max_steps=2", "eval.num_images=8", "eval.metrics.kid=null"]
+BUDGET = [*TINY, "train.max_iterations=2", "eval.num_images=8", "eval.metrics.kid=null"]
 
 
 def terms(executor):
@@ -76,7 +76,7 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     saved = json.loads((out / "ablation.json").read_text())
     assert set(saved["variants"]) == {"full", "gan-alone"}
     # each variant's scores are the evaluation its training wrote at its last checkpoint
-    trained = json.loads((out / "full" / "eval" / "step_00000002" / "metrics.json").read_text())
+    trained = json.loads((out / "full" / "eval" / "iter_00000002" / "metrics.json").read_text())
     assert saved["variants"]["full"]["metrics"] == trained["metrics"]
     assert saved["variants"]["gan-alone"]["metrics"]["AtoB"]["target_accuracy"] >= 0
     figure = read_image(str(out / "ablation.png"))
@@ -98,7 +98,7 @@ class StopAtFirstStep:
 
     @hookimpl
     def unpaired_after_step(self, trainer):
-        if trainer.step == 1:
+        if trainer.iteration == 1:
             trainer._on_signal(signal.SIGINT, None)
 
 
@@ -113,10 +113,10 @@ def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
     assert first.interrupted == signal.SIGINT and first.figure is None
     assert first.results == {"cycle-alone": None, "full": None}
     assert "(not run yet)" in (out / "ablation.md").read_text()
-    assert json.loads((out / "cycle-alone" / "run.json").read_text())["step"] == 1
+    assert json.loads((out / "cycle-alone" / "run.json").read_text())["iteration"] == 1
 
     second = run_ablation("cyclegan-fashion", variants, out, BUDGET, images=2, device="cpu")
     assert second.interrupted is None and all(second.results.values())
     cycle_run = json.loads((out / "cycle-alone" / "run.json").read_text())
-    assert cycle_run["sessions"] == 2 and cycle_run["step"] == 2  # resumed at iteration 1, not restarted
+    assert cycle_run["sessions"] == 2 and cycle_run["iteration"] == 2  # resumed at iteration 1, not restarted
     assert "cycle_l1" in second.results["cycle-alone"].metrics["AtoB"]

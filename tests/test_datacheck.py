@@ -206,10 +206,10 @@ def test_training_stops_before_any_network_is_built(tmp_path, root_with_bad_jpeg
 
 def test_on_bad_file_skip_trains_without_it_and_lists_it(tmp_path, root_with_bad_jpeg, capsys):
     root, bad = root_with_bad_jpeg
-    trainer = Trainer(_folder_recipe(tmp_path, root, "data.on_bad_file=skip", "train.max_steps=2"))
+    trainer = Trainer(_folder_recipe(tmp_path, root, "data.on_bad_file=skip", "train.max_iterations=2"))
     assert f"skipped 1 unreadable training image(s):\n  - {bad}: truncated JPEG" in capsys.readouterr().err
     assert len(trainer.pairs) == 3 and bad not in trainer.pairs.a.files
-    assert trainer.fit().step == 2
+    assert trainer.fit().iteration == 2
 
 
 def test_on_bad_file_value_is_checked(tmp_path, root_with_bad_jpeg):

@@ -26,7 +26,7 @@ SAME = [*TINY, "steps.discriminators.losses.D_A.pool=0", "steps.discriminators.l
         # runs differ by float rounding only, ~1e-8), the logged losses at both. Later, rounding
         # differences grow chaotically in freshly initialised GANs, by how much depends on the CPU's
         # kernels (2e-5 after the second step on one machine, 1e-8 on another).
-        "train.max_steps=2", "train.log_every=1", "train.checkpoint_every=1", "train.keep_checkpoints=2",
+        "train.max_iterations=2", "train.log_every=1", "train.checkpoint_every=1", "train.keep_checkpoints=2",
         *(f"steps.{s}.optimizer.{k}" for s in ("generators", "discriminators")
           for k in ("type=sgd", "args.lr=0.002", "args.betas=null"))]
 
@@ -42,8 +42,8 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
     run([sys.executable, "-m", "unpaired.cli", "train", "cyclegan-fashion", *SAME, "data.batch_size=4", "--out", str(one)])
     run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "unpaired.cli", "train", "cyclegan-fashion",
          *SAME, "data.batch_size=2", "--out", str(two)])
-    a = load_file(str(one / "checkpoints/step_00000001" / checkpoint.WEIGHTS))
-    b = load_file(str(two / "checkpoints/step_00000001" / checkpoint.WEIGHTS))
+    a = load_file(str(one / "checkpoints/iter_00000001" / checkpoint.WEIGHTS))
+    b = load_file(str(two / "checkpoints/iter_00000001" / checkpoint.WEIGHTS))
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-6, worst
@@ -60,8 +60,8 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
             if "/" in key and not key.startswith("lr/"):
                 assert abs(ra[key] - rb[key]) < 1e-4, (key, ra[key], rb[key])
     # Only rank 0 wrote: one set of checkpoint directories, one log.
-    assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step_")) == [
-        "step_00000001", "step_00000002"]
+    assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("iter_")) == [
+        "iter_00000001", "iter_00000002"]
 
 
 def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_path):
@@ -71,9 +71,9 @@ def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_p
               "steps.discriminators.losses.D_A.pool=2", "steps.discriminators.losses.D_B.pool=2"]  # full from step 1
     ddp = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "unpaired.cli", "train"]
     full, part = tmp_path / "full", tmp_path / "part"
-    run([*ddp, "cyclegan-fashion", *common, "train.max_steps=6", "--out", str(full)])
-    run([*ddp, "cyclegan-fashion", *common, "train.max_steps=3", "--out", str(part)])
-    run([*ddp, "--resume", str(part), "train.max_steps=6"])
-    a = load_file(str(full / "checkpoints/step_00000006" / checkpoint.WEIGHTS))
-    b = load_file(str(part / "checkpoints/step_00000006" / checkpoint.WEIGHTS))
+    run([*ddp, "cyclegan-fashion", *common, "train.max_iterations=6", "--out", str(full)])
+    run([*ddp, "cyclegan-fashion", *common, "train.max_iterations=3", "--out", str(part)])
+    run([*ddp, "--resume", str(part), "train.max_iterations=6"])
+    a = load_file(str(full / "checkpoints/iter_00000006" / checkpoint.WEIGHTS))
+    b = load_file(str(part / "checkpoints/iter_00000006" / checkpoint.WEIGHTS))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -67,7 +67,7 @@ def commands(body: str) -> list[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("docs-workspace")
-    Trainer(load_recipe("cyclegan-fashion", [*TINY, "train.max_steps=2", "train.eval_every=2",  # evaluated, best kept
+    Trainer(load_recipe("cyclegan-fashion", [*TINY, "train.max_iterations=2", "train.eval_every=2",  # evaluated, best kept
                                              f"out_dir={root / 'runs/mine'}"])).fit()
     write_images(root / "photos", 2, channels=1, size=28)
     for i, sub in enumerate(("trainA", "trainB", "testA", "testB")):
@@ -89,7 +89,7 @@ def run_command(cmd: str) -> None:
     assert cmd.startswith("unpaired "), f"a documented command this test does not know how to run: {cmd!r}"
     args = shlex.split(cmd)[1:]
     if args[0] == "train" and "--resume" in args:
-        args += ["train.max_steps=3"]  # one iteration more than the workspace's run
+        args += ["train.max_iterations=3"]  # one iteration more than the workspace's run
     elif args[0] == "train":
         if "--out" in args:
             i = args.index("--out")

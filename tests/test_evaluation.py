@@ -45,13 +45,13 @@ def test_known_translations_get_known_scores(tiny_recipe):
     ev = Evaluator(tiny_recipe(*EVAL), device="cpu")
     a, b = ev.images["A"], ev.images["B"]
     assert a.shape == b.shape == (16, 1, 28, 28)
-    perfect = ev({"G_AB": Lookup(a, b), "G_BA": Lookup(b, a)}, {"step": 7})
+    perfect = ev({"G_AB": Lookup(a, b), "G_BA": Lookup(b, a)}, {"iteration": 7})
     for d, real in (("AtoB", b), ("BtoA", a)):
         m = perfect.metrics[d]
         assert m["fid"] == pytest.approx(0, abs=1e-3) and m["diversity"] == pytest.approx(1.0)
         assert m["target_accuracy"] == m["real_target_accuracy"] >= 0.85  # the judge on real boots / sneakers
         assert m["cycle_l1"] == 0 and m["cycle_ssim"] == pytest.approx(1.0, abs=1e-5)  # Lookup back inverts Lookup
-    assert perfect.protocol["step"] == 7 and perfect.protocol["images"] == {"A": 16, "B": 16}
+    assert perfect.protocol["iteration"] == 7 and perfect.protocol["images"] == {"A": 16, "B": 16}
     assert len(perfect.protocol["features"]["sha256"]) == 64 and perfect.protocol["classes"] == {"A": 7, "B": 9}
 
     same = ev({"G_AB": nn.Identity(), "G_BA": nn.Identity()})  # sneakers stay sneakers
@@ -100,17 +100,17 @@ def test_evaluation_during_training_keeps_the_best_checkpoint(tiny_recipe, tmp_p
                          "eval.metrics.scripted={}", "eval.best=AtoB/score", "eval.num_images=4", "eval.directions=[AtoB]")
     trainer = Trainer(recipe, registry=scripted_registry())
     result = trainer.fit()
-    evals = [(r["step"], r["eval/AtoB/score"]) for r in result.history if "eval/AtoB/score" in r]
+    evals = [(r["iteration"], r["eval/AtoB/score"]) for r in result.history if "eval/AtoB/score" in r]
     assert evals == [(8, 0.2), (16, 0.9), (24, 0.5)]  # each epoch's end; the end is not evaluated twice
     run = tmp_path / "run"
     best = json.loads((run / "checkpoints" / "best" / "eval.json").read_text())
-    assert (best["metric"], best["value"], best["step"], best["epoch"]) == ("AtoB/score", 0.9, 16, 2)
-    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000024"  # best is a side copy
+    assert (best["metric"], best["value"], best["iteration"], best["epoch"]) == ("AtoB/score", 0.9, 16, 2)
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_00000024"  # best is a side copy
     from safetensors.torch import load_file
 
-    best_w, kept_w = load_file(run / "checkpoints" / "best" / "weights.safetensors"), load_file(run / "checkpoints" / "step_00000016" / "weights.safetensors")
+    best_w, kept_w = load_file(run / "checkpoints" / "best" / "weights.safetensors"), load_file(run / "checkpoints" / "iter_00000016" / "weights.safetensors")
     assert all(torch.equal(best_w[k], kept_w[k]) for k in kept_w)  # the networks of the best epoch
-    final = json.loads((run / "eval" / "step_00000024" / "metrics.json").read_text())
+    final = json.loads((run / "eval" / "iter_00000024" / "metrics.json").read_text())
     assert final["metrics"]["AtoB"]["score"] == 0.5 and final["protocol"]["epoch"] == 3
 
     # resumed for one more epoch: 0.7 does not beat the 0.9 kept on disk
@@ -123,14 +123,14 @@ def test_evaluation_during_training_keeps_the_best_checkpoint(tiny_recipe, tmp_p
 
 
 def test_unpaired_evaluate_on_a_run_and_on_folders(tiny_recipe, tmp_path, capsys):
-    Trainer(tiny_recipe("train.max_steps=2", *EVAL)).fit()
+    Trainer(tiny_recipe("train.max_iterations=2", *EVAL)).fit()
     run = tmp_path / "run"
     assert main(["evaluate", str(run)]) == 0
     printed = capsys.readouterr().out
     assert "| target_accuracy ↑ |" in printed and "| fid ↓ |" in printed
-    saved = json.loads((run / "eval" / "step_00000002" / "metrics.json").read_text())
-    assert saved["protocol"]["images"] == {"A": 16, "B": 16} and saved["protocol"]["step"] == 2
-    assert set(saved["metrics"]) == {"AtoB", "BtoA"} and (run / "eval" / "step_00000002" / "metrics.md").is_file()
+    saved = json.loads((run / "eval" / "iter_00000002" / "metrics.json").read_text())
+    assert saved["protocol"]["images"] == {"A": 16, "B": 16} and saved["protocol"]["iteration"] == 2
+    assert set(saved["metrics"]) == {"AtoB", "BtoA"} and (run / "eval" / "iter_00000002" / "metrics.md").is_file()
 
     # folders: translations scored against real images, paired by file name
     fake, real = tmp_path / "fake", tmp_path / "real"
@@ -162,7 +162,7 @@ def test_evaluation_errors_name_the_key_and_the_fix(tiny_recipe, tmp_path, monke
     with pytest.raises(RecipeError, match=r"bad.pth is not weights-inception.*SHA-256"):
         Evaluator(tiny_recipe(*EVAL, "eval.features.type=inception", f"eval.features.args.weights={bad}"))
     no_metrics = [f"eval.metrics.{m}=null" for m in ("classifier", "fid", "kid", "diversity", "cycle", "identity")]
-    Trainer(tiny_recipe("train.max_steps=1", *no_metrics)).fit()
+    Trainer(tiny_recipe("train.max_iterations=1", *no_metrics)).fit()
     assert main(["evaluate", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "names no metrics (eval.metrics is empty)" in err and "'eval.metrics.cycle={} " in err
@@ -230,11 +230,11 @@ def test_a_metric_that_cannot_run_is_a_note_not_a_lost_run(tiny_recipe, tmp_path
     plugin.unpaired_components = hookimpl(lambda: [Component("metric", "fails", Fails)])
     reg = Registry()
     reg.register_plugin(plugin)
-    recipe = tiny_recipe("train.max_steps=3", "train.eval_every=1", "eval.metrics.fails={}", "eval.best=never",
+    recipe = tiny_recipe("train.max_iterations=3", "train.eval_every=1", "eval.metrics.fails={}", "eval.best=never",
                          "eval.num_images=4", *EVAL[:1], *EVAL[6:10])
     result = Trainer(recipe, registry=reg).fit()
     assert result.error is None
-    saved = json.loads((tmp_path / "run" / "eval" / "step_00000003" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "run" / "eval" / "iter_00000003" / "metrics.json").read_text())
     assert saved["skipped"]["AtoB"]["fails"] == "failed: needs at least 2 images"
     assert "target_accuracy" in saved["metrics"]["AtoB"]
     assert any("eval.num_images: must be at least 2" in p for p in __import__("unpaired").check_recipe(
@@ -259,13 +259,13 @@ def test_folder_mode_takes_overrides_and_checks_pairs(tmp_path, capsys):
 
 
 def test_evaluations_with_overrides_never_replace_the_runs_own(tiny_recipe, tmp_path):
-    Trainer(tiny_recipe("train.max_steps=2", "train.eval_every=1", *EVAL)).fit()
-    own = tmp_path / "run" / "eval" / "step_00000002" / "metrics.json"
+    Trainer(tiny_recipe("train.max_iterations=2", "train.eval_every=1", *EVAL)).fit()
+    own = tmp_path / "run" / "eval" / "iter_00000002" / "metrics.json"
     before = own.read_text()
     assert main(["evaluate", str(tmp_path / "run"), "eval.num_images=4"]) == 0
     assert own.read_text() == before
-    other = [p for p in (tmp_path / "run" / "eval").iterdir() if p.name != "step_00000002"]
-    assert len(other) == 1 and other[0].name.startswith("step_00000002-")
+    other = [p for p in (tmp_path / "run" / "eval").iterdir() if p.name != "iter_00000002"]
+    assert len(other) == 1 and other[0].name.startswith("iter_00000002-")
     assert json.loads((other[0] / "metrics.json").read_text())["protocol"]["overrides"] == ["eval.num_images=4"]
     with pytest.raises(RecipeError, match="direction AtoB needs the networks G_AB; missing: G_AB"):
         Evaluator(tiny_recipe(*EVAL))({"G_BA": nn.Identity()})

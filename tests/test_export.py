@@ -32,7 +32,7 @@ def run(tmp_path_factory) -> Path:
     """A tiny fashion run (2 iterations) with a third direction, AtoA, that is an image of the
     graph made by two networks (rec_A = G_BA(G_AB(real_A)))."""
     out = tmp_path_factory.mktemp("export") / "run"
-    Trainer(load_recipe("cyclegan-fashion", TINY + [f"out_dir={out}", "train.max_steps=2",
+    Trainer(load_recipe("cyclegan-fashion", TINY + [f"out_dir={out}", "train.max_iterations=2",
                                                    "inference.AtoA=rec_A"])).fit()
     return out
 
@@ -40,7 +40,7 @@ def run(tmp_path_factory) -> Path:
 def inputs(translator: Translator) -> dict[str, torch.Tensor]:
     """A random batch of 2 at 30x45 (not multiples of 4: padded by the caller) and the first two
     real test images (28x28) of the source domain; neither is the export's 64x96 example size."""
-    data = build_dataset(translator.recipe, translator.registry).domain(translator.source_domain, "test")
+    data = build_dataset(translator.recipe).domain(translator.source_domain, "test")
     real = torch.stack([data[0][0], data[1][0]])
     return {"random": torch.rand(2, 1, 30, 45, generator=torch.Generator().manual_seed(5)) * 2 - 1, "real": real}
 
@@ -59,7 +59,7 @@ def agree(exported, translator: Translator) -> None:
 
 
 def expected_metadata(run: Path, direction: str, network: str) -> dict[str, str]:
-    ckpt = run / "checkpoints" / "step_00000002"
+    ckpt = run / "checkpoints" / "iter_00000002"
     return {
         "direction": direction,
         "network": network,
@@ -72,6 +72,7 @@ def expected_metadata(run: Path, direction: str, network: str) -> dict[str, str]
         "output": "(N, out_channels, H, W) float32 in value_range",
         "recipe": "cyclegan-fashion",
         "checkpoint": str(ckpt),
+        "weights": "raw",
         "weights_sha256": file_sha256(ckpt / "weights.safetensors"),
         "unpaired_version": unpaired.__version__,
         "torch_version": torch.__version__,
@@ -124,7 +125,7 @@ def test_torchscript_export_agrees_with_pytorch(run, tmp_path, capsys):
 def test_torchscript_export_of_a_graph_image(run, tmp_path, capsys, monkeypatch):
     """AtoA is rec_A, made by two networks; with the test split unreadable, a random image stands in."""
 
-    def unreadable(recipe, registry):
+    def unreadable(recipe):
         raise DataError("datasets/x: not found.")
 
     monkeypatch.setattr(export_module, "build_dataset", unreadable)
@@ -174,7 +175,7 @@ def test_errors(run, capsys, args, message):
 def test_missing_run_and_missing_onnxruntime(run, tmp_path, capsys, monkeypatch):
     missing = tmp_path / "nope"
     assert main(["export", str(missing), "--format", "torchscript"]) == 2
-    assert capsys.readouterr().err == (f"error: {missing}: no checkpoint found (expected {missing}/checkpoints/step_*/"
+    assert capsys.readouterr().err == (f"error: {missing}: no checkpoint found (expected {missing}/checkpoints/iter_*/"
                                        "weights.safetensors). Is it a run directory?\n")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
     assert main(["export", str(run)]) == 2

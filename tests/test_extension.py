@@ -87,7 +87,7 @@ def test_pix2pix_runs_the_reference_passes(tmp_path):
     ex = Executor(recipe)
     assert ex.plans[0].keep_graph == {"fake_B", "fake_AB"} and ex.plans[1].fresh == {"fake_B", "fake_AB"}
     calls = count_calls(ex)
-    values = ex.train_step(batch())
+    values = ex.run_iteration(batch())
     assert calls == {"G": 1, "D": 3}
     assert set(values) == {"discriminator/D", "generator/gan", "generator/l1"}
     assert ex.nets["D"].model[0].in_channels == 2  # concat(A, B) of two grey images
@@ -99,7 +99,7 @@ def test_pix2pix_trains_on_true_pairs_and_l1_falls(tmp_path):
     l1 = [r["generator/l1"] for r in result.history if "generator/l1" in r]
     assert len(l1) == 24 and sum(l1[-4:]) < 0.9 * sum(l1[:4]), l1  # e.g. 0.77 -> 0.65
     # sample grids: rows real_A, fake_B, real_B; the B row holds each edge map's true photo (test pairs)
-    assert result.step == 48 and (result.out_dir / "samples" / "step_00000048.png").is_file()
+    assert result.iteration == 48 and (result.out_dir / "samples" / "iter_00000048.png").is_file()
 
 
 # -- CUT: a loss with context and its own parameters ----------------------------------------------
@@ -113,7 +113,7 @@ def test_cut_trains_saves_its_head_and_translates(tmp_path):
     opt_params = {id(p) for g in trainer.executor.optimizers["generator"].param_groups for p in g["params"]}
     assert all(id(p) in opt_params for p in head.parameters())
     result = trainer.fit()
-    assert result.step == 4 and {"generator/nce", "generator/nce_idt", "generator/gan"} <= set(result.losses)
+    assert result.iteration == 4 and {"generator/nce", "generator/nce_idt", "generator/gan"} <= set(result.losses)
     assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
     saved = load_file(str(checkpoint.latest(tmp_path) / checkpoint.WEIGHTS))
     head_keys = [k for k in saved if k.startswith("generator:nce.")]
@@ -124,10 +124,10 @@ def test_cut_trains_saves_its_head_and_translates(tmp_path):
 
 
 def test_resume_restores_loss_parameters_exactly(tmp_path):
-    full = Trainer(load_recipe("cut-fashion", [*TINY_CUT, "train.max_steps=4", f"out_dir={tmp_path / 'full'}"]))
+    full = Trainer(load_recipe("cut-fashion", [*TINY_CUT, "train.max_iterations=4", f"out_dir={tmp_path / 'full'}"]))
     full.fit()
-    Trainer(load_recipe("cut-fashion", [*TINY_CUT, "train.max_steps=2", f"out_dir={tmp_path / 'part'}"])).fit()
-    Trainer.resume(tmp_path / "part", ["train.max_steps=4"]).fit()
+    Trainer(load_recipe("cut-fashion", [*TINY_CUT, "train.max_iterations=2", f"out_dir={tmp_path / 'part'}"])).fit()
+    Trainer.resume(tmp_path / "part", ["train.max_iterations=4"]).fit()
     a = load_file(str(checkpoint.latest(tmp_path / "full") / checkpoint.WEIGHTS))
     b = load_file(str(checkpoint.latest(tmp_path / "part") / checkpoint.WEIGHTS))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -152,7 +152,7 @@ def test_a_loss_asks_for_context_by_parameter_name(tiny_recipe):
     reg.register_plugin(types.SimpleNamespace(unpaired_components=hookimpl(lambda: [Component("consistency_loss", "probe", Probe)])))
     ex = Executor(tiny_recipe("steps.generators.losses.cycle_A.consistency=probe",
                               "steps.generators.losses.cycle_A.network=G_AB"), registry=reg)
-    ex.train_step({**batch(size=28), "label": torch.tensor([3, 4])})
+    ex.run_iteration({**batch(size=28), "label": torch.tensor([3, 4])})
     assert seen["init_network"] is ex.nets["G_AB"] and seen["network"] is ex.nets["G_AB"]
     assert {"real_A", "rec_A", "fake_B"} <= seen["images"] and seen["batch"] == {"real_A", "real_B", "label"}
     assert ex.losses["generators", "cycle_A"].scale.item() != 1.0  # optimised by the generators' step
@@ -170,7 +170,7 @@ def test_every_and_repeat(tiny_recipe):
     """WGAN-GP's n_critic = 5: the generator step runs every 5th iteration, the critic's every one."""
     ex = Executor(tiny_recipe("steps.generators.every=5", "steps.discriminators.repeat=2", "train.batch_passes=false"))
     calls = count_calls(ex)
-    runs = [set(ex.train_step(batch(size=28), i)) for i in range(6)]
+    runs = [set(ex.run_iteration(batch(size=28), i)) for i in range(6)]
     assert ["generators/cycle_A" in r for r in runs] == [False, False, False, False, True, False]
     assert all("discriminators/D_A" in r for r in runs)
     # generators: 3 passes each in their one step (iteration 5); 1 pass each (the fake, no_grad) in the 5 others;
@@ -183,7 +183,7 @@ def test_per_iteration_schedule(tiny_recipe):
     ex = Executor(tiny_recipe(*cosine, "train.scheduler.args.t_max=4", "train.scheduler.interval=iteration"))
     lrs = []
     for i in range(4):
-        ex.train_step(batch(size=28), i)
+        ex.run_iteration(batch(size=28), i)
         lrs.append(ex.learning_rates()["generators"])
     assert lrs == pytest.approx([2e-4 * (1 + math.cos(math.pi * k / 4)) / 2 for k in (1, 2, 3, 4)], abs=1e-12)
     ex.end_epoch(4)
@@ -206,7 +206,7 @@ class EMA:
 
     @hookimpl
     def unpaired_after_step(self, trainer, losses):
-        self.events.append(f"step {trainer.step}")
+        self.events.append(f"step {trainer.iteration}")
         for k, v in trainer.nets["G_AB"].state_dict().items():
             self.ema[k].mul_(0.9).add_(v.detach(), alpha=0.1) if v.is_floating_point() else None
 
@@ -228,20 +228,21 @@ class EMA:
 
     @hookimpl
     def unpaired_train_end(self, result):
-        self.events.append(f"end {result.step}")
+        self.events.append(f"end {result.iteration}")
 
 
 def test_training_events_reach_a_plugin(tiny_recipe):
     ema = EMA()
-    trainer = Trainer(tiny_recipe("train.max_steps=10", "train.eval_every=1", "train.checkpoint_every=3"), hooks=[ema])
+    trainer = Trainer(tiny_recipe("train.max_iterations=10", "train.eval_every=1", "train.checkpoint_every=3"), hooks=[ema])
     result = trainer.fit()
-    assert ema.events == ["start", "step 1", "step 2", "step 3", "saved step_00000003", "step 4", "step 5", "step 6",
-                          "saved step_00000006", "step 7", "step 8", "epoch 1", "saved step_00000008", "step 9",
-                          "saved step_00000009", "step 10", "saved step_00000010", "end 10"]
+    # the best evaluation is saved by the same writer as every checkpoint, with the same events
+    assert ema.events == ["start", "step 1", "step 2", "step 3", "saved iter_00000003", "step 4", "step 5", "step 6",
+                          "saved iter_00000006", "step 7", "step 8", "epoch 1", "saved iter_00000008", "saved best",
+                          "step 9", "saved iter_00000009", "step 10", "saved iter_00000010", "end 10"]
     evals = [r for r in result.history if "eval/ema_norm" in r]
-    assert [r["step"] for r in evals] == [8, 10] and evals[0]["eval/ema_norm"] > 0  # each epoch's end, and the end
+    assert [r["iteration"] for r in evals] == [8, 10] and evals[0]["eval/ema_norm"] > 0  # each epoch's end, and the end
     assert ema.records == result.history and (trainer.out_dir / "log.jsonl").read_text().count("eval/ema_norm") == 2
-    other = Trainer(tiny_recipe("train.max_steps=1", "out_dir=" + str(trainer.out_dir) + "-2"))
+    other = Trainer(tiny_recipe("train.max_iterations=1", "out_dir=" + str(trainer.out_dir) + "-2"))
     other.fit()
     assert ema.events[-1] == "end 10"  # handlers belong to their run only
 
@@ -278,7 +279,7 @@ def test_recipe_check_agrees_with_training(tiny_recipe):
 
 
 def test_unet_run_translates_its_own_test_images(tmp_path):
-    Trainer(load_recipe("pix2pix-fashion", [*TINY_PIX2PIX, "train.max_steps=1", f"out_dir={tmp_path}"])).fit()
+    Trainer(load_recipe("pix2pix-fashion", [*TINY_PIX2PIX, "train.max_iterations=1", f"out_dir={tmp_path}"])).fit()
     translator = Translator(tmp_path, "AtoB", device="cpu")
     assert translator.size_divisor == 32
     assert translator(torch.zeros(1, 28, 28)).shape == (1, 28, 28)  # padded to 32 and cropped back
@@ -287,7 +288,7 @@ def test_unet_run_translates_its_own_test_images(tmp_path):
 
 # -- inference: a chain of networks or an image of the graph --------------------------------------
 def test_inference_by_chain_or_image(tiny_recipe, tmp_path):
-    Trainer(tiny_recipe("train.max_steps=1", "inference.cycle=[G_AB,G_BA]", "inference.rec=rec_A")).fit()
+    Trainer(tiny_recipe("train.max_iterations=1", "inference.cycle=[G_AB,G_BA]", "inference.rec=rec_A")).fit()
     run = tmp_path / "run"
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     chain, image = Translator(run, "cycle", device="cpu"), Translator(run, "rec", device="cpu")
@@ -307,7 +308,7 @@ def test_translate_needs_only_the_generators_plugins(tiny_recipe, tmp_path):
         "@hookimpl\ndef unpaired_components():\n    return [Component('consistency_loss', 'half_l1', Half)]\n")
     (plugin_dir / "mine.yaml").write_text("base: cyclegan-fashion\nplugins: [local_loss]\n"
                                           "steps:\n  generators:\n    losses:\n      cycle_A: {consistency: half_l1}\n")
-    recipe = load_recipe(plugin_dir / "mine.yaml", [*TINY, "train.max_steps=1", f"out_dir={tmp_path / 'run'}"])
+    recipe = load_recipe(plugin_dir / "mine.yaml", [*TINY, "train.max_iterations=1", f"out_dir={tmp_path / 'run'}"])
     assert recipe.plugin_dirs == [str(plugin_dir)]  # imported from the recipe's own folder
     Trainer(recipe).fit()
     (plugin_dir / "local_loss.py").unlink()  # the loss plugin is gone: translation does not need it
@@ -367,8 +368,10 @@ def test_a_loss_returning_a_map_or_raising_names_its_term(tmp_path):
     reg = Registry()
     reg.register_plugin(types.SimpleNamespace(unpaired_components=hookimpl(lambda: [Component("consistency_loss", "map", Map)])))
     ex = Executor(load_recipe("cyclegan-fashion", [*TINY, "steps.generators.losses.cycle_A.consistency=map"]), registry=reg)
-    with pytest.raises(RecipeError, match=r"steps.generators.losses.cycle_A: the loss returned \(2, 1, 28, 28\), not a scalar"):
-        ex.train_step(batch(size=28))
+    with pytest.raises(RecipeError) as err:
+        ex.run_iteration(batch(size=28))
+    assert (err.value.key, err.value.code) == ("steps.generators.losses.cycle_A", "not-scalar")
+    assert "(2, 1, 28, 28)" in str(err.value)
 
 
 def test_checks_for_what_translation_and_grids_can_show():

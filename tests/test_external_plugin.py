@@ -33,7 +33,7 @@ SMALL = [
     "train.sample_every=1000",
     "train.checkpoint_every=1000",
     "device=cpu",
-    "train.max_steps=3",
+    "train.max_iterations=3",
 ]
 TIMEOUT = 240
 
@@ -128,7 +128,7 @@ def test_example_recipe_trains_with_the_plugins(cli):
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     records = [r for r in records if not any(k.startswith("eval/") for k in r)]  # the loss records
     assert records, "log.jsonl is empty"
-    assert max(r["step"] for r in records) == 3
+    assert max(r["iteration"] for r in records) == 3
     for term in ("generators/cycle_A", "generators/cycle_B"):
         values = [r[term] for r in records]
         assert len(values) == len(records), f"{term} missing from some records"
@@ -140,7 +140,7 @@ def test_example_recipe_trains_with_the_plugins(cli):
     assert resolved.count("type: tiny_resnet") == 2
     assert resolved.count("consistency: charbonnier") == 2
 
-    ckpts = sorted((run_dir / "checkpoints").glob("step_*/weights.safetensors"))
+    ckpts = sorted((run_dir / "checkpoints").glob("iter_*/weights.safetensors"))
     assert ckpts, f"no checkpoint under {run_dir / 'checkpoints'}"
     weights = load_file(str(ckpts[-1]))
     for net in ("G_AB", "G_BA"):

@@ -23,9 +23,9 @@ from unpaired.data.io import read_image, to_uint8
 from unpaired.errors import CheckpointError
 from unpaired.runs.import_reference import OUR_NAME, generator_spec, import_reference
 from unpaired.inference.translator import Translator, load_networks
+from unpaired.recipe.resolved import resolve
 from unpaired.recipe.load import from_yaml, load_recipe
 from unpaired.recipe.validate import validate
-from unpaired.plugin.registry import default_registry
 from unpaired.loop.trainer import Trainer
 
 
@@ -158,7 +158,7 @@ def test_discriminators_are_swapped_and_the_run_records_its_source(authors, tmp_
     for theirs, ours in (("G_A", "G_AB"), ("G_B", "G_BA"), ("D_A", "D_B"), ("D_B", "D_A")):
         assert weights[ours].keys() == nets[theirs].state_dict().keys()
         assert all(torch.equal(weights[ours][k], v) for k, v in nets[theirs].state_dict().items()), (theirs, ours)
-    d = load_networks(recipe, ["D_A", "D_B"], weights, default_registry(), done.run, torch.device("cpu"))
+    d = load_networks(resolve(recipe, checked=False), ["D_A", "D_B"], weights, done.run, torch.device("cpu"))
     x = images()
     with torch.no_grad():
         assert torch.allclose(d["D_B"](x), nets["D_A"](x), atol=1e-6)  # their D_A judges domain B
@@ -326,9 +326,9 @@ def test_training_starts_from_the_imported_weights(authors, tmp_path, image_root
     recipe = load_recipe(done.run / "recipe.yaml", [
         f"init_from.path={done.run}", "init_from.networks=[G_AB,G_BA]", "device=cpu", "data.num_workers=0",
         "data.args.load_size=32", "data.args.crop_size=32", "networks.D_A.args.ndf=8", "networks.D_B.args.ndf=8",
-        "train.max_steps=1", f"out_dir={tmp_path / 'tuned'}"])
+        "train.max_iterations=1", f"out_dir={tmp_path / 'tuned'}"])
     result = Trainer(recipe, hooks=[Probe()]).fit()
-    assert result.step == 1 and result.error is None
+    assert result.iteration == 1 and result.error is None
     with torch.no_grad():
         assert (seen["AtoB"] - nets["G_A"](x)).abs().max() < 1e-5
 

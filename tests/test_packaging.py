@@ -155,7 +155,7 @@ def cli(fresh, tmp_path_factory):
         "show_ablation": [bin_ / "unpaired", "recipe", "show", "ablations/gan-alone"],
         "plugins": [bin_ / "unpaired", "plugins"],
         "train": [bin_ / "unpaired", "train", "cyclegan-fashion", "--out", work / "run", *TINY,
-                  "train.max_steps=3"],
+                  "train.max_iterations=3"],
     }
     results = run_parallel(commands, work, clean_env(), TIMEOUT)
     results["run_dir"] = work / "run"
@@ -203,9 +203,9 @@ def test_train_the_demo_a_few_steps(cli):
     proc = cli["train"]
     assert proc.returncode == 0, explain(proc)
     run_dir = cli["run_dir"]
-    checkpoints = list((run_dir / "checkpoints").glob("step_*/weights.safetensors"))
+    checkpoints = list((run_dir / "checkpoints").glob("iter_*/weights.safetensors"))
     assert checkpoints, f"no checkpoint under {run_dir / 'checkpoints'}:\n{explain(proc)}"
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     assert records, "log.jsonl is empty"
-    assert max(r["step"] for r in records) == 3  # train.max_steps
+    assert max(r["iteration"] for r in records) == 3  # train.max_iterations
     assert "generators/cycle_A" in records[-1]

@@ -46,16 +46,15 @@ def test_cyclegan_runs_the_papers_passes_and_no_more(tiny_recipe):
     discriminator 3 (the fake in the generator step; real and pooled fake in its own step)."""
     trainer = Trainer(tiny_recipe())
     calls = count_calls(trainer)
-    trainer.train_step(one_batch(trainer))
+    trainer.run_iteration(one_batch(trainer))
     assert calls == {"G_AB": 3, "G_BA": 3, "D_A": 3, "D_B": 3}
 
 
 def test_passes_of_one_generator_at_the_same_depth_share_a_call(tiny_recipe):
     trainer = Trainer(tiny_recipe())
-    gen = trainer.plans[0]
-    assert gen.calls == (("fake_B", "idt_B"), ("fake_A", "idt_A"), ("rec_A",), ("rec_B",))
+    assert trainer.calls["generators"] == (("fake_B", "idt_B"), ("fake_A", "idt_A"), ("rec_A",), ("rec_B",))
     calls = record_calls(trainer)
-    trainer.train_step(one_batch(trainer))
+    trainer.run_iteration(one_batch(trainer))
     generator_calls = [c for c in calls if c[0].startswith("G")]
     assert generator_calls == [("G_AB", 4), ("G_BA", 4), ("G_BA", 2), ("G_AB", 2)]
 
@@ -69,10 +68,10 @@ def test_batched_passes_train_as_separate_ones(tiny_recipe):
     probe = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     for batched in (True, False):
         trainer = Trainer(tiny_recipe(f"train.batch_passes={str(batched).lower()}"))
-        calls = trainer.plans[0].calls
+        calls = trainer.calls["generators"]
         assert len(calls) == (4 if batched else 6)
         assert batched or calls == tuple((name,) for name in trainer.plans[0].images)  # the recipe's order
-        values = [trainer.train_step(one_batch(trainer), i) for i in range(3)]
+        values = [trainer.run_iteration(one_batch(trainer), i) for i in range(3)]
         with torch.no_grad():
             results[batched] = values, trainer.nets["G_AB"](probe), trainer.nets["G_BA"](probe)
     for a, b in zip(results[True][0], results[False][0]):
@@ -86,7 +85,7 @@ def test_batched_passes_train_as_separate_ones(tiny_recipe):
 def test_networks_that_mix_samples_are_called_once_per_pass(tiny_recipe):
     trainer = Trainer(tiny_recipe("networks.G_AB.args.norm=batch"))
     assert not trainer.nets["G_AB"].per_sample and trainer.nets["G_BA"].per_sample
-    assert trainer.plans[0].calls == (("fake_B",), ("fake_A", "idt_A"), ("idt_B",), ("rec_A",), ("rec_B",))
+    assert trainer.calls["generators"] == (("fake_B",), ("fake_A", "idt_A"), ("idt_B",), ("rec_A",), ("rec_B",))
 
 
 def test_images_kept_for_two_later_steps_get_a_call_each(tiny_recipe, tmp_path):
@@ -110,8 +109,8 @@ def test_images_kept_for_two_later_steps_get_a_call_each(tiny_recipe, tmp_path):
     recipe = load_recipe(str(tmp_path / "shared.yaml"))
     trainer = Trainer(recipe)
     disc = trainer.plans[0]
-    assert {"X", "Y"} <= disc.keep_graph and ("X",) in disc.calls and ("Y",) in disc.calls
-    values = trainer.train_step(one_batch(trainer))
+    assert {"X", "Y"} <= disc.keep_graph and ("X",) in trainer.calls[disc.name] and ("Y",) in trainer.calls[disc.name]
+    values = trainer.run_iteration(one_batch(trainer))
     assert set(values) == {"discriminators/D_A", "discriminators/D_B", "s1/c", "s2/c"}
 
 
@@ -120,7 +119,7 @@ def test_removing_a_term_removes_the_passes_only_it_needed(tiny_recipe):
     trainer = Trainer(tiny_recipe("steps.generators.losses.cycle_A=null", "steps.generators.losses.cycle_B.weight=0"))
     assert "rec_A" not in trainer.plans[0].images and "rec_B" not in trainer.plans[0].images
     calls = count_calls(trainer)
-    trainer.train_step(one_batch(trainer))
+    trainer.run_iteration(one_batch(trainer))
     assert calls == {"G_AB": 2, "G_BA": 2, "D_A": 3, "D_B": 3}
 
 
@@ -128,7 +127,7 @@ def test_gan_alone_ablation(tiny_recipe):
     off = [f"steps.generators.losses.{t}=null" for t in ("cycle_A", "cycle_B", "idt_A", "idt_B")]
     trainer = Trainer(tiny_recipe(*off))
     calls = count_calls(trainer)
-    values = trainer.train_step(one_batch(trainer))
+    values = trainer.run_iteration(one_batch(trainer))
     assert calls == {"G_AB": 1, "G_BA": 1, "D_A": 3, "D_B": 3}
     assert set(values) == {"generators/gan_AB", "generators/gan_BA", "discriminators/D_A", "discriminators/D_B"}
 
@@ -144,7 +143,7 @@ def test_discriminators_are_frozen_in_the_generator_step(tiny_recipe):
         return opt_step(*a, **k)
 
     trainer.optimizers["generators"].step = spy
-    trainer.train_step(one_batch(trainer))
+    trainer.run_iteration(one_batch(trainer))
     assert seen == {"D_A": True, "D_B": True}  # no gradient reached D in the generator step
     for name, params in before.items():
         assert any(not torch.equal(p, q) for p, q in zip(params, trainer.nets[name].parameters())), name

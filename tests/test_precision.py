@@ -16,7 +16,7 @@ def first_losses(recipe) -> dict[str, float]:
     trainer = Trainer(recipe)
     torch.manual_seed(0)
     batch = {k: torch.rand(4, 1, 28, 28) * 2 - 1 for k in ("real_A", "real_B")}
-    return {k: v.item() for k, v in trainer.train_step(batch).items()}
+    return {k: v.item() for k, v in trainer.run_iteration(batch).items()}
 
 
 def test_bf16_losses_match_fp32(tiny_recipe):
@@ -43,7 +43,7 @@ def test_compiled_batched_passes_match_eager(tiny_recipe):
     losses = {}
     for compiled in (False, True):
         trainer = Trainer(tiny_recipe(f"train.compile={str(compiled).lower()}", "data.batch_size=4"))
-        losses[compiled] = [{k: v.item() for k, v in trainer.train_step(b, i).items()} for i, b in enumerate(batches)]
+        losses[compiled] = [{k: v.item() for k, v in trainer.run_iteration(b, i).items()} for i, b in enumerate(batches)]
     for eager, compiled in zip(losses[False], losses[True]):
         assert eager.keys() == compiled.keys()
         for key in eager:

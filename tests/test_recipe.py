@@ -157,7 +157,7 @@ def test_recipe_check_opens_the_data(capsys, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("train.keep_checkpoints=0", "train.keep_checkpoints: must be at least 1, got 0."),
     ("data.batch_size=-1", "data.batch_size: must be at least 1, got -1."),
-    ("train.max_steps=0", "train.max_steps: must be at least 1, got 0."),
+    ("train.max_iterations=0", "train.max_iterations: must be at least 1, got 0."),
     ("train.log_every=0", "train.log_every: must be at least 1, got 0."),
     ("steps.discriminators.losses.D_A.pool=-3", "steps.discriminators.losses.D_A.pool: must be 0 (off) or more, got -3."),
     ("device=gpu", "device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N."),

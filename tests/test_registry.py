@@ -40,10 +40,16 @@ def test_no_entry_points_means_no_components():
     assert reg.components() == []
 
 
-def test_duplicate_kind_and_name_names_both_plugins():
+def test_duplicate_kind_and_name_fails_only_where_used_and_names_both_plugins():
     reg = Registry()
-    with pytest.raises(RecipeError, match=r"generator 'resnet_9blocks' is registered twice: by unpaired 0.1.0 \(resnet\) and by my_gans"):
-        reg.register_plugin(plugin(Component("generator", "resnet_9blocks", nn.Identity), name="my_gans"))
+    reg.register_plugin(plugin(Component("generator", "resnet_9blocks", nn.Identity), name="my_gans"))
+    assert reg.get("generator", "resnet_6blocks")  # the other components still work
+    assert reg.clashes() == {("generator", "resnet_9blocks"): [reg.get("generator", "resnet_6blocks").provider,
+                                                               "my_gans"]}
+    with pytest.raises(RecipeError) as err:
+        reg.get("generator", "resnet_9blocks", "networks.G_AB")
+    assert (err.value.key, err.value.code) == ("networks.G_AB", "clash")
+    assert "by unpaired 0.1.0 (resnet) and by my_gans" in str(err.value)
 
 
 def test_same_name_in_another_kind_is_fine():

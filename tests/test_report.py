@@ -32,7 +32,7 @@ METRICS = {
                 "BtoA": {"fid": 23.4567, "target_accuracy": 0.87654}},
     "better": {"fid": "min", "target_accuracy": "max"},
     "skipped": {"AtoB": {"paired": "needs paired test images"}},
-    "protocol": {"step": 40, "epoch": 2, "checkpoint": "/runs/demo/checkpoints/step_00000040", "images": 100,
+    "protocol": {"step": 40, "epoch": 2, "checkpoint": "/runs/demo/checkpoints/iter_00000040", "images": 100,
                  "features": "fashion_mnist", "sha256": "0123abcd", "device": "cpu"},
 }
 
@@ -67,9 +67,9 @@ def make_run(root: Path) -> Path:
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (run / "samples").mkdir()
     for step, img in zip((2, 20, 40), sample_patterns()):
-        write_png(img, str(run / "samples" / f"step_{step:08d}.png"))
-    for name, evaluation in [("step_00000040", METRICS),  # an older one, step and checkpoint at the top level
-                             ("earlier", {"checkpoint": "step_00000020", "step": 20, "epoch": 1,
+        write_png(img, str(run / "samples" / f"iter_{step:08d}.png"))
+    for name, evaluation in [("iter_00000040", METRICS),  # an older one, step and checkpoint at the top level
+                             ("earlier", {"checkpoint": "iter_00000020", "step": 20, "epoch": 1,
                                           "metrics": {"AtoB": {"fid": 99.0}}, "better": {"fid": "min"}})]:
         (run / "eval" / name).mkdir(parents=True)
         (run / "eval" / name / "metrics.json").write_text(json.dumps(evaluation))
@@ -103,7 +103,7 @@ def test_report_has_every_section_metric_and_image(tmp_path):
     assert "<code>fid</code> &#8595;" in page and "<code>target_accuracy</code> &#8593;" in page
     assert "<code>AtoB/paired</code>: needs paired test images" in page
     assert "<dt>sha256</dt><dd><code>0123abcd</code></dd>" in page
-    assert "Checkpoint <code>/runs/demo/checkpoints/step_00000040</code>, iteration 40, epoch 2." in page
+    assert "Checkpoint <code>/runs/demo/checkpoints/iter_00000040</code>, iteration 40, epoch 2." in page
     assert "<td class='num'>99</td>" not in page  # the older evaluation is not the one shown
     assert ("Best checkpoint:</strong> <code>checkpoints/best</code> (iteration 40, epoch 2), "
             "chosen by <code>AtoB/fid</code> &#8595; = 12.35.") in page
@@ -140,7 +140,7 @@ def test_report_shows_at_most_12_grids_spread_over_the_run(tmp_path):
     (run / "recipe.yaml").write_text("name: long\n")
     (run / "log.jsonl").write_text("")
     for i in range(30):
-        write_png(torch.full((3, 4, 4), 8 * i, dtype=torch.uint8), str(run / "samples" / f"step_{10 * i:08d}.png"))
+        write_png(torch.full((3, 4, 4), 8 * i, dtype=torch.uint8), str(run / "samples" / f"iter_{10 * i:08d}.png"))
     page = write_report(run).read_text()
     steps = [int(s) for s in re.findall(r"samples at iteration (\d+)' width='16'", page)]
     assert "12 of 30 grids" in page and len(steps) == 12 and steps == sorted(steps)

@@ -15,7 +15,7 @@ from unpaired.runs import checkpoint
 from unpaired.cli import main
 from unpaired.tools.check import check_all
 from unpaired.recipe.load import from_yaml, load_recipe
-from unpaired.plugin.registry import default_registry
+from unpaired.recipe.resolved import resolve
 from unpaired.engine.schedule import schedule_warning
 from unpaired.loop.trainer import Trainer
 
@@ -39,7 +39,7 @@ def tiny(out: Path, *overrides: str):
 def source(tmp_path_factory) -> Path:
     """A tiny run stopped mid-epoch at iteration 5 (8 per epoch); tests only read it."""
     run = tmp_path_factory.mktemp("source") / "run"
-    Trainer(tiny(run, "train.max_steps=5")).fit()
+    Trainer(tiny(run, "train.max_iterations=5")).fit()
     return run
 
 
@@ -54,7 +54,7 @@ class StartWeights:
 def test_fine_tune_from_a_run_into_a_new_directory(source, tmp_path):
     before = file_hashes(source)
     start = StartWeights()
-    recipe = tiny(tmp_path / "ft", f"init_from.path={source}", "init_from.networks=[G_AB,G_BA]", "train.max_steps=2")
+    recipe = tiny(tmp_path / "ft", f"init_from.path={source}", "init_from.networks=[G_AB,G_BA]", "train.max_iterations=2")
     trainer = Trainer(recipe, hooks=[start])
     result = trainer.fit()
 
@@ -64,9 +64,9 @@ def test_fine_tune_from_a_run_into_a_new_directory(source, tmp_path):
     for name in ("D_A", "D_B"):  # the others as the recipe initialises them
         assert not all(torch.equal(start.weights[name][k], v) for k, v in source_weights[name].items()), name
     # a new run: its own counters, optimizer and schedule, in its own directory
-    assert result.step == 2 and [r["step"] for r in log(tmp_path / "ft")] == [2]
+    assert result.iteration == 2 and [r["iteration"] for r in log(tmp_path / "ft")] == [2]
     assert log(tmp_path / "ft")[0]["lr/generators"] == pytest.approx(2e-4)
-    assert checkpoint.latest(tmp_path / "ft").name == "step_00000002"
+    assert checkpoint.latest(tmp_path / "ft").name == "iter_00000002"
     adam = trainer.executor.optimizers["generators"]
     assert {int(s["step"]) for s in adam.state.values()} == {2}
     # the recipe records where the weights came from
@@ -86,7 +86,7 @@ def test_init_from_a_weights_only_checkpoint_with_some_networks(source, tmp_path
     assert check_all(tiny(tmp_path / "x", f"init_from.path={gens}")) == [
         f"init_from.networks: {gens} holds no weights for D_A, D_B; choose among G_AB, G_BA "
         "(e.g. init_from.networks=[G_AB,G_BA])."]
-    code = main(["train", "cyclegan-fashion", *TINY, "train.max_steps=1", "--init-from", f"{gens}:G_AB,G_BA",
+    code = main(["train", "cyclegan-fashion", *TINY, "train.max_iterations=1", "--init-from", f"{gens}:G_AB,G_BA",
                  "--out", str(tmp_path / "ft")])
     assert code == 0, capsys.readouterr().err
     recorded = from_yaml((tmp_path / "ft" / "recipe.yaml").read_text()).init_from
@@ -112,16 +112,16 @@ def test_recipe_check_refuses_init_from_that_does_not_fit(source, tmp_path):
 
 def test_resume_with_an_lr_override_logs_the_new_lr(tmp_path):
     run = tmp_path / "run"
-    Trainer(tiny(run, "train.max_steps=4", "steps.generators.optimizer.args.fused=false")).fit()
+    Trainer(tiny(run, "train.max_iterations=4", "steps.generators.optimizer.args.fused=false")).fit()
     resumed = Trainer.resume(run, ["steps.generators.optimizer.args.lr=0.00005", "steps.generators.optimizer.args.betas=[0.9,0.99]",
-                                   "steps.generators.optimizer.args.fused=null", "train.max_steps=6", "train.log_every=1"])
+                                   "steps.generators.optimizer.args.fused=null", "train.max_iterations=6", "train.log_every=1"])
     group = resumed.executor.optimizers["generators"].param_groups[0]
     assert group["lr"] == pytest.approx(5e-5) and group["betas"] == (0.9, 0.99)
     assert group["fused"] is False  # how the restored optimizer computes is kept (null would mean fused)
     assert {int(s["step"]) for s in resumed.executor.optimizers["generators"].state.values()} == {4}  # moments kept
     resumed.fit()
-    first = [r for r in log(run) if r["step"] > 4][0]
-    assert first["step"] == 5
+    first = [r for r in log(run) if r["iteration"] > 4][0]
+    assert first["iteration"] == 5
     assert first["lr/generators"] == pytest.approx(5e-5) and first["lr/discriminators"] == pytest.approx(2e-4)
     saved = from_yaml((run / "recipe.yaml").read_text())
     assert saved.steps.generators.optimizer.args.lr == pytest.approx(5e-5)
@@ -131,13 +131,13 @@ def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_
     run = tmp_path / "run"  # 8 images a domain, batch 4: 2 iterations an epoch
     Trainer(tiny(run, "data.args.limit=8", "train.epochs=4", "train.scheduler.args.n_epochs_decay=3")).fit()
     resumed = Trainer.resume(run, ["train.epochs=6", "train.scheduler.args.n_epochs_decay=9", "train.log_every=1"])
-    assert (resumed.step, resumed.epoch) == (8, 4)
+    assert (resumed.iteration, resumed.epoch) == (8, 4)
     resumed.fit()
-    first = [r for r in log(run) if r["step"] > 8][0]
+    first = [r for r in log(run) if r["iteration"] > 8][0]
     # linear rule 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1), e = 4 epochs done
-    assert (first["step"], first["epoch"]) == (9, 4)
+    assert (first["iteration"], first["epoch"]) == (9, 4)
     assert first["lr/generators"] == pytest.approx(2e-4 * (1 - 4 / 10))
-    assert [r["lr/generators"] for r in log(run) if r["step"] == 11] == [pytest.approx(2e-4 * (1 - 5 / 10))]
+    assert [r["lr/generators"] for r in log(run) if r["iteration"] == 11] == [pytest.approx(2e-4 * (1 - 5 / 10))]
     assert ("train.epochs=6 but the linear schedule (n_epochs=1, n_epochs_decay=9) reaches LR 0 only after epoch 10"
             in capsys.readouterr().err)
 
@@ -145,20 +145,20 @@ def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_
 def test_fork_leaves_the_old_run_unchanged_and_continues_in_the_new_one(source, tmp_path, capsys):
     before = file_hashes(source)
     new = tmp_path / "fork"
-    assert main(["train", "--resume", str(source), "--out", str(new), "train.max_steps=12"]) == 0
+    assert main(["train", "--resume", str(source), "--out", str(new), "train.max_iterations=12"]) == 0
     assert f"resuming {source} as a fork in {new} at epoch 1, iteration 5" in capsys.readouterr().out
     assert file_hashes(source) == before
-    assert checkpoint.latest(new).name == "step_00000012"
-    steps = [r["step"] for r in log(new)]
-    assert steps[: steps.index(5) + 1] == [r["step"] for r in log(source)]  # the history up to the fork
+    assert checkpoint.latest(new).name == "iter_00000012"
+    steps = [r["iteration"] for r in log(new)]
+    assert steps[: steps.index(5) + 1] == [r["iteration"] for r in log(source)]  # the history up to the fork
     assert steps[steps.index(5) + 1 :] == [6, 8, 10, 12]
     # exactly where an uninterrupted run would be
     full = tmp_path / "full"
-    Trainer(tiny(full, "train.max_steps=12")).fit()
+    Trainer(tiny(full, "train.max_iterations=12")).fit()
     ours, theirs = (checkpoint.load_weights(r)[1] for r in (new, full))
     assert all(torch.equal(ours[n][k], theirs[n][k]) for n in theirs for k in theirs[n])
     with pytest.raises(CheckpointError, match=f"{new} already holds a run; a fork of {source} needs a new directory"):
-        Trainer.resume(source, ["train.max_steps=20"], out_dir=new)
+        Trainer.resume(source, ["train.max_iterations=20"], out_dir=new)
 
 
 def test_resume_refuses_what_a_restored_run_cannot_take(source, tmp_path):
@@ -173,21 +173,21 @@ def test_resume_refuses_what_a_restored_run_cannot_take(source, tmp_path):
 
 
 def test_epochs_past_the_schedule_are_warned_about(capsys):
-    reg = default_registry()
-    readme = load_recipe("cyclegan-fashion", ["train.epochs=20"])
-    assert schedule_warning(readme, reg) == (
+    def warning(*overrides):
+        return schedule_warning(resolve(load_recipe("cyclegan-fashion", list(overrides))))
+
+    assert warning("train.epochs=20") == (
         "train.epochs=20 but the linear schedule (n_epochs=8, n_epochs_decay=8) reaches LR 0 after epoch 16: "
         "epochs 17-20 train at LR 0; lengthen the schedule (train.scheduler.args) or set train.epochs=16.")
-    assert schedule_warning(load_recipe("cyclegan-fashion", ["train.epochs=12"]), reg) == (
+    assert warning("train.epochs=12") == (
         "train.epochs=12 but the linear schedule (n_epochs=8, n_epochs_decay=8) reaches LR 0 only after epoch 16: "
         "the last epoch trains at 0.56x the base LR, the decay cut short; set train.epochs=16 or shorten the "
         "schedule (train.scheduler.args).")
     other = ["train.scheduler.args.n_epochs=null", "train.scheduler.args.n_epochs_decay=null"]  # any schedule plugin
-    cosine = load_recipe("cyclegan-fashion", ["train.scheduler.type=cosine", "train.scheduler.args.t_max=10", *other])
-    assert schedule_warning(cosine, reg).endswith("reaches LR 0 after epoch 10: epoch 11 trains at LR 0; lengthen the "
+    assert warning("train.scheduler.type=cosine", "train.scheduler.args.t_max=10", *other).endswith("reaches LR 0 after epoch 10: epoch 11 trains at LR 0; lengthen the "
                                                   "schedule (train.scheduler.args) or set train.epochs=10.")
     for fine in (["train.epochs=20", "train.scheduler.args.n_epochs_decay=12"], [], ["train.scheduler.type=plateau", *other]):
-        assert schedule_warning(load_recipe("cyclegan-fashion", fine), reg) is None, fine
+        assert warning(*fine) is None, fine
     assert main(["recipe", "check", "cyclegan-fashion", "train.epochs=20"]) == 0  # a warning, not a problem
     out = capsys.readouterr()
     assert "warning: train.epochs=20 but the linear schedule" in out.err and out.out.endswith("OK\n")

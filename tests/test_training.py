@@ -37,19 +37,19 @@ def trained(tmp_path_factory):
 def test_cycle_and_generator_losses_fall(trained):
     trainer, result, out = trained
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == list(range(2, 25, 2))
+    assert [r["iteration"] for r in log] == list(range(2, 25, 2))
     for key in ("generators/cycle_A", "generators/cycle_B"):
         first, last = log[0][key], log[-1][key]
         assert last < 0.7 * first, (key, first, last)
     total = lambda r: sum(v for k, v in r.items() if k.startswith("generators/"))  # noqa: E731
     assert total(log[-1]) < total(log[0])
-    assert result.step == 24 and result.epoch == 3 and result.interrupted is None
+    assert result.iteration == 24 and result.epoch == 3 and result.interrupted is None
 
 
 def test_linear_schedule_applied_per_epoch(trained):
     trainer, _, out = trained
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    lrs = {r["epoch"]: r["lr/generators"] for r in log if r["step"] % 8}
+    lrs = {r["epoch"]: r["lr/generators"] for r in log if r["iteration"] % 8}
     # n_epochs=2, n_epochs_decay=1: epochs 1-2 at 2e-4, epoch 3 at 2e-4 * (1 - 1/2)
     assert lrs[0] == pytest.approx(2e-4) and lrs[1] == pytest.approx(2e-4) and lrs[2] == pytest.approx(1e-4)
 
@@ -57,10 +57,10 @@ def test_linear_schedule_applied_per_epoch(trained):
 def test_run_directory_holds_recipe_samples_tensorboard_and_checkpoint(trained):
     _, _, out = trained
     assert from_yaml((out / "recipe.yaml").read_text()).name == "cyclegan-fashion"
-    assert (out / "samples" / "step_00000024.png").is_file()
+    assert (out / "samples" / "iter_00000024.png").is_file()
     assert list((out / "tb").glob("events.out.tfevents.*"))
     ckpt = checkpoint.latest(out)
-    assert ckpt.name == "step_00000024"
+    assert ckpt.name == "iter_00000024"
     with safe_open(str(ckpt / "weights.safetensors"), "pt") as f:
         recipe = from_yaml(f.metadata()["recipe"])
         keys = list(f.keys())
@@ -127,13 +127,13 @@ def test_folder_dataset_without_test_split_samples_training_images(image_root, t
         shutil.rmtree(image_root / sub)
     small = [f"networks.{n}.args.ngf=4" for n in ("G_AB", "G_BA")] + [f"networks.{n}.args.ndf=4" for n in ("D_A", "D_B")]
     recipe = load_recipe("cyclegan", [f"data.args.root={image_root}", "data.args.load_size=36", "data.args.crop_size=32",
-                                      "data.num_workers=0", "train.max_steps=2", "device=cpu", f"out_dir={tmp_path / 'run'}",
+                                      "data.num_workers=0", "train.max_iterations=2", "device=cpu", f"out_dir={tmp_path / 'run'}",
                                       "networks.G_AB.type=resnet_6blocks", "networks.G_BA.type=resnet_6blocks", *small])
     trainer = Trainer(recipe)
     assert "testA: folder not found. Expected the layout root/trainA, root/trainB, root/testA, root/testB. Sample " \
            "grids use training images of domain A instead." in capsys.readouterr().err
     trainer.fit()
-    assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
+    assert (tmp_path / "run" / "samples" / "iter_00000002.png").is_file()
     assert trainer.sample_grids.inputs["real_A"].shape == (8, 3, 32, 32)
 
 
@@ -157,7 +157,7 @@ def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
     from unpaired.inference.translator import Translator
     from unpaired.inference.batch import translate_folder
 
-    Trainer(tiny_recipe("train.max_steps=1")).fit()
+    Trainer(tiny_recipe("train.max_iterations=1")).fit()
     src = tmp_path / "photos"
     (src / "day1").mkdir(parents=True)
     Image.new("L", (28, 20)).save(src / "day1" / "a.bmp")
@@ -171,7 +171,7 @@ def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
 
 def test_more_loader_workers_than_cpus_are_capped_with_a_warning(tiny_recipe, monkeypatch, capsys):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # a 1-CPU machine
-    trainer = Trainer(tiny_recipe("data.num_workers=3", "train.max_steps=1"))
+    trainer = Trainer(tiny_recipe("data.num_workers=3", "train.max_iterations=1"))
     trainer.fit()
     assert trainer.loader.num_workers == 1
     assert "data.num_workers=3, but this process may use 1 CPU(s): loading with 1 worker(s)" in capsys.readouterr().err
@@ -184,7 +184,7 @@ def test_a_batch_of_mixed_sizes_names_the_images_and_the_fix(tiny_recipe, tmp_pa
     write_images(root / "trainB", 3, channels=1, size=16)
     recipe = tiny_recipe("data.dataset=unaligned_folder", *(f"data.args.{k}=null" for k in ("source", "class_A",
                          "class_B", "limit", "load_size", "crop_size")), f"data.args.root={root}",
-                         "data.args.channels=1", "data.args.preprocess=none", "data.batch_size=3", "train.max_steps=1")
+                         "data.args.channels=1", "data.args.preprocess=none", "data.batch_size=3", "train.max_iterations=1")
     with pytest.raises(DataError, match=r"one batch holds domain A images of different sizes \(.*big/img_000.png "
                                         r"20x20.*\): a batch needs one size.*data.batch_size=1"):
         Trainer(recipe).fit()

@@ -16,7 +16,7 @@ from unpaired.errors import RecipeError
 from unpaired.engine.build import build_network
 from unpaired.inference.translator import Translator
 from unpaired.recipe.load import load_recipe
-from unpaired.plugin.registry import default_registry
+from unpaired.recipe.resolved import resolve
 from unpaired.inference.tiling import ramp, tile_starts
 from unpaired.loop.trainer import Trainer
 from unpaired.inference.batch import translate_folder
@@ -38,7 +38,7 @@ def run(tmp_path_factory):
         f"data.args.root={root}", "data.args.load_size=16", "data.args.crop_size=16", "data.num_workers=0",
         *(f"networks.{g}.type=resnet" for g in ("G_AB", "G_BA")), *(f"networks.{g}.args.n_blocks=1" for g in ("G_AB", "G_BA")),
         *(f"networks.{g}.args.ngf=8" for g in ("G_AB", "G_BA")), "networks.D_A.args.ndf=8", "networks.D_B.args.ndf=8",
-        "train.max_steps=1", "train.eval_every=null", "train.report=false", "train.precision=fp32", "device=cpu",
+        "train.max_iterations=1", "train.eval_every=null", "train.report=false", "train.precision=fp32", "device=cpu",
         f"out_dir={tmp / 'run'}"])
     Trainer(recipe).fit()
     return tmp / "run"
@@ -151,7 +151,8 @@ def _random_generator_translator():
     recipe = load_recipe("cyclegan-fashion", ["networks.G_AB.type=resnet", "networks.G_AB.args.n_blocks=2",
                                               "networks.G_AB.args.ngf=8"])
     torch.manual_seed(0)
-    net = build_network(recipe, "G_AB", default_registry()).eval()
+    recipe = resolve(recipe)
+    net = build_network(recipe, recipe.networks["G_AB"]).eval()
     return Translator.from_networks(recipe, {"G_AB": net}, "AtoB", torch.device("cpu"))
 
 

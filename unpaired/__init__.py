@@ -31,6 +31,7 @@ _API = {
     "TrainingDiverged": "unpaired.errors",
     "UnpairedError": "unpaired.errors",
     "hookimpl": "unpaired.plugin.hookspecs",
+    "report": "unpaired.plugin.diagnostics",
     "Component": "unpaired.plugin.registry",
     "Registry": "unpaired.plugin.registry",
     "create": "unpaired.plugin.registry",

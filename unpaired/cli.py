@@ -29,7 +29,7 @@ def _train(args) -> int:
         trainer = Trainer.resume(args.resume, overrides, out_dir=args.out)
         fork = Path(trainer.out_dir).resolve() != Path(args.resume).resolve()
         print(f"resuming {args.resume}{f' as a fork in {trainer.out_dir}' if fork else ''} at epoch "
-              f"{trainer.epoch + 1}, iteration {trainer.step}")
+              f"{trainer.epoch + 1}, iteration {trainer.iteration}")
     else:
         if not args.recipe:
             raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.")
@@ -48,7 +48,7 @@ def _train(args) -> int:
     print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
     if result.interrupted:
         name = signal.Signals(result.interrupted).name
-        print(f"stopped by {name} at iteration {result.step}; continue with: unpaired train --resume {trainer.out_dir}")
+        print(f"stopped by {name} at iteration {result.iteration}; continue with: unpaired train --resume {trainer.out_dir}")
         return 128 + result.interrupted
     return 0
 
@@ -70,7 +70,7 @@ def _translate(args) -> int:
     from unpaired.inference.batch import translate_folder, translate_split
 
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
-                            tile=args.tile, overlap=args.overlap)
+                            tile=args.tile, overlap=args.overlap, weights=args.weights)
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
     options = dict(batch_size=args.batch_size, workers=args.workers)
     if args.input:
@@ -84,7 +84,7 @@ def _translate(args) -> int:
 def _export(args) -> int:
     from unpaired.inference.export import export
 
-    print(export(args.run, args.direction, args.format, args.out, args.tolerance).text(), end="")
+    print(export(args.run, args.direction, args.format, args.out, args.tolerance, weights=args.weights).text(), end="")
     return 0
 
 
@@ -112,7 +112,7 @@ def _evaluate(args) -> int:
         if args.recipe or args.paired or args.direction:
             raise UnpairedError("--recipe, --paired and --direction are for folder evaluation (--fake/--real); "
                                 "a run's recipe says its directions (override eval.directions=[AtoB] to choose).")
-        result, path = evaluate_run(args.run, args.overrides, args.device, args.out)
+        result, path = evaluate_run(args.run, args.overrides, args.device, args.out, weights=args.weights)
     print(result.markdown(), end="")
     print(f"\nwritten: {path} and {path.with_suffix('.md')}")
     return 0
@@ -244,6 +244,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--tile", type=int, help="translate in tiles of this many pixels (default: tiles of 1024 above "
                     "2048x2048 pixels; 0: never)")
     tr.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    tr.add_argument("--weights", help="a weight set of the checkpoint to translate with, e.g. ema (the average a "
+                    "recipe's ema handler keeps); default: the trained weights")
     tr.add_argument("--flatten", action="store_true", help="write every output into --out itself (subfolder names "
                     "joined with _), not under the input's relative paths")
     tr.set_defaults(func=_translate)
@@ -253,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--direction", default="AtoB", help="a key of the recipe's inference section (AtoB, BtoA)")
     ex.add_argument("--format", default="onnx", help="onnx (default; needs onnx, onnxscript, onnxruntime) or torchscript")
     ex.add_argument("--out", help="the file (default RUN/export/<direction>.onnx or .pt)")
+    ex.add_argument("--weights", help="a weight set of the checkpoint to export, e.g. ema; default: the trained weights")
     ex.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference to PyTorch accepted "
                     "when the file is checked (default 1e-4)")
     ex.set_defaults(func=_export)
@@ -266,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--real", help="folder of real target-domain images (with --fake)")
     ev.add_argument("--recipe", help="recipe whose eval section to use (with --fake)")
     ev.add_argument("--direction", help="AtoB or BtoA: which domain --real is (with --fake; default AtoB)")
+    ev.add_argument("--weights", help="a weight set of the checkpoint to evaluate, e.g. ema; default: the trained weights")
     ev.add_argument("--paired", action="store_true", help="--real holds the true image of each translation, same names")
     ev.set_defaults(func=_evaluate)
 

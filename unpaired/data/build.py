@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from unpaired.data.pairs import UnalignedPairs
-from unpaired.plugin.registry import Registry
-from unpaired.recipe.load import plugin_args
+from unpaired.recipe.resolved import ResolvedRecipe, spec
 
 
-def build_dataset(recipe: DictConfig, registry: Registry):
-    """The recipe's dataset plugin (a :class:`unpaired.data.DomainData`), built with its args.
+def build_dataset(recipe: ResolvedRecipe):
+    """The recipe's dataset plugin (a :class:`unpaired.data.pairs.DomainData`), built with its args.
 
     Raises:
         RecipeError: unknown dataset or arguments it rejects.
+        DataError: the plugin's own check of its files (missing folder, no images).
     """
-    return registry.create("dataset", recipe.data.dataset, "data.dataset", **plugin_args(recipe.data.args))
+    return recipe.build(spec("dataset", recipe.data, "data.dataset", key="dataset"))
 
 
 def training_pairs(data, seed: int):
     """The training samples of a dataset: its aligned pairs when it has them (``data.aligned``),
-    else unaligned pairs of its two domains (:class:`unpaired.data.UnalignedPairs`).
+    else unaligned pairs of its two domains (:class:`unpaired.data.pairs.UnalignedPairs`).
 
     Raises:
         DataError: a domain is empty or missing.

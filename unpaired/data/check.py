@@ -225,17 +225,16 @@ def check_data(target: str, overrides=()) -> DataReport:
 
 def _check_recipe(target: str, overrides) -> DataReport:
     from unpaired.data.build import build_dataset
-    from unpaired.recipe.validate import check
     from unpaired.recipe.load import load_recipe
-    from unpaired.plugin.registry import default_registry
+    from unpaired.recipe.resolved import resolve
 
     try:
-        recipe = check(load_recipe(target, list(overrides)))
+        recipe = resolve(load_recipe(target, list(overrides)))
     except RecipeError as err:
         if overrides or Path(target).suffix in (".yaml", ".yml"):
             raise
         raise DataError(f"{target}: neither a dataset folder nor a recipe ({err}).") from err
-    data = build_dataset(recipe, default_registry().for_recipe(recipe))
+    data = build_dataset(recipe)
     report = DataReport(target, f"recipe dataset {recipe.data.dataset}")
     for split in ("train", "test"):
         seen = set()

@@ -1,49 +1,54 @@
-"""Building a recipe's networks and loss modules from their specs."""
+"""Building a resolved recipe's networks and loss modules from their specs."""
 
 from __future__ import annotations
 
 import inspect
 
-from omegaconf import DictConfig
 from torch import nn
 
 from unpaired.errors import RecipeError
-from unpaired.plugin.registry import Registry
-from unpaired.recipe.load import plugin_args
-from unpaired.recipe.validate import network_kind
-
-
-def build_network(recipe: DictConfig, name: str, registry: Registry, init: bool = True) -> nn.Module:
-    """Network ``name`` of a recipe, built by its plugin and initialised as the recipe says."""
-    spec = recipe.networks[name]
-    net = registry.create(network_kind(recipe, name), spec.type, where=f"networks.{name}", **plugin_args(spec.args))
-    if not isinstance(net, nn.Module):
-        raise RecipeError(f"networks.{name}: plugin '{spec.type}' returned {type(net).__name__}, not an nn.Module.")
-    if init:  # "none" keeps the plugin's own weights (e.g. a pretrained backbone)
-        registry.get("init", spec.init, f"networks.{name}.init").factory(net, gain=spec.init_gain)
-    return net
-
+from unpaired.recipe.plan import Term
+from unpaired.recipe.resolved import Network, ResolvedRecipe
 
 #: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
 CONTEXT = ("network", "images", "batch")
 
 
-def build_loss(registry: Registry, term, where: str, nets: dict[str, nn.Module]) -> nn.Module:
-    """The loss module of a recipe term; a constructor parameter ``network`` receives ``nets[term.network]``.
+def build_network(recipe: ResolvedRecipe, net: Network, init: bool = True) -> nn.Module:
+    """A network of the recipe, built by its plugin and initialised as the recipe says.
+
+    Args:
+        init: apply the recipe's init plugin (``init: none`` keeps the plugin's own weights, e.g. a
+            pretrained backbone); False for weights about to be loaded.
+
+    Raises:
+        RecipeError: the plugin is unknown, rejects its args, or returns something else than an
+            ``nn.Module``.
+    """
+    module = recipe.build(net.spec)
+    if not isinstance(module, nn.Module):
+        raise RecipeError(f"networks.{net.name}: plugin '{net.spec.type}' returned {type(module).__name__}, not an "
+                          "nn.Module.", key=f"networks.{net.name}", code="not-a-module")
+    if init:
+        recipe.registry.get("init", net.init, f"networks.{net.name}.init").factory(module, gain=net.init_gain)
+    return module
+
+
+def build_loss(recipe: ResolvedRecipe, term: Term, nets: dict[str, nn.Module]) -> nn.Module:
+    """The loss module of a term; a constructor parameter ``network`` receives ``nets[term.network]``.
 
     Raises:
         RecipeError: unknown loss, bad arguments, or a loss that needs a network the term does not name.
     """
-    kind = "adversarial_loss" if term.adversarial else "consistency_loss"
-    name = term.adversarial or term.consistency
-    args = plugin_args(term.args)
-    param = inspect.signature(registry.get(kind, name, where).factory).parameters.get("network")
+    param = inspect.signature(recipe.registry.get(term.spec.kind, term.spec.type, term.where).factory).parameters.get("network")
+    injected = {}
     if param is not None:
         if term.network is not None:
-            args["network"] = nets[term.network]
+            injected["network"] = nets[term.network]
         elif param.default is inspect.Parameter.empty:
-            raise RecipeError(f"{where}.network: the '{name}' loss needs a network; name one of {', '.join(nets)}.")
-    return registry.create(kind, name, where, **args)
+            raise RecipeError(f"{term.where}.network: the '{term.spec.type}' loss needs a network; name one of "
+                              f"{', '.join(nets)}.", key=f"{term.where}.network", code="needs-network")
+    return recipe.build(term.spec, **injected)
 
 
 def context_names(loss: nn.Module) -> list[str]:
@@ -51,11 +56,12 @@ def context_names(loss: nn.Module) -> list[str]:
     return [n for n in CONTEXT if n in inspect.signature(loss.forward).parameters]
 
 
-def loss_context(names, term, nets: dict, images: dict, batch: dict) -> dict:
+def loss_context(names, term: Term, nets: dict, images: dict, batch: dict) -> dict:
     """The keyword arguments ``names`` (from :func:`context_names`) of a consistency term's loss."""
     context = {"network": nets.get(term.network), "images": images, "batch": batch}
     return {k: context[k] for k in names}
 
 
 def trainable(module: nn.Module) -> bool:
+    """Whether a module has parameters that are trained (a loss's projection head, say)."""
     return any(p.requires_grad for p in module.parameters())

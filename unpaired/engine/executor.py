@@ -1,107 +1,75 @@
 """The executor: one training iteration of a recipe, and the state it owns.
 
-It builds what the recipe names — networks, loss modules (with the context they ask for), image
-pools, one optimizer and LR schedule per step, gradient scalers — and runs the recipe's steps on a
-batch. It knows nothing of epochs, data loading, run directories or logging: that is the loop's
-(:mod:`unpaired.trainer`), so a benchmark or a notebook can drive it directly::
+It builds what the resolved recipe names — networks, loss modules (with the context they ask for),
+image pools, one optimizer and LR schedule per step, gradient scalers — and runs the recipe's steps
+on a batch. It knows nothing of epochs, data loading, run directories or logging: that is the
+loop's (:mod:`unpaired.loop.trainer`), so a benchmark or a notebook can drive it directly::
 
     ex = Executor(load_recipe("cyclegan-fashion"))
-    losses = ex.train_step({"real_A": a, "real_B": b})       # (N, C, H, W) in [-1, 1]
+    losses = ex.run_iteration({"real_A": a, "real_B": b})     # (N, C, H, W) in [-1, 1]
 
-Each step freezes every network it does not optimise, computes the images its loss terms need
-(:mod:`unpaired.plan`), sums the weighted terms and takes one optimizer step. A loss declares what
-it needs beyond ``input`` and ``target`` by parameter name: ``network`` (the term's ``network:``,
-in the constructor and/or ``forward``), ``images`` (every image of the step by name) and
-``batch`` (the iteration's data). A loss with trainable parameters (e.g. PatchNCE's projection
-head) is optimised by the step that uses it and saved in checkpoints.
+An iteration runs each due step of the recipe: it freezes every network the step does not
+optimise, computes the images its loss terms need (:mod:`unpaired.recipe.plan`), sums the weighted
+terms and takes one optimizer step. A loss declares what it needs beyond ``input`` and ``target``
+by parameter name: ``network`` (the term's ``network:``, in the constructor and/or ``forward``),
+``images`` (every image of the step by name) and ``batch`` (the iteration's data). A loss with
+trainable parameters (e.g. PatchNCE's projection head) is optimised by the step that uses it and
+saved in checkpoints. What a loss reports (:func:`unpaired.plugin.diagnostics.report`) comes back
+with the losses.
+
+``recipe check`` runs this same code on the meta device (:mod:`unpaired.tools.check`).
 """
 
 from __future__ import annotations
 
-import inspect
 from contextlib import nullcontext
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from unpaired.runtime import distributed
-from unpaired.engine.build import build_network
-from unpaired.runtime.device import compile_cache, pick_device, resolve_precision
-from unpaired.errors import CheckpointError, RecipeError, TrainingDiverged, warn
-from unpaired.recipe.graph import DATA_IMAGES, ImageGraph
-from unpaired.recipe.plan import StepPlan, make_plan
+from unpaired.domains import DATA_IMAGES
+from unpaired.engine.build import build_loss, build_network, context_names, loss_context, trainable
 from unpaired.engine.pool import ImagePool
-from unpaired.recipe.validate import check
-from unpaired.recipe.load import plugin_args
-from unpaired.plugin.registry import Registry, default_registry
 from unpaired.engine.schedule import advance
+from unpaired.errors import CheckpointError, RecipeError, TrainingDiverged, warn
+from unpaired.plugin.diagnostics import collecting
+from unpaired.plugin.registry import Registry
+from unpaired.recipe.plan import StepPlan, Term, group_calls
+from unpaired.recipe.resolved import ResolvedRecipe, resolve
+from unpaired.runtime import distributed
+from unpaired.runtime.device import compile_cache, resolve_precision
 
 #: Param-group keys that choose how an optimizer computes, not what: a resume keeps the restored ones.
 IMPLEMENTATION = ("params", "fused", "foreach", "capturable", "differentiable")
-
-#: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
-CONTEXT = ("network", "images", "batch")
-
-
-def build_loss(registry: Registry, term, where: str, nets: dict[str, nn.Module]) -> nn.Module:
-    """The loss module of a recipe term; a constructor parameter ``network`` receives ``nets[term.network]``.
-
-    Raises:
-        RecipeError: unknown loss, bad arguments, or a loss that needs a network the term does not name.
-    """
-    kind = "adversarial_loss" if term.adversarial else "consistency_loss"
-    name = term.adversarial or term.consistency
-    args = plugin_args(term.args)
-    param = inspect.signature(registry.get(kind, name, where).factory).parameters.get("network")
-    if param is not None:
-        if term.network is not None:
-            args["network"] = nets[term.network]
-        elif param.default is inspect.Parameter.empty:
-            raise RecipeError(f"{where}.network: the '{name}' loss needs a network; name one of {', '.join(nets)}.")
-    return registry.create(kind, name, where, **args)
-
-
-def context_names(loss: nn.Module) -> list[str]:
-    """What of :data:`CONTEXT` a loss's ``forward`` asks for, by parameter name."""
-    return [n for n in CONTEXT if n in inspect.signature(loss.forward).parameters]
-
-
-def loss_context(names, term, nets: dict, images: dict, batch: dict) -> dict:
-    """The keyword arguments ``names`` (from :func:`context_names`) of a consistency term's loss."""
-    context = {"network": nets.get(term.network), "images": images, "batch": batch}
-    return {k: context[k] for k in names}
-
-
-def trainable(module: nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
 
 
 class Executor:
     """Run the steps of a recipe on batches, owning networks, losses, pools and optimizers.
 
     Args:
-        recipe: a recipe from :func:`unpaired.recipe.load_recipe` (validated here).
-        registry: component registry (default: the entry-point registry).
-        device: where to train (default: the recipe's ``device``).
+        recipe: a :class:`~unpaired.recipe.resolved.ResolvedRecipe`, or a loaded recipe (resolved
+            here, which checks it).
+        registry: component registry, for a recipe not yet resolved (default: the entry points').
+        device: where to train (default: the recipe's ``device``); ``"meta"`` for the dry run.
         dist: this process's place in a ``torchrun`` job (default: a single process).
 
     Raises:
         RecipeError: the recipe has problems (all listed), or asks for an unavailable device.
     """
 
-    def __init__(self, recipe: DictConfig, registry: Registry | None = None, device: str | torch.device | None = None,
-                 dist: distributed.DistInfo | None = None):
-        self.recipe = check(recipe, registry or default_registry())
-        self.registry = (registry or default_registry()).for_recipe(recipe)  # with the recipe's own plugins
+    def __init__(self, recipe: DictConfig | ResolvedRecipe, registry: Registry | None = None,
+                 device: str | torch.device | None = None, dist: distributed.DistInfo | None = None):
         self.dist = dist or distributed.DistInfo()
-        self.device = torch.device(device) if device is not None else pick_device(recipe.device, self.dist.local_rank)
-        tr = recipe.train
+        self.recipe = resolve(recipe, registry, local_rank=self.dist.local_rank)
+        self.registry = self.recipe.registry
+        self.device = torch.device(device) if device is not None else self.recipe.device
+        tr = self.recipe.train
         if tr.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
-        self.nets = {name: build_network(recipe, name, self.registry).to(self.device) for name in recipe.networks}
+        torch.manual_seed(self.recipe.seed)  # the same initial weights on every rank
+        self.nets = {name: build_network(self.recipe, net).to(self.device) for name, net in self.recipe.networks.items()}
         self.memory_format = torch.channels_last if tr.channels_last else torch.contiguous_format
         for net in self.nets.values():
             net.to(memory_format=self.memory_format)
@@ -112,9 +80,10 @@ class Executor:
         # static shapes: batched passes call a network at two batch sizes, which would otherwise make
         # dynamo recompile it with symbolic sizes (slower kernels, and an inductor error on some shapes)
         self.fwd = {n: torch.compile(net, dynamic=False) if tr.compile else net for n, net in self.nets.items()}
-        self.graph = ImageGraph(recipe.images)
+        self.graph = self.recipe.graph
+        self.plans: tuple[StepPlan, ...] = self.recipe.steps
         batched = frozenset(n for n, net in self.nets.items() if tr.batch_passes and getattr(net, "per_sample", False))
-        self.plans = make_plan(recipe, self.graph, batched)
+        self.calls = {p.name: group_calls(p, self.graph, batched) for p in self.plans}
 
         self.losses: dict[tuple[str, str], nn.Module] = {}
         self.pools: dict[str, ImagePool] = {}
@@ -123,27 +92,22 @@ class Executor:
                 if term.share:
                     self.losses[plan.name, tname] = self.losses[plan.name, term.share]
                     continue
-                loss = build_loss(self.registry, term, f"steps.{plan.name}.losses.{tname}", self.nets)
-                self.losses[plan.name, tname] = loss.to(self.device)
-                if term.adversarial and plan.sides[tname] == "discriminator" and term.pool:
-                    self.pools[f"{plan.name}.{tname}"] = ImagePool(term.pool, seed=recipe.seed + self.dist.rank)
+                self.losses[plan.name, tname] = build_loss(self.recipe, term, self.nets).to(self.device)
+                if term.adversarial and term.side == "discriminator" and term.pool:
+                    self.pools[f"{plan.name}.{tname}"] = ImagePool(term.pool, seed=self.recipe.seed + self.dist.rank)
         self.context = {key: context_names(loss) for key, loss in self.losses.items()}
         if self.dist.enabled:  # loss parameters (e.g. a projection head) start equal on every rank too
             distributed.broadcast_networks({f"{s}:{t}": m for (s, t), m in self.losses.items()})
 
         self.optimizers, self.schedulers = {}, {}
-        sch = tr.scheduler
         for plan in self.plans:
-            spec = recipe.steps[plan.name].optimizer
             params = [p for n in plan.networks for p in self.nets[n].parameters()]
             params += [p for t in plan.terms for p in self.losses[plan.name, t].parameters() if p.requires_grad]
-            self.optimizers[plan.name] = self.registry.create(
-                "optimizer", spec.type, f"steps.{plan.name}.optimizer", params=list(dict.fromkeys(params)),
-                **plugin_args(spec.args),
-            )
-            self.schedulers[plan.name] = self._make_scheduler(self.optimizers[plan.name])
-        self.per_iteration = sch.interval == "iteration"
-        self.precision = resolve_precision(tr.precision, self.device)
+            self.optimizers[plan.name] = self.recipe.build(plan.optimizer, params=list(dict.fromkeys(params)))
+            self.schedulers[plan.name] = self.recipe.build(self.recipe.scheduler, optimizer=self.optimizers[plan.name])
+        self.per_iteration = tr.scheduler.interval == "iteration"
+        same = self.recipe.device is not None and self.device == self.recipe.device
+        self.precision = self.recipe.precision if same else resolve_precision(tr.precision, self.device)
         fp16 = self.precision == "fp16"
         self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=fp16) for p in self.plans}
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
@@ -161,16 +125,20 @@ class Executor:
         return mods
 
     def load_weights(self, weights: dict[str, dict[str, Tensor]], source: str = "checkpoint") -> None:
-        """Load per-module state dicts (as :func:`unpaired.checkpoint.load_weights` gives them).
+        """Load per-module state dicts (as :func:`unpaired.runs.checkpoint.load_weights` gives them).
+        A module without parameters or buffers (a noise sampler, a fixed flip) has nothing to load.
 
         Raises:
             CheckpointError: a module's weights are missing or do not fit the recipe.
         """
         for name, module in self.modules().items():
+            if not module.state_dict() and not weights.get(name):
+                continue
             try:
                 module.load_state_dict(weights[name])
             except (KeyError, RuntimeError) as err:
-                raise CheckpointError(f"{source}: weights of '{name}' missing or not fitting the recipe ({err}).") from err
+                raise CheckpointError(f"{source}: weights of '{name}' missing or not fitting the recipe ({err}).",
+                                      key=name, code="weights-mismatch") from err
 
     def state_dict(self) -> dict:
         """Everything but the weights that continuing exactly needs (safe for weights_only loading)."""
@@ -194,12 +162,7 @@ class Executor:
             self.epoch_loss[n] = v.to(self.device)
         self.nonfinite_total = state["nonfinite_total"]
 
-    def _make_scheduler(self, optimizer):
-        """The recipe's LR schedule (``train.scheduler``) on ``optimizer``, at its start."""
-        sch = self.recipe.train.scheduler
-        return self.registry.create("scheduler", sch.type, "train.scheduler", optimizer=optimizer, **plugin_args(sch.args))
-
-    def follow_recipe(self, saved: DictConfig) -> None:
+    def follow_recipe(self, saved: ResolvedRecipe) -> None:
         """After :meth:`load_state_dict`: apply to the restored optimizers and schedules what this
         executor's recipe changes from the ``saved`` one (a resume with overrides).
 
@@ -213,27 +176,26 @@ class Executor:
             saved: the recipe the restored state was trained with (same steps and optimizer types).
         """
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
-        schedule_changed = self.recipe.train.scheduler != saved.train.scheduler
-        for name, opt in self.optimizers.items():
-            spec = self.recipe.steps[name].optimizer
-            args, old_args = plugin_args(spec.args), plugin_args(saved.steps[name].optimizer.args)
-            old = self.schedulers[name]
+        schedule_changed = self.recipe.scheduler != saved.scheduler
+        before = {p.name: p.optimizer for p in saved.steps}
+        for plan in self.plans:
+            opt, args, old_args = self.optimizers[plan.name], dict(plan.optimizer.args), dict(before[plan.name].args)
+            old = self.schedulers[plan.name]
             lr_changed = args.get("lr") != old_args.get("lr")
             rebuild = schedule_changed or (lr_changed and not isinstance(old, plateau))
             if args == old_args and not rebuild:
                 continue
             # the recipe's values are those of the optimizer it builds (the plugin's defaults included)
-            probe = self.registry.create("optimizer", spec.type, f"steps.{name}.optimizer",
-                                         params=[torch.zeros(1, requires_grad=True)], **args).param_groups[0]
+            probe = self.recipe.build(plan.optimizer, params=[torch.zeros(1, requires_grad=True)]).param_groups[0]
             values = {k: v for k, v in probe.items() if k not in IMPLEMENTATION and (k != "lr" or rebuild or lr_changed)}
             for group in opt.param_groups:
                 group.update(values)
                 if "lr" in values:  # the base LR, which a schedule multiplies
                     group["initial_lr"] = values["lr"]
             if rebuild:
-                self.schedulers[name] = self._make_scheduler(opt)
-                if not isinstance(self.schedulers[name], plateau):
-                    advance(self.schedulers[name], old.last_epoch)
+                self.schedulers[plan.name] = self.recipe.build(self.recipe.scheduler, optimizer=opt)
+                if not isinstance(self.schedulers[plan.name], plateau):
+                    advance(self.schedulers[plan.name], old.last_epoch)
 
     # -- one iteration ----------------------------------------------------------------------------
     def _set_trainable(self, networks) -> None:
@@ -245,9 +207,9 @@ class Executor:
 
         ``live`` names cached images that still hold their autograd graph (made with gradients by
         an earlier step for this one, their networks not updated since): a fresh image among them
-        is reused instead of recomputed. Images are made call by call (``plan.calls``)."""
+        is reused instead of recomputed. Images are made call by call (:func:`group_calls`)."""
         images = {name: cache[name] for name in DATA_IMAGES}
-        for call in plan.calls:
+        for call in self.calls[plan.name]:
             if call[0] in plan.fresh:
                 self._make([n for n in call if n not in live], images, cache)
             elif call[0] in plan.keep_graph:
@@ -276,35 +238,43 @@ class Executor:
             for net in makers:
                 self.nets[net].requires_grad_(net in plan.networks)
 
-    def term_value(self, plan: StepPlan, tname: str, images: dict, batch: dict) -> Tensor:
-        """The unweighted loss of term ``tname`` of ``plan`` on the step's ``images``."""
-        term, loss = plan.terms[tname], self.losses[plan.name, tname]
-        if term.consistency:
-            extra = loss_context(self.context[plan.name, tname], term, self.nets, images, batch)
+    def term_value(self, plan: StepPlan, term: Term, images: dict, batch: dict) -> Tensor:
+        """The unweighted loss of ``term`` of ``plan`` on the step's ``images``."""
+        loss = self.losses[plan.name, term.name]
+        if not term.adversarial:
+            extra = loss_context(self.context[plan.name, term.name], term, self.nets, images, batch)
             return loss(images[term.input], images[term.target], **extra)
         disc = self.fwd[term.discriminator]
-        if plan.sides[tname] == "generator":
+        if term.side == "generator":
             return loss.generator_loss(disc, images[term.fake])
         fake = images[term.fake].detach()
-        pool = self.pools.get(f"{plan.name}.{tname}")
+        pool = self.pools.get(f"{plan.name}.{term.name}")
         if pool is not None:
             fake = pool.query(fake)
         return loss.discriminator_loss(disc, images[term.real], fake)
 
-    def _checked_value(self, plan: StepPlan, tname: str, images: dict, batch: dict) -> Tensor:
-        where = f"steps.{plan.name}.losses.{tname}"
+    def checked_value(self, plan: StepPlan, term: Term, images: dict, batch: dict, reports: dict) -> Tensor:
+        """:meth:`term_value`, which must be a scalar tensor; what it reports goes into ``reports``.
+
+        Raises:
+            RecipeError: the loss returned something else than a 0-dim floating tensor (code
+                ``not-scalar``, key the term).
+            Exception: what the loss raised, with a note naming the term.
+        """
         try:
-            value = self.term_value(plan, tname, images, batch)
+            with collecting(reports, f"{term.key}/", self.device):
+                value = self.term_value(plan, term, images, batch)
         except Exception as err:  # a plugin's bug: keep its traceback, say which term ran it
-            err.add_note(f"(in the loss term {where})")
+            err.add_note(f"(in the loss term {term.where})")
             raise
-        if not isinstance(value, Tensor) or value.ndim != 0:
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise RecipeError(f"{where}: the loss returned {shape}, not a scalar tensor; its plugin must reduce "
-                              "(e.g. .mean()).")
+        if not isinstance(value, Tensor) or value.ndim != 0 or not value.is_floating_point():
+            shape = (f"a tensor of shape {tuple(value.shape)} and type {value.dtype}" if isinstance(value, Tensor)
+                     else type(value).__name__)
+            raise RecipeError(f"{term.where}: the loss returned {shape}, not a scalar floating tensor; its plugin "
+                              "must reduce (e.g. .mean()).", key=term.where, code="not-scalar")
         return value
 
-    def train_step(self, batch: dict, iteration: int = 0) -> dict[str, Tensor]:
+    def run_iteration(self, batch: dict, iteration: int = 0) -> dict[str, Tensor]:
         """Run the recipe's steps due at ``iteration`` (0-based) on one batch.
 
         Args:
@@ -314,8 +284,9 @@ class Executor:
                 iteration (``iteration + 1`` a multiple of k), one with ``repeat: k`` k times.
 
         Returns:
-            Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}`` (detached, on the
-            device: reading one waits for the device).
+            Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}``, and what the
+            terms reported, ``{"<step>/<term>/<name>": 0-dim tensor}`` (detached, on the device:
+            reading one waits for the device).
 
         Raises:
             TrainingDiverged: ``train.max_nonfinite`` iterations in a row had non-finite values
@@ -338,14 +309,20 @@ class Executor:
         self._check_finite(bad, iteration)
         return values
 
-    def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list, live: set) -> None:
+    def step_losses(self, plan: StepPlan, cache: dict, batch: dict, amp, live: set) -> tuple[dict, Tensor, dict]:
+        """A step's images, loss terms and their weighted sum, with what the terms reported."""
         self._set_trainable(plan.networks)
-        opt, scaler = self.optimizers[plan.name], self.scalers[plan.name]
-        opt.zero_grad(set_to_none=True)
+        reports: dict[str, Tensor] = {}
         with amp:
             images = self._images(plan, cache, live)
-            terms = {t: self._checked_value(plan, t, images, batch) for t in plan.terms}
+            terms = {t: self.checked_value(plan, term, images, batch, reports) for t, term in plan.terms.items()}
             total = sum(plan.terms[t].weight * v for t, v in terms.items())
+        return terms, total, reports
+
+    def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list, live: set) -> None:
+        opt, scaler = self.optimizers[plan.name], self.scalers[plan.name]
+        opt.zero_grad(set_to_none=True)
+        terms, total, reports = self.step_losses(plan, cache, batch, amp, live)
         scaler.scale(total).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         if self.dist.enabled:
@@ -363,6 +340,7 @@ class Executor:
         scaler.update()
         self.epoch_loss[plan.name] += total.detach().float()
         values.update({f"{plan.name}/{t}": v.detach().float() for t, v in terms.items()})
+        values.update(reports)
 
     def _check_finite(self, bad: list[str], iteration: int) -> None:
         if not bad:
@@ -375,8 +353,8 @@ class Executor:
              f"({self.nonfinite_in_row}/{limit} in a row)")
         if self.nonfinite_in_row >= limit:
             raise TrainingDiverged(
-                f"training stopped: {limit} iterations in a row had non-finite values (last in {', '.join(bad)})."
-            )
+                f"training stopped: {limit} iterations in a row had non-finite values (last in {', '.join(bad)}).",
+                code="diverged")
 
     def end_epoch(self, iterations: int) -> None:
         """Step the per-epoch LR schedules (plateau with the epoch's mean step loss over ``iterations``)."""

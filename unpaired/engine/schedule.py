@@ -10,11 +10,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-from omegaconf import DictConfig
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from unpaired.recipe.load import plugin_args
-from unpaired.plugin.registry import Registry
+from unpaired.recipe.resolved import ResolvedRecipe
 
 
 def advance(scheduler, steps: int) -> None:
@@ -26,7 +25,7 @@ def advance(scheduler, steps: int) -> None:
             scheduler.step()
 
 
-def multipliers(recipe: DictConfig, registry: Registry, epochs: int) -> list[float] | None:
+def multipliers(recipe: ResolvedRecipe, epochs: int) -> list[float] | None:
     """The LR multiplier of the recipe's schedule in each of its first ``epochs`` epochs.
 
     Returns:
@@ -41,7 +40,7 @@ def multipliers(recipe: DictConfig, registry: Registry, epochs: int) -> list[flo
     if sch.interval != "epoch":
         return None
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = registry.create("scheduler", sch.type, "train.scheduler", optimizer=opt, **plugin_args(sch.args))
+    scheduler = recipe.build(recipe.scheduler, optimizer=opt)
     if isinstance(scheduler, ReduceLROnPlateau):
         return None
     values = []
@@ -63,7 +62,7 @@ def _epoch_list(epochs: list[int]) -> str:
     return f"epoch{'s' if len(epochs) > 1 else ''} {text}"
 
 
-def schedule_warning(recipe: DictConfig, registry: Registry) -> str | None:
+def schedule_warning(recipe: ResolvedRecipe) -> str | None:
     """One line when ``train.epochs`` and the LR schedule disagree, else None.
 
     Two cases, found by evaluating the schedule's multiplier epoch by epoch (over ten times
@@ -76,7 +75,7 @@ def schedule_warning(recipe: DictConfig, registry: Registry) -> str | None:
         RecipeError: unknown scheduler or arguments it rejects.
     """
     tr = recipe.train
-    values = multipliers(recipe, registry, max(10 * tr.epochs, 1000)) or []
+    values = multipliers(recipe, max(10 * tr.epochs, 1000)) or []
     zero = [e for e, m in enumerate(values) if m == 0.0]
     if not zero or zero[0] == tr.epochs:
         return None

@@ -16,45 +16,51 @@ from unpaired.evaluation.evaluator import Evaluator, Scorer, require_metrics
 from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float
 from unpaired.plugin.registry import Registry, default_registry
 from unpaired.evaluation.metrics import TranslationSet
-from unpaired.recipe.load import apply_overrides, from_yaml
-from unpaired.recipe.validate import check, network_kind
-from unpaired.runs import checkpoint
+from unpaired.recipe.resolved import resolve
+from unpaired.recipe.validate import raise_problems, validate
 from unpaired.inference.translator import load_networks
+from unpaired.runs.rundir import load
 from unpaired.runtime.device import pick_device
 
 
 def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str | Path | None = None,
-                 registry: Registry | None = None) -> tuple[EvalResult, Path]:
+                 registry: Registry | None = None, weights: str | None = None) -> tuple[EvalResult, Path]:
     """Evaluate a run's latest checkpoint (or a checkpoint directory) as its recipe's eval section says.
+
+    The saved recipe was checked when the run trained; its eval section (with the overrides) is
+    checked again, and only the generators' plugins are needed.
 
     Args:
         run: a run directory or a checkpoint directory (e.g. ``RUN/checkpoints/best``).
         overrides: ``key=value`` changes to the saved recipe, e.g. ``eval.num_images=100``.
-        out: folder for metrics.json and metrics.md (default ``RUN/eval/<checkpoint name>``).
+        out: folder for metrics.json and metrics.md (default ``RUN/eval/<checkpoint name>``,
+            ``-<weights>`` added for a weight set, and a hash of the overrides for overrides).
+        weights: a weight set of the checkpoint to evaluate (``"ema"``); None: the trained weights.
 
     Returns:
         The result and the path of its metrics.json.
 
     Raises:
-        CheckpointError: no checkpoint, or weights that do not fit the recipe.
+        CheckpointError: no checkpoint, no such weight set, or weights that do not fit the recipe.
         RecipeError: no metrics in the recipe, or a bad eval section.
     """
-    ckpt = checkpoint.latest(Path(run))
-    recipe_yaml, weights = checkpoint.load_weights(ckpt)
-    recipe = require_metrics(check(apply_overrides(from_yaml(recipe_yaml), overrides)), f"{ckpt}'s recipe")
-    registry = (registry or default_registry()).for_recipe(recipe)
+    loaded = load(run, overrides, weights)
+    registry = registry or default_registry()
+    raise_problems([p for p in validate(loaded.recipe, registry) if p.key.startswith("eval")])
+    recipe = resolve(require_metrics(loaded.recipe, f"{loaded.checkpoint}'s recipe"), registry, checked=False)
     device = pick_device(device)
-    evaluator = Evaluator(recipe, registry, device)
-    generators = [n for n in recipe.networks if network_kind(recipe, n) == "generator"]
-    nets = load_networks(recipe, generators, weights, registry, ckpt, device)
-    counters = checkpoint.load_state(ckpt).get("counters", {}) if (ckpt / checkpoint.STATE).is_file() else {}
-    about = {"checkpoint": str(ckpt), "step": counters.get("step"), "epoch": counters.get("epoch"),
+    evaluator = Evaluator(recipe, device)
+    nets = load_networks(recipe, recipe.generators(), loaded.weights, loaded.checkpoint, device)
+    counters = loaded.counters()
+    about = {"checkpoint": str(loaded.checkpoint), "iteration": counters.get("iteration"), "epoch": counters.get("epoch"),
+             **({"weights": weights} if loaded.weight_set else {}),
              **({"overrides": list(overrides)} if overrides else {})}
     result = evaluator(nets, about)
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
     # the recipe's own settings go to eval/<checkpoint>; other settings never replace them
-    name = ckpt.name + (f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
-    return result, result.write(Path(out) if out else run_dir / "eval" / name)
+    name = loaded.checkpoint.name + (f"-{weights}" if loaded.weight_set else "") + (
+        f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
+    folder = loaded.run.evaluation(name) if loaded.run else loaded.checkpoint / "eval" / name
+    return result, result.write(Path(out) if out else folder)
 
 
 def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
@@ -91,7 +97,7 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
     require_metrics(recipe, "the recipe")  # its data section is not used here, so it is not checked
     if not DIRECTION.fullmatch(direction):
         raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
-    scorer = Scorer(recipe, (registry or default_registry()).for_recipe(recipe), pick_device(device))
+    scorer = Scorer(resolve(recipe, registry, checked=False), pick_device(device))
     tgt = direction[-1]
     channels = domain_channels(recipe.data.args.get("channels", 3), tgt)
     fake_names, fakes = _read_folder(Path(fake), channels)

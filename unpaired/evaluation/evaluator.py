@@ -1,7 +1,7 @@
 """Evaluation: a recipe's networks scored on its test split by the metrics its ``eval`` section names.
 
 For each direction ``<X>to<Y>`` the :class:`Evaluator` translates a fixed set of test images of
-domain X (the first ``eval.num_images``), and builds a :class:`~unpaired.metrics.TranslationSet`:
+domain X (the first ``eval.num_images``), and builds a :class:`~unpaired.evaluation.metrics.TranslationSet`:
 the translations, the real Y test images, the reconstructions (when the recipe has ``<Y>to<X>``),
 the identity outputs (the translation applied to Y images, when the channel counts match) and,
 for a paired dataset, the true Y image of each X image. Every metric plugin of ``eval.metrics``
@@ -23,17 +23,17 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from unpaired.runs.rundir import checkpoint
 from unpaired.data.build import build_dataset
-from unpaired.runtime.device import pick_device
-from unpaired.errors import DataError, RecipeError
-from unpaired.inference.translator import Translator
-from unpaired.evaluation.metrics import Judge, TranslationSet
-from unpaired.recipe.load import plugin_args
-from unpaired.plugin.registry import Registry, closest, default_registry
 from unpaired.domains import DIRECTION
+from unpaired.errors import DataError, RecipeError
+from unpaired.evaluation.metrics import Judge, TranslationSet
 from unpaired.evaluation.result import EvalResult
-
+from unpaired.inference.translator import Translator
+from unpaired.plugin.registry import closest
+from unpaired.recipe.load import plugin_args
+from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
+from unpaired.runs import checkpoint
+from unpaired.runtime.device import pick_device
 
 
 def _describe(spec: DictConfig | None, module: nn.Module | None) -> dict | None:
@@ -57,8 +57,7 @@ class Scorer:
     """The eval section's judge and metrics, without data: scores :class:`TranslationSet` parts.
 
     Args:
-        recipe: a validated recipe; its ``eval`` section is used.
-        registry: where the plugins come from (the recipe's own plugin modules included).
+        recipe: a resolved recipe; its ``eval`` section is used, its plugins built.
         device: where the feature extractor and classifier run.
 
     Raises:
@@ -66,22 +65,19 @@ class Scorer:
             says which file is needed), or a class name the classifier does not have.
     """
 
-    def __init__(self, recipe: DictConfig, registry: Registry, device: torch.device):
+    def __init__(self, recipe: ResolvedRecipe, device: torch.device):
         ev = recipe.eval
-        self.eval, self.registry, self.device = ev, registry, device
-        self.metrics = {name: self._create("metric", spec.type or name, spec.args, f"eval.metrics.{name}")
-                        for name, spec in ev.metrics.items()}
-        features = self._create("feature_extractor", ev.features.type, ev.features.args, "eval.features") if ev.features else None
-        classifier = self._create("classifier", ev.classifier.type, ev.classifier.args, "eval.classifier") if ev.classifier else None
+        self.eval, self.device = ev, device
+        self.metrics = {name: recipe.build(spec("metric", {"type": m.type or name, "args": m.args}, f"eval.metrics.{name}"))
+                        for name, m in ev.metrics.items()}
+        features = recipe.build(spec("feature_extractor", ev.features, "eval.features")) if ev.features else None
+        classifier = recipe.build(spec("classifier", ev.classifier, "eval.classifier")) if ev.classifier else None
         for module in (features, classifier):
             if module is not None:
                 module.to(device).eval()
         self.features, self.classifier = features, classifier
         self.classes = {d: self._class_index(d, v) for d, v in ev.classes.items()}
         self.better = {k: v for m in self.metrics.values() for k, v in getattr(m, "better", {}).items()}
-
-    def _create(self, kind: str, name: str, args, where: str):
-        return self.registry.create(kind, name, where, **plugin_args(args))
 
     def _class_index(self, domain: str, value) -> int:
         names = list(getattr(self.classifier, "classes", None) or [])
@@ -153,8 +149,7 @@ class Evaluator:
     are read once (the same images at every evaluation).
 
     Args:
-        recipe: a validated recipe.
-        registry: where plugins come from (default: the entry-point registry plus the recipe's).
+        recipe: a resolved recipe (a loaded one is resolved, which checks it).
         device: where translation and the judge run.
         data: the recipe's dataset plugin instance, if already built.
 
@@ -164,12 +159,11 @@ class Evaluator:
         DataError: the test split cannot be read or is empty.
     """
 
-    def __init__(self, recipe: DictConfig, registry: Registry | None = None, device: str | torch.device = "cpu",
-                 data=None):
+    def __init__(self, recipe: ResolvedRecipe | DictConfig, device: str | torch.device = "cpu", data=None):
+        recipe = resolve(recipe)  # a recipe not yet resolved is checked here
         self.recipe, ev = recipe, recipe.eval
-        self.registry = registry or default_registry().for_recipe(recipe)
         self.device = pick_device(device) if isinstance(device, str) else device
-        self.scorer = Scorer(recipe, self.registry, self.device)
+        self.scorer = Scorer(recipe, self.device)
         self.directions = list(ev.directions) or [d for d in recipe.inference if DIRECTION.fullmatch(d)]
         for d in self.directions:
             if not DIRECTION.fullmatch(d) or d not in recipe.inference:
@@ -177,14 +171,14 @@ class Evaluator:
                                   f"(inference: {', '.join(recipe.inference) or 'none'}).")
         if not self.directions:
             raise RecipeError("eval: the recipe's inference section has no direction named AtoB or BtoA to evaluate.")
-        for name, spec in ev.metrics.items():
-            for d in spec.directions:
+        for name, metric in ev.metrics.items():
+            for d in metric.directions:
                 if d not in self.directions:
                     raise RecipeError(f"eval.metrics.{name}.directions: '{d}' is not evaluated "
                                       f"(directions: {', '.join(self.directions)}).")
         if ev.best is not None:
             self._check_best(ev.best)
-        self.data = data if data is not None else build_dataset(recipe, self.registry)
+        self.data = data if data is not None else build_dataset(recipe)
         self.paired = callable(getattr(self.data, "pairs", None))  # an aligned test split (PairedData)
         self.images = self._test_images()
         self.labels = self._test_labels()

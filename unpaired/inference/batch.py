@@ -195,5 +195,5 @@ def translate_split(translator: Translator, split: str, dst: str | Path, batch_s
     if unset:
         raise RecipeError(f"translating the {split} split needs the run's dataset, but its recipe leaves "
                           f"{', '.join(unset)} unset; translate image files with --input IMAGES.")
-    ds = build_dataset(recipe, translator.registry).domain(domain, split)
+    ds = build_dataset(recipe).domain(domain, split)
     return _translate_all(translator, _Split(ds), dst, TranslateSummary(dst), batch_size, workers)

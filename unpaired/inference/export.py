@@ -109,7 +109,7 @@ class ExportResult:
 
 
 def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: str | Path | None = None,
-           tolerance: float = TOLERANCE, registry: Registry | None = None) -> ExportResult:
+           tolerance: float = TOLERANCE, registry: Registry | None = None, weights: str | None = None) -> ExportResult:
     """Export a run's translation for ``direction`` and check the file against PyTorch.
 
     Args:
@@ -120,6 +120,7 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
             only once the new file has passed its checks.
         tolerance: the largest absolute difference to PyTorch accepted.
         registry: the plugin registry (default: the installed plugins and the run's own).
+        weights: a weight set of the checkpoint (``"ema"``) to export instead of the trained weights.
 
     Returns:
         The :class:`ExportResult`: path, metadata as read back from the file, checks.
@@ -140,7 +141,7 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
     path = Path(out) if out else Path(run) / "export" / f"{direction}{FORMATS[format]}"
     if path.is_dir():
         raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.")
-    translator = Translator(run, direction, "cpu", registry)
+    translator = Translator(run, direction, "cpu", registry, weights=weights)
     module = TranslationModule(translator).eval().float()
     real_label, real = _real_image(translator)
     example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
@@ -207,6 +208,7 @@ def _root_cause(err: BaseException) -> str:
 def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str, str]:
     """The metadata both formats carry: what goes in and out, and where the weights come from."""
     ckpt = checkpoint.latest(run)
+    file = ckpt / checkpoint.weights_file(translator.weights)
     return {
         "direction": translator.direction,
         "network": translator.net_name,
@@ -219,7 +221,8 @@ def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str,
         "output": "(N, out_channels, H, W) float32 in value_range",
         "recipe": str(translator.recipe.name),
         "checkpoint": str(ckpt),
-        "weights_sha256": checkpoint.file_sha256(ckpt / checkpoint.WEIGHTS),
+        "weights": translator.weights or "raw",
+        "weights_sha256": checkpoint.file_sha256(file),
         "unpaired_version": __version__,
         "torch_version": torch.__version__,
     }
@@ -236,7 +239,7 @@ def _real_image(translator: Translator) -> tuple[str, Tensor]:
         why = f"the recipe leaves {', '.join(sorted(OmegaConf.missing_keys(recipe.data)))} unset"
     else:
         try:
-            image, name = build_dataset(recipe, translator.registry).domain(domain, "test")[0]
+            image, name = build_dataset(recipe).domain(domain, "test")[0]
         except (UnpairedError, OSError, IndexError, ValueError) as err:
             why = f"test split not readable: {_first_line(err)}"
         else:

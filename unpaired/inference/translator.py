@@ -1,5 +1,5 @@
 """Translate images with a trained run: pick the generator of a direction, run it (whole or in
-tiles), write images. Many images at once: :mod:`unpaired.translation`."""
+tiles), write images. Many images at once: :mod:`unpaired.inference.batch`."""
 
 from __future__ import annotations
 
@@ -9,21 +9,20 @@ from pathlib import Path
 
 import PIL.Image
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 from torchvision.transforms import v2
 
-from unpaired.runs.rundir import checkpoint
-from unpaired.engine.build import build_network
-from unpaired.runtime.device import pick_device, resolve_precision
-from unpaired.domains import domain_channels
 from unpaired.data.io import read_image, to_float, to_uint8
+from unpaired.domains import domain_channels
+from unpaired.engine.build import build_network
 from unpaired.errors import CheckpointError, DataError, RecipeError
-from unpaired.recipe.graph import ImageGraph
-from unpaired.recipe.load import from_yaml, plugin_args
-from unpaired.plugin.registry import Registry, closest, default_registry
 from unpaired.inference.tiling import pad_to, translate_tiled
+from unpaired.plugin.registry import Registry, closest
+from unpaired.recipe.resolved import ResolvedRecipe, resolve
+from unpaired.runs import checkpoint
+from unpaired.runs.rundir import load
+from unpaired.runtime.device import pick_device, resolve_precision
 
 #: Images above this many pixels are translated in tiles unless told otherwise (``tile=0``): the
 #: 9-block ResNet generator at ngf 64 peaks at about 0.9 kB per pixel on the CPU (923 MiB at
@@ -33,30 +32,32 @@ AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
 
 
-def load_networks(recipe: DictConfig, names, weights: dict, registry: Registry, source, device: torch.device,
-                  hint: str = "") -> dict[str, torch.nn.Module]:
+def load_networks(recipe: ResolvedRecipe, names, weights: dict, source, device: torch.device) -> dict[str, torch.nn.Module]:
     """Networks ``names`` of a recipe built by their plugins (no init) with their saved weights,
-    on ``device`` in eval mode.
+    on ``device`` in eval mode. A network without parameters or buffers has no weights to load.
 
     Args:
-        weights: network name -> state dict, as :func:`unpaired.checkpoint.load_weights` gives them.
+        weights: network name -> state dict, as :func:`unpaired.runs.checkpoint.load_weights` gives them.
         source: the run or checkpoint the weights come from (named in errors).
-        hint: added to a plugin error (e.g. the run's plugin modules that failed to import).
 
     Raises:
-        RecipeError: a network plugin that is not installed or rejects its args.
+        RecipeError: a network plugin that is not installed or rejects its args (with the run's
+            plugin modules that could not be imported, if any).
         CheckpointError: weights missing or not matching the network (names ``source``).
     """
     nets = {}
     for name in names:
         try:
-            net = build_network(recipe, name, registry, init=False)
+            net = build_network(recipe, recipe.networks[name], init=False)
         except RecipeError as err:
-            raise RecipeError(f"{err}{hint}") from err
-        try:
-            net.load_state_dict(weights[name])
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(f"{source}: weights of '{name}' missing or not matching ({err}).") from err
+            hint = f" (the run's plugin modules that could not be imported: {recipe.plugin_error})" if recipe.plugin_error else ""
+            raise RecipeError(f"{err}{hint}", key=err.key, code=err.code) from err
+        if net.state_dict() or weights.get(name):
+            try:
+                net.load_state_dict(weights[name])
+            except (KeyError, RuntimeError) as err:
+                raise CheckpointError(f"{source}: weights of '{name}' missing or not matching ({err}).", key=name,
+                                      code="weights-mismatch") from err
         nets[name] = net.to(device).eval()
     return nets
 
@@ -87,21 +88,21 @@ class Translator:
     """
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
-                 precision: str = "fp32", tile: int | None = None, overlap: int = 64):
+                 precision: str = "fp32", tile: int | None = None, overlap: int = 64, weights: str | None = None):
         self._options(precision, tile, overlap)
-        recipe_yaml, weights = checkpoint.load_weights(Path(run))
-        why = checkpoint.source(checkpoint.latest(Path(run))).get("unavailable", {}).get(direction)
+        loaded = load(run, weights=weights)
+        why = checkpoint.source(loaded.checkpoint).get("unavailable", {}).get(direction)
         if why:  # an imported model without this direction's generator says why
-            raise RecipeError(f"{run}: direction '{direction}' is not available: {why}.")
-        self._plan(from_yaml(recipe_yaml), direction, pick_device(device))
-        self.registry = registry or default_registry()
-        failed = self._register_plugins(self.recipe)
-        hint = f" (the run's plugin modules that could not be imported: {'; '.join(failed)})" if failed else ""
-        self.nets = load_networks(self.recipe, self.names, weights, self.registry, run, self.device, hint)
+            raise RecipeError(f"{run}: direction '{direction}' is not available: {why}.", key=direction,
+                              code="unavailable")
+        # the run's recipe was checked when it trained: only the networks' plugins are needed now
+        self._plan(resolve(loaded.recipe, registry, checked=False), direction, pick_device(device))
+        self.weights = loaded.weight_set
+        self.nets = load_networks(self.recipe, self.names, loaded.weights, run, self.device)
         self._finish()
 
     @classmethod
-    def from_networks(cls, recipe: DictConfig, nets: dict, direction: str, device: torch.device) -> "Translator":
+    def from_networks(cls, recipe: ResolvedRecipe, nets: dict, direction: str, device: torch.device) -> "Translator":
         """A translator over networks in memory (e.g. a training run's, for evaluation): ``nets``
         maps recipe names to modules on ``device``; they are used as they are (their train/eval
         mode is the caller's business), and only the ones the direction needs are kept.
@@ -116,7 +117,7 @@ class Translator:
         if missing:
             raise RecipeError(f"direction {direction} needs the networks {', '.join(self.names)}; "
                               f"missing: {', '.join(missing)}.")
-        self.registry = None
+        self.weights = None
         self.nets = {name: nets[name] for name in self.names}
         self._finish()
         return self
@@ -129,15 +130,16 @@ class Translator:
                               "than the overlap (at least 0).")
         self.precision, self.tile, self.overlap = precision, tile, overlap
 
-    def _plan(self, recipe: DictConfig, direction: str, device: torch.device) -> None:
+    def _plan(self, recipe: ResolvedRecipe, direction: str, device: torch.device) -> None:
         """Which networks (``names``) and which computation the direction uses."""
         self.recipe = recipe
         if direction not in recipe.inference:
             known = list(recipe.inference)
-            raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} Known: {', '.join(known) or '(none)'}.")
+            raise RecipeError(f"direction '{direction}' is not in the recipe's inference section.{closest(direction, known)} "
+                              f"Known: {', '.join(known) or '(none)'}.", key=direction, code="unknown-direction")
         self.direction, target = direction, recipe.inference[direction]
         self.device = device
-        self.graph = ImageGraph(recipe.images)
+        self.graph = recipe.graph
         if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
             self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
             self.names = sorted(self.graph.networks(target))
@@ -157,20 +159,11 @@ class Translator:
         self.precision = resolve_precision(self.precision, self.device)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
-    def _register_plugins(self, recipe) -> list[str]:
-        """The run's plugin modules, when they import; if not, translation goes on without them
-        (it needs only the networks' plugins) and the failures are kept for the error message."""
-        try:
-            self.registry = self.registry.for_recipe(recipe)
-        except RecipeError as err:
-            return [str(err)]
-        return []
-
     def _in_channels(self, domain) -> int:
         """The first network's ``in_channels``, else the source domain's channel count."""
         if self.chain:
             first = self.nets[self.chain[0]]
-            args = plugin_args(self.recipe.networks[self.chain[0]].args)
+            args = self.recipe.networks[self.chain[0]].spec.args
             if "in_channels" in args or hasattr(first, "in_channels"):
                 return args.get("in_channels", getattr(first, "in_channels", 3))
         value = self.recipe.data.args.get("channels", 3)

@@ -1,7 +1,7 @@
 """Where a training run's wall time goes: the loop's own costs beside the training step, itemised.
 
 The trainer charges every part of its loop to a named section of a :class:`LoopTimer`: the step
-(:meth:`unpaired.executor.Executor.train_step`), waiting for the next batch, writing checkpoints,
+(:meth:`unpaired.engine.executor.Executor.run_iteration`), waiting for the next batch, writing checkpoints,
 and each event handler by name (logging, sample grids, evaluation, a plugin's). ``unpaired train``
 prints the table at the end and ``run.json`` keeps it; ``benchmarks/train_loop.py`` runs a recipe
 for a few epochs to show it.
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Callable, Iterable, Iterator
 
-#: The section of :meth:`unpaired.executor.Executor.train_step` and of waiting for the loader.
+#: The section of :meth:`unpaired.engine.executor.Executor.run_iteration` and of waiting for the loader.
 STEP, DATA = "training step", "data (next batch)"
 
 

@@ -1,9 +1,12 @@
-"""The training loop: epochs over the data, resume, signals, and the training events.
+"""The training loop: epochs over the data, resume, signals, checkpoints, and the training events.
 
-The loop drives an :class:`unpaired.executor.Executor` (which runs one iteration) over the
-recipe's data and fires the events of :mod:`unpaired.hookspecs` — after each iteration, at each
-epoch's end, around checkpoints, for evaluation and at the end. Logging, sample grids and the
-checkpoint cadence are handlers of those events (:mod:`unpaired.hooks`), like any plugin's.
+The loop drives an :class:`unpaired.engine.executor.Executor` (which runs one iteration: every due
+step of the recipe on one batch) over the recipe's data and fires the events of
+:mod:`unpaired.plugin.hookspecs` — after each iteration, at each epoch's end, around checkpoints,
+for evaluation and at the end. Logging, sample grids and evaluation are handlers of those events
+(:mod:`unpaired.loop.hooks`), like any plugin's. Checkpoints are the loop's: one writer
+(:meth:`Trainer.save_checkpoint`) for the iteration checkpoints and ``best``, after every handler
+of the iteration has run.
 """
 
 from __future__ import annotations
@@ -21,21 +24,24 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from unpaired.runs.rundir import checkpoint
-from unpaired.runtime import distributed
-from unpaired.runs import init_from, rundir
-from unpaired.loop import resume as resume_rules
 from unpaired.data.build import build_dataset, training_pairs
-from unpaired.data.pairs import EpochSampler, collate_pairs
 from unpaired.data.check import check_training_files
-from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
+from unpaired.data.pairs import EpochSampler, collate_pairs
 from unpaired.engine.executor import Executor
-from unpaired.loop.hooks import CheckpointCadence, Evaluation, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids, TensorBoardLog, event_relay
-from unpaired.recipe.load import apply_overrides, from_yaml, to_yaml
-from unpaired.recipe.validate import check
-from unpaired.plugin.registry import Registry, default_registry
 from unpaired.engine.schedule import schedule_warning
+from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
+from unpaired.loop.hooks import (Evaluation, Events, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids,
+                                 TensorBoardLog)
+from unpaired.loop.resume import fixed_changes
 from unpaired.loop.timing import STEP, LoopTimer
+from unpaired.plugin.diagnostics import collecting
+from unpaired.plugin.registry import Registry
+from unpaired.recipe.load import apply_overrides
+from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
+from unpaired.runs import checkpoint
+from unpaired.runs.init_from import init_weights
+from unpaired.runs.rundir import RunDir, is_checkpoint, load
+from unpaired.runtime import distributed
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged"]
 
@@ -45,15 +51,15 @@ class FitResult:
     """What :meth:`Trainer.fit` returns.
 
     Attributes:
-        step, epoch: iterations and whole epochs done.
+        iteration, epoch: iterations and whole epochs done.
         interrupted: the signal number that stopped training early (SIGINT, SIGTERM), or None.
-        history: every log record (``{"step", "epoch", "time", "<step>/<term>": mean loss,
+        history: every log record (``{"iteration", "epoch", "time", "<step>/<term>": mean loss,
             "lr/<step>": lr, "eval/<metric>": value}``), also in ``out_dir/log.jsonl``.
         out_dir: the run directory.
         error: the error that stopped training, or None.
     """
 
-    step: int
+    iteration: int
     epoch: int
     interrupted: int | None
     history: list[dict] = field(default_factory=list)
@@ -81,50 +87,62 @@ class Trainer:
     """Train the networks of a recipe.
 
     Args:
-        recipe: a recipe from :func:`unpaired.recipe.load_recipe` (validated here).
-        out_dir: run directory (default ``recipe.out_dir`` or ``runs/<name>``): recipe.yaml,
-            checkpoints/, samples/, tb/ (TensorBoard) and log.jsonl (logged losses) go there.
+        recipe: a recipe from :func:`unpaired.recipe.load.load_recipe` (resolved here, which
+            checks it), or a :class:`~unpaired.recipe.resolved.ResolvedRecipe`.
+        out_dir: run directory (default ``recipe.out_dir`` or ``runs/<name>``; its layout:
+            :class:`~unpaired.runs.rundir.RunDir`).
         registry: component registry (default: the entry-point registry).
         hooks: extra event handlers for this run (objects with ``@hookimpl`` methods, see
-            :mod:`unpaired.hookspecs`), besides the built-in ones and the registry's plugins.
+            :mod:`unpaired.plugin.hookspecs`), besides the built-in ones, the recipe's
+            ``handlers:`` and the registry's plugins.
 
     Raises:
         RecipeError: the recipe has problems (all listed), or asks for an unavailable device.
         DataError: the dataset cannot be read, or training files fail the check of
-            :func:`unpaired.datacheck.check_training_files` (before any network is built).
+            :func:`unpaired.data.check.check_training_files` (before any network is built).
     """
 
-    def __init__(self, recipe: DictConfig, out_dir: str | Path | None = None, registry: Registry | None = None,
-                 hooks=()):
+    def __init__(self, recipe: DictConfig | ResolvedRecipe, out_dir: str | Path | None = None,
+                 registry: Registry | None = None, hooks=()):
         self.dist = distributed.setup()
+        self.recipe = resolve(recipe, registry, local_rank=self.dist.local_rank)
+        self.registry, self.device = self.recipe.registry, self.recipe.device
         # The data before the networks: a recipe mistake or a bad image file stops in seconds.
-        registry = (registry or default_registry()).for_recipe(check(recipe, registry or default_registry()))
-        self.data = build_dataset(recipe, registry)
-        self.pairs = training_pairs(self.data, recipe.seed)
-        check_training_files(self.pairs, recipe.data.on_bad_file)
-        self.executor = Executor(recipe, registry, dist=self.dist)
-        self.registry, self.recipe, self.device = self.executor.registry, self.executor.recipe, self.executor.device
-        self.out_dir = Path(out_dir or recipe.out_dir or f"runs/{recipe.name}")
-        self.sampler = EpochSampler(len(self.pairs), recipe.seed, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.epoch = self.step = self.epoch_step = 0  # completed epochs / iterations / iterations this epoch
+        self.data = build_dataset(self.recipe)
+        self.pairs = training_pairs(self.data, self.recipe.seed)
+        check_training_files(self.pairs, self.recipe.data.on_bad_file)
+        self.executor = Executor(self.recipe, dist=self.dist)
+        self.run = RunDir(out_dir or self.recipe.config.out_dir or f"runs/{self.recipe.name}")
+        self.sampler = EpochSampler(len(self.pairs), self.recipe.seed, rank=self.dist.rank,
+                                    world_size=self.dist.world_size)
+        self.epoch = self.iteration = self.epoch_iteration = 0  # completed epochs / iterations / iterations this epoch
         self.epoch_samples = 0  # samples this rank took this epoch (the resume position, whatever the batch size)
         self.samples = 0  # samples this rank took in this session (for the timings' pairs/s)
-        self.session_start = 0  # the step this session's fit() started from (after a resume, not 0)
+        self.session_start = 0  # the iteration this session's fit() started from (after a resume, not 0)
         self.timer = LoopTimer()  # where this session's time goes (timer.table(), run.json "timings")
         self.history: list[dict] = []  # the log records, also written to log.jsonl
         self.bar = self.loader = None
         self._stop_signal: int | None = None
-        self._saved_step = 0
-        self._evaluated_step = -1
-        handlers = [LossLog(), JsonlLog(), TensorBoardLog(), ProgressPostfix(), CheckpointCadence(), RunInfo()]
-        if recipe.eval.metrics and recipe.train.eval_every is not None:
+        self._saved_iteration = 0
+        self._evaluated_iteration = -1
+        tr = self.recipe.train
+        handlers = [LossLog(), JsonlLog(), TensorBoardLog(), ProgressPostfix(), RunInfo()]
+        if self.recipe.eval.metrics and tr.eval_every is not None:
             handlers.append(Evaluation(self))
-        if recipe.train.report:
+        if tr.report:
             handlers.append(Report())
-        self.sample_grids = SampleGrids(self) if recipe.samples and self.is_main else None
+        self.sample_grids = SampleGrids(self) if self.recipe.samples and self.is_main else None
         if self.sample_grids:
             handlers.append(self.sample_grids)
-        self.hook = event_relay(self.registry, [*handlers, *hooks], self.timer)
+        named = {name: self.recipe.build(spec("handler", entry, f"handlers.{name}"))
+                 for name, entry in self.recipe.config.handlers.items()}
+        self.events = Events(self.registry, [*handlers, *hooks], named, self.timer)
+        self.hook = self.events.hook
+
+    @property
+    def out_dir(self) -> Path:
+        """The run directory's path (``self.run`` knows its layout)."""
+        return self.run.path
 
     @property
     def nets(self) -> dict:
@@ -149,7 +167,7 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        """Train until ``train.epochs`` (or ``train.max_steps``); return the steps done and the log.
+        """Train until ``train.epochs`` (or ``train.max_iterations``); return the iterations done and the log.
 
         SIGINT/SIGTERM finish the current iteration, write a checkpoint and stop (``interrupted``
         in the result). Checkpoints go out every ``checkpoint_every`` iterations, at each epoch's
@@ -157,71 +175,72 @@ class Trainer:
 
         A new run with ``init_from`` first loads its source's weights (:meth:`load_init_weights`).
         A ``train.epochs`` that does not fit the LR schedule is warned about
-        (:func:`unpaired.schedule.schedule_warning`).
+        (:func:`unpaired.engine.schedule.schedule_warning`).
 
         Raises:
             DataError: a sample could not be read (a checkpoint of the work done is written first).
             TrainingDiverged: losses stayed non-finite (names the last good checkpoint).
-            RecipeError: ``init_from`` names weights that are missing or do not fit.
+            RecipeError: ``init_from`` names weights that do not fit.
         """
         tr = self.recipe.train
-        if self.recipe.init_from is not None and self.step == 0:  # a resumed run has its own weights
+        if self.recipe.init_from is not None and self.iteration == 0:  # a resumed run has its own weights
             self.load_init_weights()
-        mismatch = schedule_warning(self.recipe, self.registry) if self.is_main else None
+        mismatch = schedule_warning(self.recipe) if self.is_main else None
         if mismatch:
             warn(mismatch)
         self._prepare_out_dir()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         error = None
-        self.session_start = self.step
+        self.session_start = self.iteration
         self.timer.start()
         try:
             self.hook.unpaired_train_start(trainer=self)
             while self.epoch < tr.epochs and not self._done():
                 self._run_epoch()
             self.save_checkpoint()
-            if self.executor.nonfinite_in_row and checkpoint.latest(self.out_dir, missing_ok=True) is None:
+            if self.executor.nonfinite_in_row and self.run.latest(missing_ok=True) is None:
                 raise TrainingDiverged(f"training ended in a run of {self.executor.nonfinite_in_row} iteration(s) "
-                                       "with non-finite values (warnings above name the terms), so nothing was saved.")
-            if tr.eval_every is not None and self._stop_signal is None and self._evaluated_step != self.step:
+                                       "with non-finite values (warnings above name the terms), so nothing was saved.",
+                                       code="diverged")
+            if tr.eval_every is not None and self._stop_signal is None and self._evaluated_iteration != self.iteration:
                 self.evaluate()
         except DataError as err:  # keep the work done so far, then say what to fix
             error = err
             saved = self.save_checkpoint()
             reason = str(err).strip().splitlines()[-1]  # a worker's error carries its traceback
-            if saved is None and checkpoint.latest(self.out_dir, missing_ok=True) is None:  # nothing to resume
+            if saved is None and self.run.latest(missing_ok=True) is None:  # nothing to resume
                 raise DataError(f"{reason} Training stopped before its first checkpoint: fix the data, then "
-                                "start again.") from err
-            where = f"a checkpoint at iteration {self.step} is in {saved.parent}" if saved else "no iteration was lost"
+                                "start again.", key=err.key, code=err.code) from err
+            where = f"a checkpoint at iteration {self.iteration} is in {saved.parent}" if saved else "no iteration was lost"
             raise DataError(f"{reason} Training stopped; {where}: fix the data, then resume with "
-                            f"'unpaired train --resume {self.out_dir}'.") from err
+                            f"'unpaired train --resume {self.out_dir}'.", key=err.key, code=err.code) from err
         except TrainingDiverged as err:
             error = err
-            last = checkpoint.latest(self.out_dir, missing_ok=True)
+            last = self.run.latest(missing_ok=True)
             advice = (f"The last good checkpoint is {last}; lower the learning rate or check the data, then resume "
                       "from it." if last else "No checkpoint was written yet; lower the learning rate or check the "
                       "data, then start again.")
-            raise TrainingDiverged(f"{err} {advice}") from err
+            raise TrainingDiverged(f"{err} {advice}", code=err.code) from err
         except BaseException as err:
             error = err
             raise
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
-            result = FitResult(self.step, self.epoch, self._stop_signal, self.history, self.out_dir,
+            result = FitResult(self.iteration, self.epoch, self._stop_signal, self.history, self.out_dir,
                                None if error is None else f"{type(error).__name__}: {error}")
             self.hook.unpaired_train_end(trainer=self, result=result)
             self.timer.stop()
         return result
 
     def timing_table(self) -> str:
-        """Where this session's wall time went (:meth:`unpaired.timing.LoopTimer.table`): its
+        """Where this session's wall time went (:meth:`unpaired.loop.timing.LoopTimer.table`): its
         iterations, and training pairs per second over all ranks."""
-        return self.timer.table(self.step - self.session_start, self.samples * self.dist.world_size)
+        return self.timer.table(self.iteration - self.session_start, self.samples * self.dist.world_size)
 
     def _done(self) -> bool:
         tr = self.recipe.train
-        return self._stop_signal is not None or (tr.max_steps is not None and self.step >= tr.max_steps)
+        return self._stop_signal is not None or (tr.max_iterations is not None and self.iteration >= tr.max_iterations)
 
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
@@ -237,19 +256,25 @@ class Trainer:
                                      collate_fn=collate_pairs, num_workers=workers, persistent_workers=workers > 0,
                                      pin_memory=self.device.type == "cuda", generator=torch.Generator())
         loader = self.loader
-        # updated by hand after each step: a bar wrapping the loader misses the last one when max_steps breaks out
+        # updated by hand after each iteration: a bar wrapping the loader misses the last one when
+        # max_iterations breaks out
         self.bar = tqdm(desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
-                        initial=self.epoch_step, total=self.epoch_step + len(loader), dynamic_ncols=True)
+                        initial=self.epoch_iteration, total=self.epoch_iteration + len(loader), dynamic_ncols=True)
         try:
             for batch in self.timer.iterate(loader):
                 with self.timer.section(STEP):
-                    losses = self.executor.train_step(batch, self.step)
-                self.step += 1
-                self.epoch_step += 1
+                    losses = self.executor.run_iteration(batch, self.iteration)
+                self.iteration += 1
+                self.epoch_iteration += 1
                 self.epoch_samples += len(batch["real_A"])
                 self.samples += len(batch["real_A"])
                 self.bar.update()
-                self.hook.unpaired_after_step(trainer=self, losses=losses)
+                with collecting(losses, device=self.device):  # what handlers report is logged with the losses
+                    self.hook.unpaired_after_step(trainer=self, losses=losses)
+                # after every handler: an EMA updated at this iteration is in its checkpoint; an
+                # epoch's last iteration is saved once the epoch has ended (with its stepped schedules)
+                if self.iteration % tr.checkpoint_every == 0 and not self.epoch_complete:
+                    self.save_checkpoint()
                 if self._done():
                     break
         finally:
@@ -257,21 +282,22 @@ class Trainer:
             self.bar = None
         if not self.epoch_complete:  # stopped early: the epoch goes on after a resume
             return
-        self.executor.end_epoch(self.epoch_step)  # this whole epoch's iterations, a resumed part included
+        self.executor.end_epoch(self.epoch_iteration)  # this whole epoch's iterations, a resumed part included
         self.epoch += 1
-        self.epoch_step = self.epoch_samples = 0
+        self.epoch_iteration = self.epoch_samples = 0
         self.hook.unpaired_epoch_end(trainer=self, epoch=self.epoch)
+        self.save_checkpoint()
         if tr.eval_every is not None and self.epoch % tr.eval_every == 0:
             self.evaluate()
 
     def evaluate(self) -> dict[str, float]:
         """Run the ``unpaired_evaluate`` handlers now and log their metrics (``eval/<name>``)."""
-        self._evaluated_step = self.step
+        self._evaluated_iteration = self.iteration
         metrics: dict[str, float] = {}
         for result in self.hook.unpaired_evaluate(trainer=self):
             metrics.update(result or {})
         if metrics:
-            record = {"step": self.step, "epoch": self.epoch, "time": time.time(),
+            record = {"iteration": self.iteration, "epoch": self.epoch, "time": time.time(),
                       **{f"eval/{k}": float(v) for k, v in metrics.items()}}
             self.hook.unpaired_log(trainer=self, record=record)
         return metrics
@@ -279,47 +305,45 @@ class Trainer:
     # -- run directory and checkpoints ------------------------------------------------------------
     def load_init_weights(self) -> None:
         """Load the weights ``recipe.init_from`` names into their networks (on every rank, from the
-        same file), and record in the recipe the resolved checkpoint, the networks loaded and the
-        SHA-256 of its weights file (saved in recipe.yaml and in every checkpoint).
+        same file); the recipe already records the resolved checkpoint, the networks and the
+        SHA-256 of its weights (:func:`unpaired.recipe.resolved.resolve`).
 
         Raises:
-            RecipeError: no checkpoint there, another SHA-256 than recorded, or weights that are
-                missing or do not fit (see :func:`unpaired.init_from.init_weights`).
+            RecipeError: weights that are missing or do not fit (:func:`unpaired.runs.init_from.init_weights`).
         """
-        ckpt, sha, weights = init_from.init_weights(self.recipe, self.nets)
-        for name, state in weights.items():
-            self.nets[name].load_state_dict(state)
-        spec = self.recipe.init_from
-        spec.path, spec.networks, spec.sha256 = str(ckpt.resolve()), list(weights), sha
+        for name, state in init_weights(self.recipe, self.nets).items():
+            if state:
+                self.nets[name].load_state_dict(state)
 
     def _prepare_out_dir(self) -> None:
         if not self.is_main:
             return
-        existing = checkpoint.latest(self.out_dir, missing_ok=True) if self.out_dir.is_dir() else None
-        if existing is not None and self.step == 0:
+        existing = self.run.latest(missing_ok=True) if self.out_dir.is_dir() else None
+        if existing is not None and self.iteration == 0:
             raise CheckpointError(
                 f"{self.out_dir} already holds a run (latest checkpoint {existing.name}). Continue it with "
-                f"'unpaired train --resume {self.out_dir}', or pass another --out directory."
-            )
+                f"'unpaired train --resume {self.out_dir}', or pass another --out directory.", key=str(self.out_dir),
+                code="run-exists")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".write-test"
             probe.write_bytes(b"\0" * 1024 * 1024)
             probe.unlink()
-            (self.out_dir / "recipe.yaml").write_text(to_yaml(self.recipe))
-            if self.step == 0:  # a run killed before its first checkpoint, trained again: its log goes
-                rundir.cut_log(self.out_dir / rundir.LOG, 0, self.out_dir / rundir.LOG)
+            self.run.recipe_file.write_text(self.recipe.yaml)
+            if self.iteration == 0:  # a run killed before its first checkpoint, trained again: its log goes
+                self.run.cut_log(0)
         except OSError as err:
             raise CheckpointError(
                 f"{self.out_dir}: cannot write to the run directory ({err}). Free disk space, fix its "
-                "permissions, or pass another --out directory."
+                "permissions, or pass another --out directory.", key=str(self.out_dir), code="not-writable"
             ) from err
 
     def state_dict(self) -> dict:
-        """Everything but the weights that continuing exactly needs (safe for weights_only loading)."""
+        """Everything but the weights that continuing exactly needs (safe for weights_only loading):
+        counters, RNG states, the executor's optimizers, schedules, scalers and pools."""
         np_state = np.random.get_state()
         return {
-            "counters": {"epoch": self.epoch, "step": self.step, "epoch_step": self.epoch_step,
+            "counters": {"epoch": self.epoch, "iteration": self.iteration, "epoch_iteration": self.epoch_iteration,
                          "epoch_samples": self.epoch_samples},
             "executor": self.executor.state_dict(),
             "rng": {
@@ -339,12 +363,14 @@ class Trainer:
         return distributed.gather_objects(mine)
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (each rank its own image pools) and the handlers' states."""
         by_rank = state["executor"].get("pools_by_rank")
         if by_rank is not None and len(by_rank) == self.dist.world_size:  # each rank resumes its own pools
             state["executor"]["pools"] = by_rank[self.dist.rank]
         c = state["counters"]
-        self.epoch, self.step, self.epoch_step, self.epoch_samples = c["epoch"], c["step"], c["epoch_step"], c["epoch_samples"]
-        self._saved_step = self.step  # this state is on disk already
+        self.epoch, self.iteration, self.epoch_iteration = c["epoch"], c["iteration"], c["epoch_iteration"]
+        self.epoch_samples = c["epoch_samples"]
+        self._saved_iteration = self.iteration  # this state is on disk already
         self.executor.load_state_dict(state["executor"])
         rng = state["rng"]
         random.setstate(rng["python"])
@@ -352,15 +378,30 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        self.events.load_state_dicts(self, state.get("handlers", {}))
 
-    def save_checkpoint(self) -> Path | None:
-        """Write the current state as checkpoints/step_XXXXXXXX (rank 0 only); a failed write warns.
+    def save_checkpoint(self, name: str | None = None, extra: dict[str, str] | None = None) -> Path | None:
+        """Write a checkpoint of the current state: the one writer of every checkpoint.
 
-        Skipped while the last iteration had non-finite values, so the latest checkpoint stays good.
+        Called on every rank (``unpaired_before_checkpoint`` fires on each, and the image pools of
+        every rank are gathered); rank 0 writes. The weights, the training state, the handlers'
+        states (``unpaired_state_dict``) and weight sets (``unpaired_weight_sets``) go in.
+
+        Args:
+            name: None for the iteration's checkpoint (``iter_XXXXXXXX``, made ``latest``, the
+                oldest pruned beyond ``train.keep_checkpoints``; skipped when already written or
+                while the last iteration had non-finite values, so that the latest stays good), or
+                a side checkpoint's name such as ``best`` (``latest`` left alone).
+            extra: file name -> text written inside the checkpoint (``best``'s ``eval.json``).
+
+        Returns:
+            The checkpoint written (rank 0), or None. A failed write warns and returns None.
         """
-        if self.step == self._saved_step or self.executor.nonfinite_in_row:  # never save a diverging state
-            return None
-        self._saved_step = self.step
+        iteration_checkpoint = name is None
+        if iteration_checkpoint:
+            if self.iteration == self._saved_iteration or self.executor.nonfinite_in_row:
+                return None
+            self._saved_iteration = self.iteration
         self.hook.unpaired_before_checkpoint(trainer=self)  # on every rank: e.g. the log means are reduced
         pools = self._pools_by_rank() if self.dist.enabled else None  # a collective: every rank takes part
         if not self.is_main:
@@ -368,11 +409,13 @@ class Trainer:
         state = self.state_dict()
         if pools is not None:
             state["executor"]["pools_by_rank"] = pools
+        state["handlers"] = self.events.state_dicts(self)
         try:
             with self.timer.section("checkpoint (write)"):
-                path = checkpoint.save(self.out_dir / "checkpoints", checkpoint.step_name(self.step),
-                                       self.executor.modules(), state, to_yaml(self.recipe),
-                                       self.recipe.train.keep_checkpoints)
+                path = checkpoint.write(self.run.checkpoints, name or checkpoint.iteration_name(self.iteration),
+                                        self.executor.modules(), state, self.recipe.yaml,
+                                        self.recipe.train.keep_checkpoints, make_latest=iteration_checkpoint,
+                                        extra=extra, weight_sets=self.events.weight_sets(self))
         except CheckpointError as err:
             warn(f"{err} Training goes on.")
             return None
@@ -388,12 +431,12 @@ class Trainer:
         iteration: e.g. ``train.epochs=300``, an optimizer's ``lr`` or ``betas`` (set in the
         restored optimizers), a schedule's args (the schedule is rebuilt at the restored epoch).
         Changes a restored run cannot take (its networks, images, steps' networks: see
-        :func:`unpaired.resume_rules.fixed_changes`) are refused.
+        :func:`unpaired.loop.resume.fixed_changes`) are refused.
 
         ``out_dir`` other than ``run_dir`` forks the run: ``out_dir`` starts as a copy of the
         latest checkpoint and of the log up to it, and training goes on there; ``run_dir`` is
         only read. With ``out_dir``, ``run_dir`` may also be one checkpoint of a run (e.g. an
-        earlier one, when the latest is damaged).
+        earlier one, when the latest is damaged, or ``best``).
 
         Raises:
             CheckpointError: no checkpoint (a run stopped before its first one: says how to start
@@ -403,54 +446,59 @@ class Trainer:
                 overrides a restored run cannot take (names the keys).
         """
         run_dir = Path(run_dir)
-        is_ckpt = (run_dir / checkpoint.WEIGHTS).is_file()
+        is_ckpt = is_checkpoint(run_dir)
         if is_ckpt and (out_dir is None or Path(out_dir).resolve() == run_dir.parent.parent.resolve()):
             raise CheckpointError(
                 f"{run_dir} is a checkpoint; resume takes its run directory ({run_dir.parent.parent}), which "
-                "continues from the latest checkpoint, or continues from this one in a new directory (--out NEW_RUN)."
-            )
+                "continues from the latest checkpoint, or continues from this one in a new directory (--out NEW_RUN).",
+                key=str(run_dir), code="is-checkpoint")
         out_dir = Path(out_dir or run_dir)
         fork = out_dir.resolve() != run_dir.resolve()
-        if fork and out_dir.is_dir() and checkpoint.latest(out_dir, missing_ok=True) is not None:
+        if fork and RunDir(out_dir).holds_run():
             raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
-                                  "pass another --out.")
-        ckpt = checkpoint.latest(run_dir, missing_ok=True)
-        if ckpt is None and (run_dir / "recipe.yaml").is_file():
+                                  "pass another --out.", key=str(out_dir), code="run-exists")
+        source = RunDir(run_dir)
+        if not is_ckpt and source.latest(missing_ok=True) is None and source.recipe_file.is_file():
             raise CheckpointError(f"{run_dir} stopped before its first checkpoint: there is nothing to resume. "
-                                  f"Train it again from the start: unpaired train {run_dir / 'recipe.yaml'} --out {run_dir}")
-        ckpt = ckpt or checkpoint.latest(run_dir)  # none: the error that says where it looked
+                                  f"Train it again from the start: unpaired train {source.recipe_file} --out {run_dir}",
+                                  key=str(run_dir), code="no-checkpoint")
         try:
-            recipe_yaml, weights = checkpoint.load_weights(ckpt)
-            state = checkpoint.load_state(ckpt)
+            loaded = load(run_dir)
+            state = loaded.state()
         except CheckpointError as err:
-            earlier = sorted(p for p in ckpt.parent.glob("step_*") if p.name < ckpt.name) if not is_ckpt else []
+            ckpt = checkpoint.latest(run_dir, missing_ok=True)
+            done = checkpoint.iterations(ckpt.parent) if ckpt and not is_ckpt else []
+            earlier = done[:done.index(ckpt)] if ckpt in done else done
             if not earlier:
                 raise
             raise CheckpointError(f"{err} An earlier checkpoint of the run may be intact: continue from it in a new "
-                                  f"directory with 'unpaired train --resume {earlier[-1]} --out NEW_RUN'.") from err
-        saved = from_yaml(recipe_yaml)
-        recipe = apply_overrides(from_yaml(recipe_yaml), overrides)
-        fixed = resume_rules.fixed_changes(saved, recipe)
+                                  f"directory with 'unpaired train --resume {earlier[-1]} --out NEW_RUN'.",
+                                  key=err.key, code=err.code) from err
+        saved = loaded.recipe
+        recipe = apply_overrides(saved, overrides)
+        fixed = fixed_changes(saved, recipe)
         if fixed:
             raise RecipeError(
                 f"cannot change {', '.join(fixed)} when resuming {run_dir}: a restored run keeps its networks, "
-                f"images and steps. Start a new run from its weights instead (init_from.path={run_dir})."
-            )
+                f"images and steps. Start a new run from its weights instead (init_from.path={run_dir}).",
+                key=fixed[0], code="fixed-on-resume")
         if fork and recipe.out_dir is not None:
             recipe.out_dir = str(out_dir)
-        trainer = cls(recipe, out_dir=out_dir, registry=registry, hooks=hooks)
-        trainer.executor.load_weights(weights, str(ckpt))
+        dist = distributed.setup()  # the recipe is resolved for this rank's device, without init_from
+        resolved = resolve(recipe, registry, local_rank=dist.local_rank, new_run=False)
+        trainer = cls(resolved, out_dir=out_dir, registry=registry, hooks=hooks)
+        trainer.executor.load_weights(loaded.weights, str(loaded.checkpoint))
         trainer.load_state_dict(state)
-        trainer.executor.follow_recipe(saved)
+        trainer.executor.follow_recipe(resolve(saved, registry, checked=False))
         tr = trainer.recipe.train
         if trainer._done() or trainer.epoch >= tr.epochs:
             raise RecipeError(
-                f"{run_dir} already reached its end ({trainer.epoch_label}, iteration {trainer.step}"
-                f"{'' if tr.max_steps is None else f' of train.max_steps={tr.max_steps}'}); to train longer, "
-                "resume with a larger train.epochs=N (or train.max_steps=N, or train.max_steps=null)."
-            )
+                f"{run_dir} already reached its end ({trainer.epoch_label}, iteration {trainer.iteration}"
+                f"{'' if tr.max_iterations is None else f' of train.max_iterations={tr.max_iterations}'}); to train "
+                "longer, resume with a larger train.epochs=N (or train.max_iterations=N, or train.max_iterations=null).",
+                key="train.epochs", code="finished")
         if fork and trainer.is_main:
-            rundir.fork(ckpt, trainer.step, out_dir)
+            trainer.run.fork_from(loaded.checkpoint, trainer.iteration)
         elif trainer.is_main:  # what a killed run logged after its last checkpoint is logged again
-            rundir.cut_log(out_dir / rundir.LOG, trainer.step, out_dir / rundir.LOG)
+            trainer.run.cut_log(trainer.iteration)
         return trainer

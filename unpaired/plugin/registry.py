@@ -1,8 +1,11 @@
 """The component registry: what exists, who provided it, and the one way to build it.
 
-Built on pluggy (see :mod:`unpaired.hookspecs`). ``create(kind, name, **args)`` is the single
-construction path; ``names(kind)`` makes names discoverable, as ``timm.create_model`` and
-``timm.list_models`` do for models.
+Built on pluggy (see :mod:`unpaired.plugin.hookspecs`). ``build(spec)`` is the single
+construction path, as mmengine's ``Registry.build(cfg)`` and timm's ``create_model``:
+a :class:`Spec` is what a recipe entry names (kind, plugin name, args, recipe key).
+``names(kind)`` makes names discoverable, as ``timm.list_models`` does. A component may keep old
+names as ``aliases`` (timm's ``register_model_deprecations``), so that runs saved under an old
+name still load; a plugin package may add kinds of its own (``unpaired_component_kinds``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import pluggy
 
+from unpaired.errors import RecipeError, UnpairedError, warn
 from unpaired.plugin import hookspecs
-from unpaired.errors import RecipeError, UnpairedError
 
 ENTRY_POINT_GROUP = "unpaired"
 
@@ -32,10 +36,12 @@ class Component:
     """One registered part.
 
     Args:
-        kind: one of :data:`unpaired.hookspecs.KINDS` (``"generator"``, ``"consistency_loss"``, ...).
+        kind: one of the registry's kinds (:data:`unpaired.plugin.hookspecs.KINDS`, and those
+            plugins add), e.g. ``"generator"``, ``"consistency_loss"``.
         name: the name recipes use, e.g. ``"resnet_9blocks"``.
         factory: class or function; its keyword arguments are the recipe's ``args``.
         description: one line for ``unpaired plugins``; defaults to the factory's first doc line.
+        aliases: earlier names of the component, still accepted (a warning names the new one).
     """
 
     kind: str
@@ -43,11 +49,29 @@ class Component:
     factory: Callable[..., Any]
     description: str = ""
     provider: str = field(default="", compare=False)
+    aliases: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
         doc = self.description or inspect.getdoc(self.factory) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A component as a recipe entry names it.
+
+    Args:
+        kind: the component kind (``generator``, ``optimizer``, ...).
+        type: the plugin name (``resnet_9blocks``, ``adam``).
+        args: keyword arguments for its factory (plain values; ``null`` ones already dropped).
+        where: the recipe key of the entry (``networks.G_AB``), named in errors.
+    """
+
+    kind: str
+    type: str
+    args: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    where: str = ""
 
 
 def closest(name: str, known) -> str:
@@ -59,18 +83,24 @@ def closest(name: str, known) -> str:
 class Registry:
     """Every component that every registered plugin provides.
 
+    Two plugins that provide the same kind and name do not stop the registry: the name is
+    marked as clashing, and only a recipe that uses it fails (naming both providers), so that an
+    installed package's clash never breaks the recipes that do not need it.
+
     Args:
         entry_points: load plugins from the ``unpaired`` entry-point group (the built-ins too).
 
     Raises:
-        RecipeError: two plugins register the same kind and name, or a component has an
-            unknown kind.
+        RecipeError: a component of a kind no plugin declares, or a malformed ``unpaired_components``.
     """
 
     def __init__(self, entry_points: bool = True):
         self.pm = pluggy.PluginManager("unpaired")
         self.pm.add_hookspecs(hookspecs)
+        self.kinds: dict[str, str] = dict(hookspecs.KINDS)
         self._components: dict[tuple[str, str], Component] = {}
+        self._aliases: dict[tuple[str, str], str] = {}
+        self._clashes: dict[tuple[str, str], list[str]] = {}
         if entry_points:
             self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
             self._collect()
@@ -101,7 +131,8 @@ class Registry:
             known = [n for n in dir(hookspecs) if n.startswith("unpaired_")]
             hint = "".join(closest(h, known) for h in re.findall(r"unknown hook '(\w+)'", str(err)))
             reason = " ".join(str(err).split()).rstrip(".")
-            raise RecipeError(f"plugin {label}: {reason}.{hint} Hooks: {', '.join(known)}.") from err
+            raise RecipeError(f"plugin {label}: {reason}.{hint} Hooks: {', '.join(known)}.", key=label,
+                              code="bad-hook") from err
         self._collect()
 
     def for_recipe(self, recipe) -> "Registry":
@@ -116,7 +147,8 @@ class Registry:
         reg = Registry(entry_points=False)
         for plugin in self.pm.get_plugins():
             reg.pm.register(plugin, name=self.pm.get_name(plugin))
-        reg._components = dict(self._components)  # with their providers' names
+        reg.kinds, reg._components = dict(self.kinds), dict(self._components)  # with their providers' names
+        reg._aliases, reg._clashes = dict(self._aliases), {k: list(v) for k, v in self._clashes.items()}
         for module in recipe.plugins:
             reg.register_plugin(module, search_path=recipe.plugin_dirs)
         return reg
@@ -128,29 +160,34 @@ class Registry:
         return getattr(plugin, "__name__", None) or type(plugin).__name__
 
     def _collect(self) -> None:
+        for impl in self.pm.hook.unpaired_component_kinds.get_hookimpls():
+            for kind, description in (impl.function() or {}).items():
+                self.kinds.setdefault(str(kind), str(description))
         for impl in self.pm.hook.unpaired_components.get_hookimpls():
             provider = self._provider(impl.plugin)
             for comp in impl.function() or ():
                 if not isinstance(comp, Component):
                     raise RecipeError(f"plugin {provider}: unpaired_components returned {comp!r}; it returns "
-                                      "a list of unpaired.Component(kind, name, factory).")
-                if comp.kind not in hookspecs.KINDS:
+                                      "a list of unpaired.Component(kind, name, factory).", key=provider,
+                                      code="bad-component")
+                if comp.kind not in self.kinds:
                     raise RecipeError(
-                        f"plugin {provider} registers '{comp.name}' under unknown kind "
-                        f"'{comp.kind}'; known kinds: {', '.join(hookspecs.KINDS)}."
-                    )
+                        f"plugin {provider} registers '{comp.name}' under unknown kind '{comp.kind}'; known kinds: "
+                        f"{', '.join(self.kinds)} (a plugin adds one with the unpaired_component_kinds hook).",
+                        key=provider, code="unknown-kind")
                 key = (comp.kind, comp.name)
                 old = self._components.get(key)
                 if old is not None and old.factory is comp.factory:
                     continue
-                if old is not None:
-                    raise RecipeError(
-                        f"{comp.kind} '{comp.name}' is registered twice: by {old.provider} and by "
-                        f"{provider}. Uninstall one of them or rename the component."
-                    )
-                self._components[key] = Component(
-                    comp.kind, comp.name, comp.factory, comp.description, provider
-                )
+                if old is not None:  # only a recipe that uses the name fails (see get)
+                    clash = self._clashes.setdefault(key, [old.provider])
+                    if provider not in clash:
+                        clash.append(provider)
+                    continue
+                self._components[key] = Component(comp.kind, comp.name, comp.factory, comp.description, provider,
+                                                  tuple(comp.aliases))
+                for alias in comp.aliases:
+                    self._aliases[(comp.kind, alias)] = comp.name
 
     # -- look-up ---------------------------------------------------------------------------------
     def names(self, kind: str, pattern: str = "*") -> list[str]:
@@ -160,25 +197,41 @@ class Registry:
     def components(self) -> list[Component]:
         return sorted(self._components.values(), key=lambda c: (c.kind, c.name))
 
+    def clashes(self) -> dict[tuple[str, str], list[str]]:
+        """(kind, name) -> the providers of each name that more than one plugin registers."""
+        return {k: list(v) for k, v in self._clashes.items()}
+
     def get(self, kind: str, name: str, where: str = "") -> Component:
-        """The component ``name`` of ``kind``.
+        """The component ``name`` of ``kind`` (an alias gives the component it names now, with a warning).
 
         Raises:
-            RecipeError: unknown kind, or unknown name (lists the known names and the closest).
+            RecipeError: unknown kind, unknown name (lists the known names and the closest), or a
+                name that two plugins register (names both).
         """
-        if kind not in hookspecs.KINDS:
-            raise RecipeError(f"unknown component kind '{kind}'.{closest(kind, hookspecs.KINDS)}")
-        comp = self._components.get((kind, str(name)))
+        if kind not in self.kinds:
+            raise RecipeError(f"unknown component kind '{kind}'.{closest(kind, self.kinds)}", key=where or kind,
+                              code="unknown-kind")
+        name = str(name)
+        if (kind, name) in self._aliases:
+            new = self._aliases[(kind, name)]
+            warn(f"{where + ': ' if where else ''}{kind} '{name}' is now called '{new}'; the old name still works.")
+            name = new
+        at = f"{where}: " if where else ""
+        if (kind, name) in self._clashes:
+            providers = self._clashes[(kind, name)]
+            raise RecipeError(f"{at}{kind} '{name}' is registered twice: by {' and by '.join(providers)}. Uninstall "
+                              "one of them or rename the component.", key=where or name, code="clash")
+        comp = self._components.get((kind, name))
         if comp is None:
-            at = f"{where}: " if where else ""
             raise RecipeError(
                 f"{at}unknown {kind} '{name}'.{closest(name, self.names(kind))} "
-                f"Known {kind} names: {', '.join(self.names(kind)) or '(none)'}."
+                f"Known {kind} names: {', '.join(self.names(kind)) or '(none)'}.", key=where or name,
+                code="unknown-plugin"
             )
         return comp
 
     def create(self, kind: str, name: str, where: str = "", **args) -> Any:
-        """Build component ``name`` of ``kind`` with keyword ``args``.
+        """Build component ``name`` of ``kind`` with keyword ``args`` (:meth:`build` with a spec).
 
         ``where`` is the recipe key path used in error messages.
 
@@ -199,12 +252,21 @@ class Registry:
         except Exception as err:
             binding = isinstance(err, TypeError) and err.__traceback__.tb_next is None  # the factory never ran
             if binding or isinstance(err, (ValueError, OSError)):
-                raise RecipeError(f"{at}: {err}") from err
+                raise RecipeError(f"{at}: {err}", key=at, code="rejected") from err
             if not isinstance(err, UnpairedError):
                 err.add_note(f"{at}: raised inside {kind} plugin '{name}' ({comp.provider}); the traceback shows "
                              f"where. Unless a value in {at}.args is of a kind the plugin cannot take, this is a "
                              "bug in the plugin.")
             raise
+
+    def build(self, spec: Spec, **injected) -> Any:
+        """The component a :class:`Spec` names, built with its args and the ``injected`` ones
+        (what the trainer supplies: an optimizer's ``params``, a loss's ``network``).
+
+        Raises:
+            RecipeError, Exception: as :meth:`create`.
+        """
+        return self.create(spec.kind, spec.type, spec.where, **spec.args, **injected)
 
 
 def _import(module: str, search_path: list[str]):
@@ -231,7 +293,7 @@ def _import(module: str, search_path: list[str]):
             where = f" (looked in {', '.join(search_path)} and on sys.path)" if search_path else ""
             raise RecipeError(
                 f"plugins: cannot find plugin module '{module}'{where}. Install the package, put "
-                f"{module}.py beside the recipe, or add its folder to PYTHONPATH."
+                f"{module}.py beside the recipe, or add its folder to PYTHONPATH.", key="plugins", code="no-module"
             ) from err
         raise _import_failed(module, None, err) from err
     except Exception as err:
@@ -243,7 +305,8 @@ def _import_failed(module: str, file: Path | None, err: Exception) -> RecipeErro
     tb = traceback.extract_tb(err.__traceback__)
     line = f"{err.filename}:{err.lineno}" if isinstance(err, SyntaxError) else (
         f"{tb[-1].filename}:{tb[-1].lineno}" if tb else str(file or module))
-    return RecipeError(f"plugins: importing plugin module '{module}' failed at {line}: {type(err).__name__}: {err}")
+    return RecipeError(f"plugins: importing plugin module '{module}' failed at {line}: {type(err).__name__}: {err}",
+                       key="plugins", code="import-failed")
 
 
 def check_args(factory: Callable, args: dict, where: str) -> None:
@@ -257,11 +320,13 @@ def check_args(factory: Callable, args: dict, where: str) -> None:
         if key not in accepted:
             raise RecipeError(
                 f"{where}.{key}: unknown argument.{closest(key, accepted)} "
-                f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)"
+                f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)",
+                key=f"{where}.{key}", code="unknown-argument"
             )
         expected = _type_problem(params[key].default, value, params[key].annotation)
         if expected:
-            raise RecipeError(f"{where}.{key}: expected {expected}, got {value!r}.")
+            raise RecipeError(f"{where}.{key}: expected {expected}, got {value!r}.", key=f"{where}.{key}",
+                              code="wrong-type")
 
 
 def _type_problem(default, value, annotation=None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unpaired.errors import RecipeError
+from unpaired.errors import RecipeError, warn
 from unpaired.plugin.registry import closest
 from unpaired.recipe.schema import LISTS, MAPPINGS, Recipe
 
@@ -51,6 +51,24 @@ def check_shapes(cfg: DictConfig, source: str) -> None:
         raise RecipeError(f"{source}: recipe key 'base' is one recipe (a file or built-in name), got {base!r}.")
 
 
+#: Keys renamed since: old key -> new key. A recipe or a run's saved recipe that sets an old key
+#: loads as if it set the new one (a warning names it, except in a saved run's recipe).
+RENAMED = {"train.max_steps": "train.max_iterations"}
+
+
+def _upgrade(cfg: DictConfig, source: str, quiet: bool = False) -> DictConfig:
+    """``cfg`` with the keys of :data:`RENAMED` moved to their new names (in place)."""
+    for old, new in RENAMED.items():
+        section, key = old.rsplit(".", 1)
+        parent = OmegaConf.select(cfg, section)
+        if isinstance(parent, DictConfig) and key in parent:
+            value = parent.pop(key)
+            OmegaConf.update(cfg, new, value, force_add=True)
+            if not quiet:
+                warn(f"{source}: recipe key '{old}' is now '{new}'; it was read as {new}={value}.")
+    return cfg
+
+
 def _error(err: OmegaConfBaseException, source: str) -> RecipeError:
     key = getattr(err, "full_key", None) or "?"
     msg = str(getattr(err, "msg", err)).splitlines()[0]
@@ -83,6 +101,7 @@ def _read(path: Path) -> DictConfig:
 def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) -> list[tuple[str, Path, DictConfig]]:
     """``cfg`` after its ``base`` chain: [(source, folder, config), ...], the deepest base first."""
     check_shapes(cfg, source)
+    _upgrade(cfg, source)
     chain = []
     base = cfg.get("base")
     if base:
@@ -104,6 +123,8 @@ def _typed_entries(cfg) -> list[tuple[tuple[str, ...], str]]:
         entries.append((("eval", "metrics", name), "type"))
     for name in (cfg.get("networks") or {}):
         entries.append((("networks", name), "type"))
+    for name in (cfg.get("handlers") or {}):
+        entries.append((("handlers", name), "type"))
     for sname, step in (cfg.get("steps") or {}).items():
         entries.append((("steps", sname, "optimizer"), "type"))
         for tname in ((step or {}).get("losses") or {}):
@@ -195,6 +216,7 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
         raise RecipeError(f"command-line overrides {' '.join(overrides)}: a value is not valid YAML "
                           f"({str(err).splitlines()[0]}); quote the whole key=value for the shell.") from err
     check_shapes(patch, "command-line override")
+    _upgrade(patch, "command-line override")
     try:
         merged = drop_nulls(OmegaConf.merge(recipe, patch))
     except OmegaConfBaseException as err:
@@ -207,9 +229,10 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
 
 
 def drop_nulls(recipe: DictConfig) -> DictConfig:
-    """Delete networks, images, steps, loss terms, metrics and eval classes set to ``null`` (how a
-    recipe removes them)."""
-    for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics, recipe.eval.classes):
+    """Delete networks, images, steps, loss terms, metrics, eval classes and handlers set to ``null``
+    (how a recipe removes them)."""
+    for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics, recipe.eval.classes,
+                    recipe.handlers):
         for key in [k for k, v in section.items() if v is None]:
             del section[key]
     for step in recipe.steps.values():
@@ -227,7 +250,7 @@ def from_yaml(text: str) -> DictConfig:
         if cfg.get("base"):
             raise RecipeError("saved recipe: it names a base; from_yaml reads resolved recipes (as runs save "
                               "them). Use load_recipe for a recipe with a base: it merges the chain.")
-        return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), cfg))
+        return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), _upgrade(cfg, "saved recipe", quiet=True)))
     except OmegaConfBaseException as err:
         raise _error(err, "saved recipe") from err
 

@@ -1,8 +1,12 @@
 """Which forward passes each optimisation step needs, derived from the active loss terms.
 
+A recipe's ``steps:`` are its optimisation steps: each updates some networks with one optimizer
+from a weighted sum of loss terms. An *iteration* runs every due step on one batch (CycleGAN: the
+generators' step, then the discriminators').
+
 For each step, the plan keeps only the images that its active loss terms read, plus their inputs
-(:meth:`unpaired.graph.ImageGraph.order`). An image is *fresh* in a step when a network the step
-optimises took part in making it: the step computes it with gradients. Any other image is
+(:meth:`unpaired.recipe.graph.ImageGraph.order`). An image is *fresh* in a step when a network the
+step optimises took part in making it: the step computes it with gradients. Any other image is
 computed once per iteration and reused detached (e.g. the discriminator step reuses the
 generators' fakes, as in Zhu et al.'s reference implementation).
 """
@@ -10,54 +14,127 @@ generators' fakes, as in Zhu et al.'s reference implementation).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from unpaired.plugin.registry import Spec
 from unpaired.recipe.graph import ImageGraph
+from unpaired.recipe.load import plugin_args
 from unpaired.recipe.validate import active_terms, term_images, term_side
 
 
 @dataclass(frozen=True)
+class Term:
+    """One active loss term of a step, resolved.
+
+    Attributes:
+        step, name: where it is: ``steps.<step>.losses.<name>``.
+        spec: its loss plugin (kind ``adversarial_loss`` or ``consistency_loss``) and args.
+        weight: its weight in the step's sum (never 0: inactive terms are left out).
+        side: ``"generator"`` or ``"discriminator"`` for an adversarial term, else None.
+        discriminator, real, fake, pool: an adversarial term's network, images and image-pool size.
+        input, target, network: a consistency term's images and the network it reads itself.
+        share: the term of the same step whose loss module (and parameters) it uses.
+    """
+
+    step: str
+    name: str
+    spec: Spec
+    weight: float
+    side: str | None = None
+    discriminator: str | None = None
+    real: str | None = None
+    fake: str | None = None
+    pool: int = 0
+    input: str | None = None
+    target: str | None = None
+    network: str | None = None
+    share: str | None = None
+
+    @property
+    def adversarial(self) -> bool:
+        return self.spec.kind == "adversarial_loss"
+
+    @property
+    def key(self) -> str:
+        """``<step>/<term>``: its name in logs."""
+        return f"{self.step}/{self.name}"
+
+    @property
+    def where(self) -> str:
+        """Its recipe key."""
+        return f"steps.{self.step}.losses.{self.name}"
+
+    @property
+    def images(self) -> list[str]:
+        """The images it reads."""
+        return term_images(self)
+
+
+@dataclass(frozen=True)
 class StepPlan:
+    """One optimisation step, resolved: what it updates, with what, from which images.
+
+    Attributes:
+        name: the step's recipe name.
+        networks: the networks it updates.
+        optimizer: the optimizer plugin and args (its ``params`` are injected).
+        terms: term name -> :class:`Term`, active terms only, in recipe order.
+        images: every image the step reads, inputs before outputs.
+        fresh: images the step computes with gradients.
+        keep_graph: images not fresh here but computed with gradients for a later step.
+        every: runs on iterations ``every - 1, 2 * every - 1, ...`` (0-based).
+        repeat: times per iteration it runs.
+    """
+
     name: str
     networks: tuple[str, ...]
-    terms: dict  # term name -> LossTerm (active terms only; plain dataclasses, fast to read)
-    sides: dict  # adversarial term name -> "generator" | "discriminator"
-    images: tuple[str, ...]  # every image the step reads, inputs before outputs
-    fresh: frozenset[str]  # images the step computes with gradients
-    keep_graph: frozenset[str] = frozenset()  # not fresh here, but computed with gradients for a later step
-    every: int = 1  # runs on iterations 0, every, 2 * every, ...
-    repeat: int = 1  # times per iteration it runs
-    calls: tuple[tuple[str, ...], ...] = ()  # ``images`` grouped into network calls, in order (see _calls)
+    optimizer: Spec
+    terms: Mapping[str, Term]
+    images: tuple[str, ...]
+    fresh: frozenset[str]
+    keep_graph: frozenset[str] = frozenset()
+    every: int = 1
+    repeat: int = 1
 
 
-def make_plan(recipe: DictConfig, graph: ImageGraph | None = None, batched: frozenset[str] = frozenset()) -> list[StepPlan]:
-    """One :class:`StepPlan` per recipe step, in recipe order (the recipe must be validated).
+def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig) -> Term:
+    """A recipe loss term as a :class:`Term` (its side decided by :func:`term_side`)."""
+    adversarial = bool(term.adversarial)
+    kind = "adversarial_loss" if adversarial else "consistency_loss"
+    spec = Spec(kind, term.adversarial or term.consistency, MappingProxyType(plugin_args(term.args)),
+                f"steps.{sname}.losses.{tname}")
+    return Term(sname, tname, spec, float(term.weight), term_side(term, step) if adversarial else None,
+                term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share)
 
-    ``batched`` names the networks whose passes may share one call (per-sample networks, with
-    ``train.batch_passes``)."""
+
+def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepPlan]:
+    """One :class:`StepPlan` per recipe step, in recipe order (the recipe must be validated)."""
     graph = graph or ImageGraph(recipe.images)
     plans = []
     for name, step in recipe.steps.items():
-        terms = active_terms(step)
-        needed = graph.order([img for t in terms.values() for img in term_images(t)])
+        terms = {t: resolve_term(name, t, spec, step) for t, spec in active_terms(step).items()}
+        needed = graph.order([img for t in terms.values() for img in t.images])
         optimised = set(step.networks)
         fresh = frozenset(img for img in needed if graph.networks(img) & optimised)
-        plain = {t: OmegaConf.to_object(spec) for t, spec in terms.items()}
-        sides = {t: term_side(spec, step) for t, spec in terms.items() if spec.adversarial}
-        plans.append(StepPlan(name, tuple(step.networks), plain, sides, tuple(needed), fresh, frozenset(),
-                              step.every, step.repeat))
-    plans = [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
-    return [replace(p, calls=_calls(p, graph, batched)) for p in plans]
+        optimizer = Spec("optimizer", step.optimizer.type, MappingProxyType(plugin_args(step.optimizer.args)),
+                         f"steps.{name}.optimizer")
+        plans.append(StepPlan(name, tuple(step.networks), optimizer, MappingProxyType(terms), tuple(needed), fresh,
+                              frozenset(), step.every, step.repeat))
+    return [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
 
 
-def _calls(plan: StepPlan, graph: ImageGraph, batched: frozenset[str]) -> tuple[tuple[str, ...], ...]:
-    """The step's images grouped into network calls, inputs before outputs: the images of one
-    ``batched`` network at the same depth (steps from the data) that are both fresh or both made
-    without gradients share a call, e.g. CycleGAN's ``fake_B = G_AB(real_A)`` and ``idt_B =
-    G_AB(real_B)``; every other image is a call of its own, in the recipe's order when no image
-    shares one. (Images kept with their graph for later steps never share one: two later steps
-    would backpropagate through one graph.)"""
+def group_calls(plan: StepPlan, graph: ImageGraph, batched: frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """The step's images grouped into network calls, inputs before outputs.
+
+    The images of one ``batched`` network (a per-sample network, with ``train.batch_passes``) at
+    the same depth (steps from the data) that are both fresh or both made without gradients share
+    a call, e.g. CycleGAN's ``fake_B = G_AB(real_A)`` and ``idt_B = G_AB(real_B)``; every other
+    image is a call of its own, in the recipe's order when no image shares one. (Images kept with
+    their graph for later steps never share one: two later steps would backpropagate through one
+    graph.)"""
     if not batched & {graph.nodes[n].net for n in plan.images}:
         return tuple((name,) for name in plan.images)  # the recipe's order, as the reference calls
     depth: dict[str, int] = {}

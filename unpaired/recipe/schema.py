@@ -78,7 +78,7 @@ class SchedulerSpec:
 @dataclass
 class TrainSpec:
     epochs: int = 200
-    max_steps: Optional[int] = None  # stop after this many iterations (all epochs counted)
+    max_iterations: Optional[int] = None  # stop after this many iterations (all epochs counted; was max_steps)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where the device computes it natively)
     channels_last: bool = False
@@ -153,6 +153,9 @@ class Recipe:
     inference: Dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
     init_from: Optional[InitFromSpec] = None  # start a new run's networks from another run's weights
+    # training-event handlers built from plugins of kind handler (e.g. ema), by a name that keys
+    # their state in checkpoints; entries set to null are deleted
+    handlers: Dict[str, Optional[PluginSpec]] = field(default_factory=dict)
 
 
 #: Keys whose value is a mapping ("*": every entry), checked before merging so that a wrong shape is
@@ -160,7 +163,7 @@ class Recipe:
 MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "steps",
             "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.losses", "steps.*.losses.*", "train",
             "train.scheduler", "train.scheduler.args", "eval", "eval.metrics", "eval.metrics.*", "eval.features",
-            "eval.classifier", "eval.classes", "inference", "init_from")
+            "eval.classifier", "eval.classes", "inference", "init_from", "handlers", "handlers.*", "handlers.*.args")
 
 
 LISTS = ("plugins", "samples")

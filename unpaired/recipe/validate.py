@@ -1,4 +1,9 @@
-"""Validating a recipe: every problem at once, each naming its recipe key, before anything is built.
+"""Validating a recipe: every problem at once, each a :class:`~unpaired.errors.Problem` naming its
+recipe key and a short code, before anything is built.
+
+Also the recipe's structural facts that more than one layer needs, decided here once: which
+networks are discriminators (:func:`network_kind`), which side an adversarial term is on
+(:func:`term_side`), which terms take part (:func:`active_terms`).
 """
 
 from __future__ import annotations
@@ -9,247 +14,34 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from unpaired.domains import DATA_IMAGES, DOMAIN_OF, domain_channels
-from unpaired.errors import RecipeError
+from unpaired.errors import Problem, RecipeError
 from unpaired.plugin.registry import Registry, check_args, closest, default_registry
 from unpaired.recipe.graph import ImageGraph
 from unpaired.recipe.load import plugin_args
+from unpaired.runtime.device import pick_device
 
 
-# -- semantic checks -------------------------------------------------------------------------------
+class Problems(list):
+    """The problems found so far, in order (a list of :class:`~unpaired.errors.Problem`)."""
+
+    def add(self, key: str, code: str, text: str) -> None:
+        """A problem of recipe key ``key`` (``text`` starts with the key, or gets it)."""
+        self.append(Problem(key, code, text))
+
+    def add_error(self, err: RecipeError, key: str = "", code: str = "invalid") -> None:
+        """An error raised by a check (the registry's), as a problem with its own key and code."""
+        self.append(Problem.of(err, key, code))
+
+
+# -- the structure, decided once ---------------------------------------------------------------------
 def active_terms(step: DictConfig) -> dict[str, DictConfig]:
     """Loss terms that take part: those of non-zero weight."""
     return {n: t for n, t in step.losses.items() if t.weight != 0}
 
 
-def term_images(term: DictConfig) -> list[str]:
+def term_images(term) -> list[str]:
     """The image names a loss term reads."""
     return [v for v in (term.real, term.fake, term.input, term.target) if v is not None]
-
-
-def default_arg(registry: Registry, kind: str, name: str, arg: str):
-    """The default of argument ``arg`` of component ``name``, or None (unknown or no default)."""
-    try:
-        comp = registry.get(kind, name)
-    except RecipeError:
-        return None
-    param = inspect.signature(comp.factory).parameters.get(arg)
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
-
-
-def validate(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
-    """Every problem in a recipe, checked before any network is built.
-
-    Checks that each plugin name exists (with the closest known name), each component argument is
-    accepted, each network, image and step a recipe names is defined, each image has one way of
-    being made and no loops, each loss term is complete, and channel counts agree: a network's
-    input image has its ``in_channels``, and a consistency term (e.g. the identity loss) compares
-    images with equal channel counts.
-
-    Returns:
-        A list of messages, each starting with the recipe key path; empty when the recipe is good.
-    """
-    reg = registry or default_registry()
-    problems: list[str] = []
-    missing = sorted(OmegaConf.missing_keys(recipe))
-    for key in missing:
-        problems.append(f"{key}: required value is missing (???); set it in the recipe or as {key}=VALUE.")
-    if any(".args." not in key for key in missing):  # the recipe's structure is incomplete
-        return problems
-    problems += _check_numbers(recipe)
-    try:
-        reg = reg.for_recipe(recipe)
-    except RecipeError as err:
-        problems.append(str(err))
-    nets, images = recipe.networks, recipe.images
-
-    def check_component(kind, name, args, where, args_where=None, injected=()):
-        try:
-            comp = reg.get(kind, name, where)
-            if args is not None:
-                given = plugin_args(args)
-                for key in injected:
-                    if key in given:
-                        problems.append(f"{args_where or where + '.args'}.{key}: set by the trainer; remove it from args.")
-                check_args(comp.factory, {k: v for k, v in given.items() if k not in injected}, args_where or f"{where}.args")
-        except RecipeError as err:
-            problems.append(str(err))
-
-    check_component("dataset", recipe.data.dataset, recipe.data.args, "data.dataset", "data.args")
-    kinds = {}
-    for name, spec in nets.items():
-        if spec.role not in (None, "generator", "discriminator"):
-            problems.append(f"networks.{name}.role: '{spec.role}' is not generator or discriminator.")
-            continue
-        kinds[name] = network_kind(recipe, name)
-        before = len(problems)
-        check_component(kinds[name], spec.type, spec.args, f"networks.{name}")
-        if spec.role and len(problems) > before and f"unknown {kinds[name]}" in problems[-1]:
-            problems[-1] += f" (networks.{name}.role is {spec.role})"
-        check_component("init", spec.init, None, f"networks.{name}.init")
-    if not nets:
-        problems.append("networks: the recipe defines no networks.")
-
-    graph = ImageGraph({n: spec for n, spec in images.items() if _image_problems(n, spec, problems) is None})
-
-    def net_arg(net: str, arg: str):
-        spec = nets[net]
-        return spec.args.get(arg, default_arg(reg, kinds.get(net, "generator"), spec.type, arg))
-
-    def channels(image: str):
-        if image in DATA_IMAGES:
-            value = recipe.data.args.get("channels", default_arg(reg, "dataset", recipe.data.dataset, "channels"))
-            try:
-                return None if value is None else domain_channels(value, DOMAIN_OF[image])
-            except ValueError as err:
-                problems.append(f"data.args.channels: {err}")
-                return None
-        node = graph.nodes.get(image)
-        if node is None:
-            return None
-        if node.net is None:  # a concatenation
-            parts = [channels(src) for src in node.inputs]
-            return None if None in parts else sum(parts)
-        return net_arg(node.net, "out_channels") if node.net in nets else None
-
-    def known_image(name, where):
-        if name in graph:
-            return True
-        known = graph.known()
-        problems.append(f"{where}: image '{name}' is not defined.{closest(name, known)} Defined: {', '.join(known)}.")
-        return False
-
-    loops = graph.loops()
-    problems += loops
-    for name, node in graph.nodes.items():
-        where = f"images.{name}"
-        if name in DATA_IMAGES:
-            problems.append(f"{where}: '{name}' is provided by the data; choose another name.")
-        if node.net is not None and node.net not in nets:
-            problems.append(f"{where}.net: network '{node.net}' is not defined.{closest(node.net, nets)}")
-            continue
-        if not all(known_image(src, f"{where}.{'input' if node.net else 'concat'}") for src in node.inputs):
-            continue
-        if node.net is not None and len(node.inputs) == 1 and not loops:
-            want, have = net_arg(node.net, "in_channels"), channels(node.inputs[0])
-            if want is not None and have is not None and want != have:
-                problems.append(
-                    f"{where}: network '{node.net}' takes {want} input channels but '{node.inputs[0]}' has "
-                    f"{have}. Set networks.{node.net}.args.in_channels, or drop this image and the "
-                    "terms that use it (an identity loss needs equal input and output channels)."
-                )
-
-    if not recipe.steps:
-        problems.append("steps: the recipe defines no optimisation steps.")
-    for sname, step in recipe.steps.items():
-        where = f"steps.{sname}"
-        if not step.networks:
-            problems.append(f"{where}.networks: name the networks this step optimises.")
-        for net in step.networks:
-            if net not in nets:
-                problems.append(f"{where}.networks: network '{net}' is not defined.{closest(net, nets)}")
-        check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer", injected=("params",))
-        lr = step.optimizer.args.get("lr")
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
-            problems.append(f"{where}.optimizer.args.lr: must be above 0, got {lr} (a network that should not "
-                            f"learn is left out of {where}.networks).")
-        for tname, term in step.losses.items():
-            if term.weight < 0:
-                problems.append(f"{where}.losses.{tname}.weight: must be 0 or more (0 switches the term off), "
-                                f"got {term.weight}; a negative weight maximises the loss.")
-        if not active_terms(step):
-            problems.append(f"{where}.losses: no active loss term (all are of weight 0); delete the step with {where}=null.")
-        for tname, term in active_terms(step).items():
-            problems += _check_term(term, f"{where}.losses.{tname}", step, nets, check_component)
-            for img in term_images(term):
-                known_image(img, f"{where}.losses.{tname}")
-            if term.consistency and term.input and term.target and not term.network and not loops:
-                ci, ct = channels(term.input), channels(term.target)
-                if ci is not None and ct is not None and ci != ct:
-                    problems.append(
-                        f"{where}.losses.{tname}: '{term.input}' has {ci} channels but '{term.target}' "
-                        f"has {ct}; a consistency loss (such as the identity loss) needs equal channel "
-                        f"counts. Remove the term ({where}.losses.{tname}=null) or match the channels."
-                    )
-    sch = recipe.train.scheduler
-    check_component("scheduler", sch.type, sch.args, "train.scheduler", injected=("optimizer",))
-    if sch.interval not in ("epoch", "iteration"):
-        problems.append(f"train.scheduler.interval: '{sch.interval}' is not epoch or iteration.")
-    elif sch.interval == "iteration" and sch.type == "plateau":
-        problems.append("train.scheduler.interval: plateau follows the epoch's mean loss; use interval: epoch.")
-    if recipe.train.precision not in ("fp32", "bf16", "fp16", "auto"):
-        problems.append(f"train.precision: '{recipe.train.precision}' is not one of fp32, bf16, fp16, auto.")
-    for img in recipe.samples:
-        if known_image(img, "samples") and not loops and channels(img) not in (None, 1, 3):
-            problems.append(f"samples: image '{img}' has {channels(img)} channels; a sample grid shows 1- or "
-                            "3-channel images.")
-    for direction, target in recipe.inference.items():
-        where = f"inference.{direction}"
-        problems += _check_inference(where, target, nets, graph, kinds)
-        if isinstance(target, str) and target in graph.nodes and not loops and channels(target) not in (None, 1, 3):
-            problems.append(f"{where}: image '{target}' has {channels(target)} channels; translations are "
-                            "written as 1- or 3-channel images.")
-    problems += _check_eval(recipe.eval, check_component)
-    return list(dict.fromkeys(problems))  # one message per problem, however often it was met
-
-
-def _check_eval(ev: DictConfig, check_component) -> list[str]:
-    """The eval section's plugins and their args, and its domain keys."""
-    problems = []
-    for name, spec in ev.metrics.items():
-        check_component("metric", spec.type or name, spec.args, f"eval.metrics.{name}" + (".type" if spec.type else ""),
-                        f"eval.metrics.{name}.args")
-    for kind, key in (("feature_extractor", "features"), ("classifier", "classifier")):
-        if ev[key] is not None:
-            check_component(kind, ev[key].type, ev[key].args, f"eval.{key}.type", f"eval.{key}.args")
-    for domain in ev.classes:
-        if domain not in ("A", "B"):
-            problems.append(f"eval.classes.{domain}: domains are A and B.")
-    if ev.classes and ev.classifier is None:
-        problems.append("eval.classes: set eval.classifier too (the classifier whose classes these are).")
-    return problems
-
-
-def _image_problems(name: str, spec, problems: list[str]) -> str | None:
-    """A message (also added to ``problems``) when an image entry is malformed, else None."""
-    where = f"images.{name}"
-    if spec.concat is not None:
-        msg = None
-        if spec.net is not None or spec.input is not None:
-            msg = f"{where}: give either 'concat' (a list of images) or 'net' with 'input', not both."
-        elif len(spec.concat) < 2:
-            msg = f"{where}.concat: name at least two images to concatenate along channels."
-    elif spec.net is None or spec.input is None:
-        msg = f"{where}: set 'net' and 'input' (the image is net(input)), or 'concat: [image, image, ...]'."
-    elif not (isinstance(spec.input, str) or (OmegaConf.is_list(spec.input) and len(spec.input) > 0
-                                                and all(isinstance(i, str) for i in spec.input))):
-        msg = f"{where}.input: an image name or a list of image names, got {spec.input!r}."
-    else:
-        msg = None
-    if msg:
-        problems.append(msg)
-    return msg
-
-
-def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict) -> list[str]:
-    """``inference.<direction>``: a generator, a list of generators (applied in order), or an image."""
-    if OmegaConf.is_list(target):
-        return [f"{where}: network '{n}' is not defined.{closest(n, nets)}" for n in target if n not in nets] + (
-            [f"{where}: name at least one network."] if len(target) == 0 else []) + [
-            f"{where}: '{n}' is a discriminator; translation applies generators." for n in target
-            if kinds.get(n) == "discriminator"]
-    if not isinstance(target, str):
-        return [f"{where}: a network name, a list of networks, or an image name; got {target!r}."]
-    if target in nets:
-        return [f"{where}: '{target}' is a discriminator; translation applies generators."] if kinds.get(target) == "discriminator" else []
-    if target in DATA_IMAGES:
-        return [f"{where}: '{target}' is a data image; name a generator or an image made from it."]
-    if target in graph.nodes:
-        sources = graph.sources(target)
-        if len(sources) != 1:
-            return [f"{where}: image '{target}' is made from {', '.join(sorted(sources)) or 'no data image'}; "
-                    "translation needs an image made from exactly one data image."]
-        return []
-    return [f"{where}: network or image '{target}' is not defined.{closest(target, [*nets, *graph.nodes])}"]
 
 
 def network_kind(recipe: DictConfig, name: str) -> str:
@@ -268,80 +60,324 @@ def term_side(term, step) -> str:
     return term.side or ("discriminator" if term.discriminator in step.networks else "generator")
 
 
-def _check_term(term, where, step, nets, check_component) -> list[str]:
-    problems = []
+def default_arg(registry: Registry, kind: str, name: str, arg: str):
+    """The default of argument ``arg`` of component ``name``, or None (unknown or no default)."""
+    try:
+        comp = registry.get(kind, name)
+    except RecipeError:
+        return None
+    param = inspect.signature(comp.factory).parameters.get(arg)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+# -- the check ---------------------------------------------------------------------------------------
+def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Problem]:
+    """Every problem in a recipe, checked before any network is built.
+
+    Checks that each plugin name exists (with the closest known name), each component argument is
+    accepted, each network, image and step a recipe names is defined, each image has one way of
+    being made and no loops, each loss term is complete, and channel counts agree: a network's
+    input image has its ``in_channels``, and a consistency term (e.g. the identity loss) compares
+    images with equal channel counts.
+
+    Returns:
+        The problems (each a ``str`` starting with its recipe key, with fields ``key`` and
+        ``code``); empty when the recipe is good.
+    """
+    reg = registry or default_registry()
+    problems = Problems()
+    missing = sorted(OmegaConf.missing_keys(recipe))
+    for key in missing:
+        problems.add(key, "missing", f"required value is missing (???); set it in the recipe or as {key}=VALUE.")
+    if any(".args." not in key for key in missing):  # the recipe's structure is incomplete
+        return problems
+    _check_numbers(recipe, problems)
+    try:
+        reg = reg.for_recipe(recipe)
+    except RecipeError as err:
+        problems.add_error(err, "plugins")
+    nets, images = recipe.networks, recipe.images
+
+    def check_component(kind, name, args, where, args_where=None, injected=()):
+        try:
+            comp = reg.get(kind, name, where)
+            if args is not None:
+                given = plugin_args(args)
+                for key in injected:
+                    if key in given:
+                        at = f"{args_where or where + '.args'}.{key}"
+                        problems.add(at, "injected", "set by the trainer; remove it from args.")
+                check_args(comp.factory, {k: v for k, v in given.items() if k not in injected}, args_where or f"{where}.args")
+        except RecipeError as err:
+            problems.add_error(err, where)
+
+    check_component("dataset", recipe.data.dataset, recipe.data.args, "data.dataset", "data.args")
+    kinds = {}
+    for name, spec in nets.items():
+        if spec.role not in (None, "generator", "discriminator"):
+            problems.add(f"networks.{name}.role", "bad-value", f"'{spec.role}' is not generator or discriminator.")
+            continue
+        kinds[name] = network_kind(recipe, name)
+        before = len(problems)
+        check_component(kinds[name], spec.type, spec.args, f"networks.{name}")
+        if spec.role and len(problems) > before and problems[-1].code == "unknown-plugin":
+            last = problems.pop()
+            problems.add(last.key, last.code, f"{last} (networks.{name}.role is {spec.role})")
+        check_component("init", spec.init, None, f"networks.{name}.init")
+    if not nets:
+        problems.add("networks", "empty", "the recipe defines no networks.")
+
+    graph = ImageGraph({n: spec for n, spec in images.items() if not _image_problems(n, spec, problems)})
+
+    def net_arg(net: str, arg: str):
+        spec = nets[net]
+        return spec.args.get(arg, default_arg(reg, kinds.get(net, "generator"), spec.type, arg))
+
+    def channels(image: str):
+        if image in DATA_IMAGES:
+            value = recipe.data.args.get("channels", default_arg(reg, "dataset", recipe.data.dataset, "channels"))
+            try:
+                return None if value is None else domain_channels(value, DOMAIN_OF[image])
+            except ValueError as err:
+                problems.add("data.args.channels", "bad-value", str(err))
+                return None
+        node = graph.nodes.get(image)
+        if node is None:
+            return None
+        if node.net is None:  # a concatenation
+            parts = [channels(src) for src in node.inputs]
+            return None if None in parts else sum(parts)
+        return net_arg(node.net, "out_channels") if node.net in nets else None
+
+    def known_image(name, where):
+        if name in graph:
+            return True
+        known = graph.known()
+        problems.add(where, "unknown-image", f"image '{name}' is not defined.{closest(name, known)} Defined: "
+                                             f"{', '.join(known)}.")
+        return False
+
+    loops = graph.loops()
+    for loop in loops:
+        problems.add(loop.split(":")[0], "loop", loop)
+    for name, node in graph.nodes.items():
+        where = f"images.{name}"
+        if name in DATA_IMAGES:
+            problems.add(where, "data-image", f"'{name}' is provided by the data; choose another name.")
+        if node.net is not None and node.net not in nets:
+            problems.add(f"{where}.net", "unknown-network", f"network '{node.net}' is not defined.{closest(node.net, nets)}")
+            continue
+        if not all(known_image(src, f"{where}.{'input' if node.net else 'concat'}") for src in node.inputs):
+            continue
+        if node.net is not None and len(node.inputs) == 1 and not loops:
+            want, have = net_arg(node.net, "in_channels"), channels(node.inputs[0])
+            if want is not None and have is not None and want != have:
+                problems.add(where, "channels",
+                             f"network '{node.net}' takes {want} input channels but '{node.inputs[0]}' has "
+                             f"{have}. Set networks.{node.net}.args.in_channels, or drop this image and the "
+                             "terms that use it (an identity loss needs equal input and output channels).")
+
+    if not recipe.steps:
+        problems.add("steps", "empty", "the recipe defines no optimisation steps.")
+    for sname, step in recipe.steps.items():
+        where = f"steps.{sname}"
+        if not step.networks:
+            problems.add(f"{where}.networks", "empty", "name the networks this step optimises.")
+        for net in step.networks:
+            if net not in nets:
+                problems.add(f"{where}.networks", "unknown-network", f"network '{net}' is not defined.{closest(net, nets)}")
+        check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer", injected=("params",))
+        lr = step.optimizer.args.get("lr")
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
+            problems.add(f"{where}.optimizer.args.lr", "not-positive",
+                         f"must be above 0, got {lr} (a network that should not learn is left out of {where}.networks).")
+        for tname, term in step.losses.items():
+            if term.weight < 0:
+                problems.add(f"{where}.losses.{tname}.weight", "negative",
+                             f"must be 0 or more (0 switches the term off), got {term.weight}; a negative weight "
+                             "maximises the loss.")
+        if not active_terms(step):
+            problems.add(f"{where}.losses", "no-term", f"no active loss term (all are of weight 0); delete the step "
+                                                       f"with {where}=null.")
+        for tname, term in active_terms(step).items():
+            _check_term(term, f"{where}.losses.{tname}", step, nets, check_component, problems)
+            for img in term_images(term):
+                known_image(img, f"{where}.losses.{tname}")
+            if term.consistency and term.input and term.target and not term.network and not loops:
+                ci, ct = channels(term.input), channels(term.target)
+                if ci is not None and ct is not None and ci != ct:
+                    problems.add(f"{where}.losses.{tname}", "channels",
+                                 f"'{term.input}' has {ci} channels but '{term.target}' has {ct}; a consistency loss "
+                                 "(such as the identity loss) needs equal channel counts. Remove the term "
+                                 f"({where}.losses.{tname}=null) or match the channels.")
+    sch = recipe.train.scheduler
+    check_component("scheduler", sch.type, sch.args, "train.scheduler", injected=("optimizer",))
+    if sch.interval not in ("epoch", "iteration"):
+        problems.add("train.scheduler.interval", "bad-value", f"'{sch.interval}' is not epoch or iteration.")
+    elif sch.interval == "iteration" and sch.type == "plateau":
+        problems.add("train.scheduler.interval", "bad-value", "plateau follows the epoch's mean loss; use interval: epoch.")
+    if recipe.train.precision not in ("fp32", "bf16", "fp16", "auto"):
+        problems.add("train.precision", "bad-value", f"'{recipe.train.precision}' is not one of fp32, bf16, fp16, auto.")
+    for img in recipe.samples:
+        if known_image(img, "samples") and not loops and channels(img) not in (None, 1, 3):
+            problems.add("samples", "channels", f"image '{img}' has {channels(img)} channels; a sample grid shows 1- or "
+                                                "3-channel images.")
+    for direction, target in recipe.inference.items():
+        where = f"inference.{direction}"
+        _check_inference(where, target, nets, graph, kinds, problems)
+        if isinstance(target, str) and target in graph.nodes and not loops and channels(target) not in (None, 1, 3):
+            problems.add(where, "channels", f"image '{target}' has {channels(target)} channels; translations are "
+                                            "written as 1- or 3-channel images.")
+    for name, spec in recipe.handlers.items():
+        check_component("handler", spec.type, spec.args, f"handlers.{name}")
+    _check_eval(recipe.eval, check_component, problems)
+    return list(dict.fromkeys(problems))  # one message per problem, however often it was met
+
+
+def raise_problems(problems: list[Problem]) -> None:
+    """Raise one :class:`RecipeError` listing ``problems`` (nothing when there are none)."""
+    if problems:
+        raise RecipeError.listing(problems)
+
+
+def _check_eval(ev: DictConfig, check_component, problems: Problems) -> None:
+    """The eval section's plugins and their args, and its domain keys."""
+    for name, spec in ev.metrics.items():
+        check_component("metric", spec.type or name, spec.args, f"eval.metrics.{name}" + (".type" if spec.type else ""),
+                        f"eval.metrics.{name}.args")
+    for kind, key in (("feature_extractor", "features"), ("classifier", "classifier")):
+        if ev[key] is not None:
+            check_component(kind, ev[key].type, ev[key].args, f"eval.{key}.type", f"eval.{key}.args")
+    for domain in ev.classes:
+        if domain not in ("A", "B"):
+            problems.add(f"eval.classes.{domain}", "bad-value", "domains are A and B.")
+    if ev.classes and ev.classifier is None:
+        problems.add("eval.classes", "needs-classifier", "set eval.classifier too (the classifier whose classes these are).")
+
+
+def _image_problems(name: str, spec, problems: Problems) -> bool:
+    """Whether an image entry is malformed (the problem is added)."""
+    where = f"images.{name}"
+    if spec.concat is not None:
+        if spec.net is not None or spec.input is not None:
+            problems.add(where, "bad-image", "give either 'concat' (a list of images) or 'net' with 'input', not both.")
+        elif len(spec.concat) < 2:
+            problems.add(f"{where}.concat", "bad-image", "name at least two images to concatenate along channels.")
+        else:
+            return False
+    elif spec.net is None or spec.input is None:
+        problems.add(where, "bad-image", "set 'net' and 'input' (the image is net(input)), or 'concat: [image, image, ...]'.")
+    elif not (isinstance(spec.input, str) or (OmegaConf.is_list(spec.input) and len(spec.input) > 0
+                                                and all(isinstance(i, str) for i in spec.input))):
+        problems.add(f"{where}.input", "bad-image", f"an image name or a list of image names, got {spec.input!r}.")
+    else:
+        return False
+    return True
+
+
+def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict, problems: Problems) -> None:
+    """``inference.<direction>``: a generator, a list of generators (applied in order), or an image."""
+    if OmegaConf.is_list(target):
+        for n in target:
+            if n not in nets:
+                problems.add(where, "unknown-network", f"network '{n}' is not defined.{closest(n, nets)}")
+            elif kinds.get(n) == "discriminator":
+                problems.add(where, "discriminator", f"'{n}' is a discriminator; translation applies generators.")
+        if len(target) == 0:
+            problems.add(where, "empty", "name at least one network.")
+    elif not isinstance(target, str):
+        problems.add(where, "bad-value", f"a network name, a list of networks, or an image name; got {target!r}.")
+    elif target in nets:
+        if kinds.get(target) == "discriminator":
+            problems.add(where, "discriminator", f"'{target}' is a discriminator; translation applies generators.")
+    elif target in DATA_IMAGES:
+        problems.add(where, "data-image", f"'{target}' is a data image; name a generator or an image made from it.")
+    elif target in graph.nodes:
+        sources = graph.sources(target)
+        if len(sources) != 1:
+            problems.add(where, "sources", f"image '{target}' is made from {', '.join(sorted(sources)) or 'no data image'}; "
+                                           "translation needs an image made from exactly one data image.")
+    else:
+        problems.add(where, "unknown-image",
+                     f"network or image '{target}' is not defined.{closest(target, [*nets, *graph.nodes])}")
+
+
+def _check_term(term, where, step, nets, check_component, problems: Problems) -> None:
     if bool(term.adversarial) == bool(term.consistency):
-        return [f"{where}: set exactly one of 'adversarial' (a GAN loss) or 'consistency' (e.g. l1)."]
+        problems.add(where, "bad-term", "set exactly one of 'adversarial' (a GAN loss) or 'consistency' (e.g. l1).")
+        return
     if term.network is not None and term.network not in nets:
-        problems.append(f"{where}.network: network '{term.network}' is not defined.{closest(term.network, nets)}")
+        problems.add(f"{where}.network", "unknown-network",
+                     f"network '{term.network}' is not defined.{closest(term.network, nets)}")
     if term.share is not None:
         other = step.losses.get(term.share)
         if other is None or other.share is not None or (other.adversarial, other.consistency) != (term.adversarial, term.consistency):
-            problems.append(f"{where}.share: '{term.share}' must be another term of this step, with the same loss, "
-                            "that does not itself share.")
+            problems.add(f"{where}.share", "bad-share", f"'{term.share}' must be another term of this step, with the "
+                                                        "same loss, that does not itself share.")
+        elif plugin_args(term.args):  # the shared module was built with the other term's args
+            problems.add(f"{where}.args", "ignored-args", f"a term that shares '{term.share}' uses its loss module, "
+                                                          f"built with its args; remove these or drop share.")
     if term.adversarial:
         check_component("adversarial_loss", term.adversarial, term.args, where)
         if term.discriminator not in nets:
-            problems.append(f"{where}.discriminator: network '{term.discriminator}' is not defined.")
+            problems.add(f"{where}.discriminator", "unknown-network", f"network '{term.discriminator}' is not defined.")
         if not term.fake:
-            problems.append(f"{where}.fake: an adversarial term needs the generated image it judges.")
+            problems.add(f"{where}.fake", "missing", "an adversarial term needs the generated image it judges.")
         if term.side not in (None, "generator", "discriminator"):
-            problems.append(f"{where}.side: '{term.side}' is not generator or discriminator.")
+            problems.add(f"{where}.side", "bad-value", f"'{term.side}' is not generator or discriminator.")
         elif term_side(term, step) == "discriminator" and not term.real:
-            problems.append(f"{where}.real: this step trains '{term.discriminator}', so the term needs a real image.")
+            problems.add(f"{where}.real", "missing", f"this step trains '{term.discriminator}', so the term needs a "
+                                                     "real image.")
     else:
         if term.side is not None:
-            problems.append(f"{where}.side: only adversarial terms have a side; remove it.")
+            problems.add(f"{where}.side", "bad-value", "only adversarial terms have a side; remove it.")
         check_component("consistency_loss", term.consistency, term.args, where, injected=("network",))
         for key in ("input", "target"):
             if not term[key]:
-                problems.append(f"{where}.{key}: a consistency term needs 'input' and 'target' images.")
-    return problems
+                problems.add(f"{where}.{key}", "missing", "a consistency term needs 'input' and 'target' images.")
 
 
-def _check_numbers(recipe: DictConfig) -> list[str]:
+def _check_numbers(recipe: DictConfig, problems: Problems) -> None:
     """Counts and intervals that must be positive, and a device that exists."""
     tr = recipe.train
     positive = {"data.batch_size": recipe.data.batch_size, "train.epochs": tr.epochs, "train.log_every": tr.log_every,
                 "train.sample_every": tr.sample_every, "train.checkpoint_every": tr.checkpoint_every,
                 "train.keep_checkpoints": tr.keep_checkpoints, "train.max_nonfinite": tr.max_nonfinite}
-    for key in ("max_steps", "eval_every"):
+    for key in ("max_iterations", "eval_every"):
         if tr[key] is not None:
             positive[f"train.{key}"] = tr[key]
     positive["eval.batch_size"] = recipe.eval.batch_size
-    problems = []
     if recipe.eval.num_images is not None and recipe.eval.num_images < 2:
-        problems.append(f"eval.num_images: must be at least 2 (FID, KID and diversity compare image sets), "
-                        f"got {recipe.eval.num_images}.")
+        problems.add("eval.num_images", "too-small", f"must be at least 2 (FID, KID and diversity compare image sets), "
+                                                     f"got {recipe.eval.num_images}.")
     for sname, step in recipe.steps.items():
         positive[f"steps.{sname}.every"] = step.every
         positive[f"steps.{sname}.repeat"] = step.repeat
-    problems += [f"{key}: must be at least 1, got {value}." for key, value in positive.items() if value < 1]
+    for key, value in positive.items():
+        if value < 1:
+            problems.add(key, "not-positive", f"must be at least 1, got {value}.")
     if recipe.data.num_workers < 0:
-        problems.append(f"data.num_workers: must be 0 or more, got {recipe.data.num_workers}.")
+        problems.add("data.num_workers", "negative", f"must be 0 or more, got {recipe.data.num_workers}.")
     if recipe.data.on_bad_file not in ("error", "skip"):
-        problems.append(f"data.on_bad_file: 'error' or 'skip', got '{recipe.data.on_bad_file}'.")
+        problems.add("data.on_bad_file", "bad-value", f"'error' or 'skip', got '{recipe.data.on_bad_file}'.")
     for sname, step in recipe.steps.items():
         for tname, term in step.losses.items():
             if term.pool < 0:
-                problems.append(f"steps.{sname}.losses.{tname}.pool: must be 0 (off) or more, got {term.pool}.")
-    from unpaired.runtime.device import pick_device
-
+                problems.add(f"steps.{sname}.losses.{tname}.pool", "negative", f"must be 0 (off) or more, got {term.pool}.")
     try:
         pick_device(recipe.device)
     except RecipeError as err:
-        problems.append(str(err))
+        problems.add_error(err, "device", "bad-device")
     on_cuda = recipe.device.startswith("cuda") or (recipe.device == "auto" and torch.cuda.is_available())
     if tr.precision == "fp16" and not on_cuda:
-        problems.append("train.precision: fp16 needs CUDA; use bf16 on the CPU.")
-    return problems
+        problems.add("train.precision", "needs-cuda", "fp16 needs CUDA; use bf16 on the CPU.")
 
 
 def check(recipe: DictConfig, registry: Registry | None = None) -> DictConfig:
-    """Validate a recipe; raise :class:`RecipeError` listing every problem at once (one line for one)."""
-    problems = validate(recipe, registry)
-    if len(problems) == 1:
-        raise RecipeError(f"recipe: {problems[0]}")
-    if problems:
-        raise RecipeError("recipe has %d problem(s):\n  - %s" % (len(problems), "\n  - ".join(problems)))
+    """Validate a recipe; raise :class:`RecipeError` listing every problem at once (one line for one).
+
+    Raises:
+        RecipeError: its ``problems`` are :func:`validate`'s.
+    """
+    raise_problems(validate(recipe, registry))
     return recipe

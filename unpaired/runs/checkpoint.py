@@ -1,17 +1,25 @@
-"""Checkpoints: written atomically, loaded safely.
+"""Checkpoints: one writer (atomic: a checkpoint is complete or absent), safe loaders.
 
-Layout of a run directory::
+A checkpoint is a directory under ``<run>/checkpoints/`` (:mod:`unpaired.runs.rundir` has the
+whole layout)::
 
-    recipe.yaml                      the resolved recipe
-    checkpoints/step_00001000/       one checkpoint (a directory, renamed into place when complete)
-        weights.safetensors          all networks' weights; metadata holds the recipe
-        state.pt                     optimizers, schedulers, image pools, counters, RNG states
-    checkpoints/imported/            an imported model (unpaired import-reference): weights.safetensors
-        source.json                  and the files it came from, with their SHA-256; no state.pt
-    checkpoints/latest               name of the newest complete checkpoint
+    iter_00001000/                   one checkpoint, renamed into place when complete
+        weights.safetensors          every network's weights (and trained loss modules'); metadata
+                                     holds the recipe and the layout's format
+        weights.<set>.safetensors    a weight set a handler keeps, e.g. weights.ema.safetensors
+        state.pt                     optimizers, schedules, image pools, counters, RNG states, the
+                                     handlers' states
+    best/                            the same, for the best evaluation (eval.json beside)
+    imported/                        an imported model (unpaired import-reference): weights and
+        source.json                  the files they came from; no state.pt
+    latest                           name of the newest complete checkpoint
 
 Weights are safetensors (no code can run on load); the training state is loaded with
 ``torch.load(weights_only=True)``, which refuses pickles that would import or call anything.
+
+The layout's format is ``unpaired/2``: iteration counters (``iteration``, ``epoch_iteration``),
+checkpoints named ``iter_*``, handlers' states and weight sets. Checkpoints of format
+``unpaired/1`` (counters ``step``, ``epoch_step``; names ``step_*``) load as well.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -31,6 +40,10 @@ from unpaired.errors import CheckpointError
 
 WEIGHTS, STATE, LATEST = "weights.safetensors", "state.pt", "latest"
 SOURCE = "source.json"  # an imported checkpoint's origin (unpaired import-reference); such a checkpoint has no state.pt
+#: The layout written now (in the weights' metadata).
+FORMAT = "unpaired/2"
+#: A checkpoint of iteration N: ``iter_%08d`` (``step_%08d`` before format unpaired/2).
+ITERATION_NAME = re.compile(r"(?:iter|step)_(\d+)")
 
 
 def file_sha256(path: Path) -> str:
@@ -46,9 +59,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def step_name(step: int) -> str:
-    """The name of iteration ``step``'s checkpoint (and of its evaluation folder): ``step_00001234``."""
-    return f"step_{step:08d}"
+def iteration_name(iteration: int) -> str:
+    """The name of iteration ``iteration``'s checkpoint (and evaluation folder): ``iter_00001234``."""
+    return f"iter_{iteration:08d}"
+
+
+def weights_file(weights: str | None = None) -> str:
+    """The file of a weight set: ``weights.safetensors`` (the trained weights, ``None`` or
+    ``"raw"``) or ``weights.<set>.safetensors``."""
+    return WEIGHTS if weights in (None, "raw") else f"weights.{weights}.safetensors"
+
+
+def iterations(root: Path) -> list[Path]:
+    """The complete iteration checkpoints in ``root`` (a run's checkpoints/), oldest first."""
+    found = [p for p in root.glob("*_*") if ITERATION_NAME.fullmatch(p.name) and (p / WEIGHTS).is_file()
+             and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(ITERATION_NAME.fullmatch(p.name).group(1)))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -82,13 +108,20 @@ def flat_weights(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor
     }
 
 
-def save(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe_yaml: str, keep: int,
-         make_latest: bool = True, extra: dict[str, str] | None = None) -> Path:
+def write(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe_yaml: str, keep: int,
+          make_latest: bool = True, extra: dict[str, str] | None = None,
+          weight_sets: dict[str, dict] | None = None) -> Path:
     """Write checkpoint ``ckpt_root/name`` atomically, point ``latest`` at it, keep the newest ``keep``.
 
-    ``make_latest=False`` writes a side checkpoint (e.g. ``best``): ``latest`` and the ``step_*``
-    checkpoints are left alone. ``extra`` maps file names to text written inside the checkpoint.
-    ``state=None`` writes weights only (an imported model: no training state exists).
+    Args:
+        networks: name -> module, saved in ``weights.safetensors``.
+        state: the training state (``state.pt``); None writes weights only (an imported model).
+        recipe_yaml: the run's recipe, kept in the weights' metadata.
+        keep: iteration checkpoints kept (the newest); ``best`` and others are never pruned.
+        make_latest: False writes a side checkpoint (``best``): ``latest`` and the iteration
+            checkpoints are left alone.
+        extra: file name -> text written inside the checkpoint.
+        weight_sets: set name -> {network: module}, each saved as ``weights.<set>.safetensors``.
 
     A failure (disk full, permissions) removes the partial files and leaves earlier checkpoints and
     ``latest`` as they were.
@@ -98,15 +131,22 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe_
     """
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final, tmp = ckpt_root / name, ckpt_root / f".tmp-{name}"
+    metadata = {"recipe": recipe_yaml, "format": FORMAT}
+    files = [WEIGHTS]
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        save_file(flat_weights(networks), tmp / WEIGHTS, metadata={"recipe": recipe_yaml, "format": "unpaired/1"})
+        save_file(flat_weights(networks), tmp / WEIGHTS, metadata=metadata)
+        for set_name, modules in (weight_sets or {}).items():
+            files.append(weights_file(set_name))
+            save_file(flat_weights(modules), tmp / files[-1], metadata={**metadata, "weight_set": set_name})
         if state is not None:
             torch.save(state, tmp / STATE)
+            files.append(STATE)
         for fname, text in (extra or {}).items():
             (tmp / fname).write_text(text)
-        for f in (WEIGHTS, *([STATE] if state is not None else []), *(extra or {})):
+            files.append(fname)
+        for f in files:
             _fsync(tmp / f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -118,10 +158,11 @@ def save(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe_
         prev = latest(ckpt_root.parent, missing_ok=True)
         raise CheckpointError(
             f"writing checkpoint {final} failed ({err}); "
-            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
+            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists."),
+            key=str(final), code="write-failed",
         ) from err
-    if make_latest:  # a side checkpoint leaves the step_* ones alone
-        for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[: -max(1, keep)]:
+    if make_latest:  # a side checkpoint leaves the iteration ones alone
+        for old in iterations(ckpt_root)[: -max(1, keep)]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -141,12 +182,13 @@ def latest(path: Path, missing_ok: bool = False) -> Path | None:
         cand = root / pointer.read_text().strip()
         if (cand / WEIGHTS).is_file():
             return cand
-    done = sorted(p for p in root.glob("step_*") if (p / WEIGHTS).is_file() and (p / STATE).is_file())
+    done = iterations(root)
     if done:
         return done[-1]
     if missing_ok:
         return None
-    raise CheckpointError(f"{path}: no checkpoint found (expected {root}/step_*/{WEIGHTS}). Is it a run directory?")
+    raise CheckpointError(f"{path}: no checkpoint found (expected {root}/iter_*/{WEIGHTS}). Is it a run directory?",
+                          key=str(path), code="no-checkpoint")
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -159,38 +201,75 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(path: Path) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
-    """Recipe YAML and per-network state dicts (on the CPU) of a checkpoint or run directory.
-
-    Raises:
-        CheckpointError: not found, not a safetensors file, or missing the recipe.
-    """
-    ckpt = latest(path)
-    file = ckpt / WEIGHTS
+def _read(file: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    """A weights file's metadata and per-network state dicts (on the CPU)."""
     try:
         with safe_open(str(file), framework="pt") as f:
-            recipe = (f.metadata() or {}).get("recipe")
+            metadata = f.metadata() or {}
         flat = load_file(str(file), device="cpu")
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).") from err
-    if not recipe:
-        raise CheckpointError(f"{file}: no recipe in its metadata; it was not written by unpaired.")
+        raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).", key=str(file),
+                              code="unreadable") from err
     nets: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         net, rest = key.split(".", 1)
         nets.setdefault(net, {})[rest] = value
-    return recipe, {n: strip_prefixes(s) for n, s in nets.items()}
+    return metadata, {n: strip_prefixes(s) for n, s in nets.items()}
+
+
+def weight_sets(ckpt: Path) -> list[str]:
+    """The weight sets a checkpoint holds besides the trained weights (``["ema"]``)."""
+    return sorted(p.name[len("weights."):-len(".safetensors")] for p in Path(ckpt).glob("weights.*.safetensors"))
+
+
+def load_weights(path: Path, weights: str | None = None) -> tuple[str, dict[str, dict[str, torch.Tensor]]]:
+    """Recipe YAML and per-network state dicts (on the CPU) of a checkpoint or run directory.
+
+    Args:
+        weights: a weight set (``"ema"``) to use instead of the trained weights for the networks it
+            holds; None or ``"raw"``: the trained weights.
+
+    Raises:
+        CheckpointError: not found, not a safetensors file, missing the recipe, or no such weight set
+            (names those there are).
+    """
+    ckpt = latest(path)
+    metadata, nets = _read(ckpt / WEIGHTS)
+    recipe = metadata.get("recipe")
+    if not recipe:
+        raise CheckpointError(f"{ckpt / WEIGHTS}: no recipe in its metadata; it was not written by unpaired.",
+                              key=str(ckpt / WEIGHTS), code="not-unpaired")
+    if weights not in (None, "raw"):
+        file = ckpt / weights_file(weights)
+        if not file.is_file():
+            sets = ", ".join(["raw", *weight_sets(ckpt)])
+            raise CheckpointError(f"{ckpt}: no weight set '{weights}' (it holds: {sets}); a recipe keeps one with a "
+                                  f"handler such as handlers.{weights}.", key=str(ckpt), code="no-weight-set")
+        nets.update(_read(file)[1])
+    return recipe, nets
 
 
 def source(ckpt: Path) -> dict:
-    """What an imported checkpoint's ``source.json`` says (:mod:`unpaired.import_reference`), or ``{}``
-    for a checkpoint that training wrote."""
+    """What an imported checkpoint's ``source.json`` says (:mod:`unpaired.runs.import_reference`), or
+    ``{}`` for a checkpoint that training wrote."""
     file = Path(ckpt) / SOURCE
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
+def upgrade_state(state: dict) -> dict:
+    """A training state of format ``unpaired/1`` in the current layout (in place): its counters
+    ``step``/``epoch_step`` become ``iteration``/``epoch_iteration``; no handlers' states."""
+    counters = state.get("counters", {})
+    for old, new in (("step", "iteration"), ("epoch_step", "epoch_iteration")):
+        if old in counters:
+            counters[new] = counters.pop(old)
+    state.setdefault("handlers", {})
+    return state
+
+
 def load_state(ckpt: Path) -> dict:
-    """The training state of a checkpoint, loaded with ``weights_only=True`` on the CPU.
+    """The training state of a checkpoint, loaded with ``weights_only=True`` on the CPU, in the
+    current layout (:func:`upgrade_state`).
 
     Raises:
         CheckpointError: missing (for an imported model, which has none, the message says how to
@@ -198,19 +277,21 @@ def load_state(ckpt: Path) -> dict:
     """
     file = Path(ckpt) / STATE
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return upgrade_state(torch.load(file, map_location="cpu", weights_only=True))
     except FileNotFoundError as err:
         if (Path(ckpt) / SOURCE).is_file():
             run = Path(ckpt).parent.parent
             raise CheckpointError(
                 f"{ckpt} is an imported model: weights without a training state to resume. Train a new run from "
-                f"them: unpaired train {run / 'recipe.yaml'} init_from.path={run} data.args.root=DATA --out NEW_RUN"
+                f"them: unpaired train {run / 'recipe.yaml'} init_from.path={run} data.args.root=DATA --out NEW_RUN",
+                key=str(ckpt), code="imported",
             ) from err
-        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.") from err
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.", key=str(file), code="incomplete") from err
     except pickle.UnpicklingError as err:  # weights_only refused an object: never executed
         raise CheckpointError(
             f"{file}: refused to load: it holds objects that could run code ({str(err).splitlines()[0]}). "
-            "Only load checkpoints you trust."
+            "Only load checkpoints you trust.", key=str(file), code="unsafe"
         ) from err
     except (RuntimeError, EOFError) as err:  # a truncated or overwritten file
-        raise CheckpointError(f"{file}: damaged, it cannot be read ({str(err).split('.')[0]}).") from err
+        raise CheckpointError(f"{file}: damaged, it cannot be read ({str(err).split('.')[0]}).", key=str(file),
+                              code="damaged") from err

@@ -48,7 +48,8 @@ from unpaired.runs import checkpoint
 from unpaired.engine.build import build_network
 from unpaired.errors import CheckpointError
 from unpaired.recipe.load import apply_overrides, load_recipe, to_yaml
-from unpaired.plugin.registry import Registry, default_registry
+from unpaired.plugin.registry import Registry
+from unpaired.recipe.resolved import resolve
 
 #: The authors' network names -> ours (see the module docstring for the discriminators' swap).
 OUR_NAME = {"G_A": "G_AB", "G_B": "G_BA", "G": "G_AB", "D_A": "D_B", "D_B": "D_A"}
@@ -319,10 +320,10 @@ def import_reference(folder: str | Path, out: str | Path, epoch: str = "latest",
         recipe = apply_overrides(recipe, [f"{k}.{t}=null" for t in ("idt_A", "idt_B")
                                           for k in ("images", "steps.generators.losses")])
 
-    registry = registry or default_registry()
+    resolved = resolve(recipe, registry, checked=False)
     nets, source = {}, {}
     for name, state in states.items():
-        net = build_network(recipe, name, registry, init=False)
+        net = build_network(resolved, resolved.networks[name], init=False)
         dropped = drop_instance_norm_stats(state, net)
         check_fit(net, state, ours[name], _described(*specs[name]))
         net.load_state_dict(state)
@@ -336,7 +337,7 @@ def import_reference(folder: str | Path, out: str | Path, epoch: str = "latest",
     text = to_yaml(recipe)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out / "recipe.yaml", text)
-    ckpt = checkpoint.save(out / "checkpoints", CHECKPOINT_NAME, nets, None, text, keep=1,
+    ckpt = checkpoint.write(out / "checkpoints", CHECKPOINT_NAME, nets, None, text, keep=1,
                            extra={checkpoint.SOURCE: json.dumps(about, indent=2) + "\n"})
     networks = {n: (theirs[n], ours[n].name, *specs[n]) for n in nets}
     return ImportedRun(out, ckpt, epoch, networks, list(recipe.inference))

@@ -45,21 +45,23 @@ def pick_device(name: str = "auto", local_rank: int = 0, where: str = "device") 
     if name.lstrip("-").isdigit():  # the reference's --gpu_ids: -1 for the CPU, N for GPU N
         wanted = "cpu" if name.startswith("-") else f"cuda:{name}"
         raise RecipeError(f"{where}: '{name}' is the reference's gpu_ids setting, not a device name; use {use(wanted)} "
-                          f"(valid: {valid}).")
+                          f"(valid: {valid}).", key=where, code="gpu-ids")
     try:
         device = torch.device(name)
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise RecipeError(f"{where}: '{name}' is not a device; use {valid}.")
+        raise RecipeError(f"{where}: '{name}' is not a device; use {valid}.", key=where, code="bad-device")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(f"{where}: '{name}' asked for, but CUDA is not available here; use {use('cpu')} or auto.")
+        raise RecipeError(f"{where}: '{name}' asked for, but CUDA is not available here; use {use('cpu')} or auto.",
+                          key=where, code="no-cuda")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         count = torch.cuda.device_count()
         raise RecipeError(f"{where}: '{name}' asked for, but this machine has {count} CUDA device(s), cuda:0 to "
-                          f"cuda:{count - 1}; use one of them, or auto.")
+                          f"cuda:{count - 1}; use one of them, or auto.", key=where, code="no-such-device")
     if device.type == "mps" and not mps:
-        raise RecipeError(f"{where}: '{name}' asked for, but MPS is not available here; use {use('cpu')} or auto.")
+        raise RecipeError(f"{where}: '{name}' asked for, but MPS is not available here; use {use('cpu')} or auto.",
+                          key=where, code="no-mps")
     return device
 
 

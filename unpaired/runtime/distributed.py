@@ -72,6 +72,13 @@ def gather_objects(obj) -> list:
     return out
 
 
+def broadcast_object(obj):
+    """Rank 0's ``obj`` (picklable) on every rank."""
+    out = [obj]
+    dist.broadcast_object_list(out, src=0)
+    return out[0]
+
+
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """Element-wise mean of a tensor over ranks (a copy; the input is unchanged)."""
     out = values.clone()

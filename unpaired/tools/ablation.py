@@ -22,6 +22,7 @@ from torchvision.utils import make_grid
 
 from unpaired.runs import checkpoint
 from unpaired.runs.checkpoint import atomic_write_text
+from unpaired.runs.rundir import RunDir
 from unpaired.errors import RecipeError
 from unpaired.domains import DIRECTION
 from unpaired.evaluation.result import EvalResult
@@ -100,7 +101,7 @@ class AblationResult:
 
 def _status(run: Path) -> str | None:
     try:
-        return json.loads((run / "run.json").read_text()).get("status")
+        return json.loads(RunDir(run).info.read_text()).get("status")
     except (OSError, ValueError):
         return None
 
@@ -123,7 +124,7 @@ def _train(recipe: DictConfig, run: Path, registry: Registry | None, label: str)
 def _scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
     """A variant's evaluation at its last checkpoint: the one its training wrote there (same
     recipe, same images), else a new one."""
-    saved = run / "eval" / checkpoint.latest(run).name / "metrics.json"
+    saved = RunDir(run).evaluation(checkpoint.latest(run).name) / "metrics.json"
     if saved.is_file():
         return EvalResult.read(saved)
     return evaluate_run(run, device=device, registry=registry)[0]
@@ -206,10 +207,10 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
     """Rows: the inputs, then one row per variant; columns: ``count`` test images of each source
     domain, translated by each variant (AtoB inputs first, then BtoA)."""
     from unpaired.data.build import build_dataset
-    from unpaired.plugin.registry import default_registry
+    from unpaired.recipe.resolved import resolve
 
-    first = next(iter(recipes.values()))
-    data = build_dataset(first, default_registry().for_recipe(first))
+    first = resolve(next(iter(recipes.values())), checked=False)
+    data = build_dataset(first)
     directions = [d for d in first.inference if DIRECTION.fullmatch(d)]
     domains = {d: data.domain(d[0], first.eval.split) for d in directions}
     count = min(count, *(len(ds) for ds in domains.values()))

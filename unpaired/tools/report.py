@@ -7,8 +7,8 @@ It reads what the trainer writes::
     recipe.yaml                         the resolved recipe (required)
     log.jsonl                           one record a line (required; may still be empty)
     run.json                            start, end, wall time, hardware, status (optional)
-    samples/step_XXXXXXXX.png           sample grids (optional)
-    eval/<checkpoint>/metrics.json      final evaluations; the newest by step is shown (optional)
+    samples/iter_XXXXXXXX.png           sample grids (optional; step_XXXXXXXX.png before format unpaired/2)
+    eval/<checkpoint>/metrics.json      final evaluations; the newest by iteration is shown (optional)
     checkpoints/best/eval.json          the best checkpoint's evaluation (optional)
 """
 
@@ -26,9 +26,11 @@ from pathlib import Path
 import PIL.Image
 from omegaconf import OmegaConf
 
-from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.errors import CheckpointError
 from unpaired.evaluation.metrics import ARROWS
+from unpaired.runs import checkpoint
+from unpaired.runs.checkpoint import atomic_write_text
+from unpaired.runs.rundir import BEST_FILE, RunDir, read_record
 
 __all__ = ["write_report"]
 
@@ -40,8 +42,7 @@ GRID_TARGET_WIDTH = 520
 PLOT_DPI = 90
 
 _MISSING = "\u2014"
-_SAMPLE_NAME = re.compile(r"step_(\d+)\.png")
-_STEP_FOLDER = re.compile(r"step_\d+")
+_SAMPLE_NAME = re.compile(r"(?:iter|step)_(\d+)\.png")
 
 _CSS = """
 body { margin: 0; background: #f6f7f9; color: #1d2330;
@@ -99,10 +100,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         CheckpointError: ``run_dir`` is not a run directory, or one of its files is unreadable.
     """
     run = Path(run_dir)
-    recipe_text, log = _required(run, "recipe.yaml"), _required(run, "log.jsonl")
-    recipe = _parse_recipe(run / "recipe.yaml", recipe_text)
-    records = _read_log(run / "log.jsonl", log)
-    run_info, best = _optional_json(run / "run.json"), _optional_json(run / "checkpoints" / "best" / "eval.json")
+    files = RunDir(run)
+    recipe_text, log = _required(run, files.recipe_file), _required(run, files.log)
+    recipe = _parse_recipe(files.recipe_file, recipe_text)
+    records = _read_log(files.log, log)
+    run_info, best = _optional_json(files.info), _optional_json(files.best / BEST_FILE)
     final = _newest_eval(run)
     better = (final or best or {}).get("better", {})
     name = str(recipe.get("name") or run.name)
@@ -116,7 +118,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         "<h2 id='training'>Training</h2>",
         _training_section(records, better),
         "<h2 id='samples'>Sample grids</h2>",
-        _samples_section(run / "samples", recipe.get("samples") or None),
+        _samples_section(files.samples, recipe.get("samples") or None),
         "<h2 id='evaluation'>Final evaluation</h2>",
         _evaluation_section(final, best),
         "<h2 id='recipe'>Resolved recipe</h2>",
@@ -128,7 +130,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         f"<title>{_esc(name)} \u2014 run report</title>\n<style>{_CSS}</style>\n"
         f"<script>{_SCRIPT}</script>\n</head>\n<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
-    path = Path(out) if out is not None else run / "report.html"
+    path = Path(out) if out is not None else files.report
     path.parent.mkdir(parents=True, exist_ok=True)
     # Non-ASCII characters as character references: the file reads the same under any locale.
     atomic_write_text(path, page.encode("ascii", "xmlcharrefreplace").decode("ascii"))
@@ -136,11 +138,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 
 # -- reading the run directory ---------------------------------------------------------------------
-def _required(run: Path, name: str) -> str:
+def _required(run: Path, path: Path) -> str:
     if not run.is_dir():
         raise CheckpointError(f"{run}: no such run directory. Give the out_dir of a training run "
-                              "(the folder holding recipe.yaml and log.jsonl).")
-    path = run / name
+                              "(the folder holding recipe.yaml and log.jsonl).", key=str(run), code="no-run")
     if not path.is_file():
         raise CheckpointError(f"{path}: missing, so {run} is not a run directory (or training has not "
                               "logged anything yet). Give the out_dir of a training run.")
@@ -159,13 +160,14 @@ def _parse_recipe(path: Path, text: str) -> dict:
 
 
 def _read_log(path: Path, text: str) -> list[dict]:
-    """The records of ``log.jsonl``; a cut-off last line (a killed run) is left out."""
+    """The records of ``log.jsonl`` (:func:`unpaired.runs.rundir.read_record`: older runs' ``step`` as
+    ``iteration``); a cut-off last line (a killed run) is left out."""
     lines = [line for line in text.splitlines() if line.strip()]
     records = []
     for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
+            records.append(read_record(line))
+        except (ValueError, KeyError, TypeError) as err:
             if i == len(lines) - 1:
                 break
             raise CheckpointError(f"{path} line {i + 1}: not JSON ({err}). Remove or repair the line.") from err
@@ -184,24 +186,24 @@ def _optional_json(path: Path) -> dict | None:
 
 
 def _newest_eval(run: Path) -> dict | None:
-    """The newest (by step) ``eval/step_*/metrics.json`` (the run's own settings; evaluations with
-    overrides or of other checkpoints live in other folders), with its ``checkpoint``, ``step`` and
-    ``epoch`` at the top level whether the file has them there or in its protocol."""
+    """The newest (by iteration) ``eval/iter_*/metrics.json`` (the run's own settings; evaluations
+    with overrides or of other checkpoints live in other folders), with its ``checkpoint``,
+    ``iteration`` and ``epoch`` at the top level whether the file has them there or in its protocol."""
     evals = []
     for path in sorted((run / "eval").glob("*/metrics.json")):
-        if not _STEP_FOLDER.fullmatch(path.parent.name):
+        if not checkpoint.ITERATION_NAME.fullmatch(path.parent.name):
             continue
         evaluation = _read_json(path)
         about = {**evaluation.get("protocol", {}), **evaluation}
         evals.append({**evaluation, "checkpoint": about.get("checkpoint", path.parent.name),
-                      "step": about.get("step"), "epoch": about.get("epoch")})
-    return max(evals, key=lambda e: e["step"] if isinstance(e["step"], int) else -1, default=None)
+                      "iteration": about.get("iteration", about.get("step")), "epoch": about.get("epoch")})
+    return max(evals, key=lambda e: e["iteration"] if isinstance(e["iteration"], int) else -1, default=None)
 
 
 # -- the summary -------------------------------------------------------------------------------------
 def _summary(run_info: dict | None, records: list[dict]) -> list[tuple[str, str]]:
     """(label, HTML) pairs: status, times, progress and hardware."""
-    logged = [r for r in records if "step" in r]
+    logged = [r for r in records if "iteration" in r]
     times = [r["time"] for r in records if isinstance(r.get("time"), (int, float))]
     facts = []
     if run_info is None:
@@ -220,7 +222,7 @@ def _summary(run_info: dict | None, records: list[dict]) -> list[tuple[str, str]
             facts.append(("Sessions", f"{run_info['sessions']} (resumed {run_info['sessions'] - 1} time(s))"))
     if logged:
         last = logged[-1]
-        facts.append(("Progress", f"iteration {last['step']:,}, epoch {last.get('epoch', '?')}"))
+        facts.append(("Progress", f"iteration {last['iteration']:,}, epoch {last.get('epoch', '?')}"))
     hw = (run_info or {}).get("hardware") or {}
     if hw:
         cpu = f"{hw.get('cpu', '?')} ({hw['cores']} cores)" if hw.get("cores") else hw.get("cpu", "?")
@@ -246,10 +248,10 @@ def _duration(seconds: float) -> str:
 
 # -- curves ------------------------------------------------------------------------------------------
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of one key; a step logged twice (a resumed run) keeps its later value."""
-    by_step = {r["step"]: r[key] for r in records if key in r and "step" in r}
-    steps = sorted(by_step)
-    return steps, [float(by_step[s]) for s in steps]
+    """(iterations, values) of one key; an iteration logged twice (a resumed run) keeps its later value."""
+    by_iteration = {r["iteration"]: r[key] for r in records if key in r and "iteration" in r}
+    iterations = sorted(by_iteration)
+    return iterations, [float(by_iteration[i]) for i in iterations]
 
 
 def _training_section(records: list[dict], better: dict) -> str:
@@ -330,7 +332,7 @@ def _plot(records: list[dict], groups: dict[str, list[tuple[str, str]]], ylabel:
 def _samples_section(folder: Path, rows: list | None) -> str:
     """The grids (at most ``MAX_GRIDS``), each labelled with its iteration and, when the recipe
     names them, its rows."""
-    grids = sorted((int(m.group(1)), p) for p in folder.glob("step_*.png") if (m := _SAMPLE_NAME.fullmatch(p.name)))
+    grids = sorted((int(m.group(1)), p) for p in folder.glob("*.png") if (m := _SAMPLE_NAME.fullmatch(p.name)))
     if not grids:
         return "<p class='empty'>No sample grids yet.</p>"
     shown = [grids[i] for i in _spread(len(grids), MAX_GRIDS)]
@@ -372,9 +374,9 @@ def _evaluation_section(final: dict | None, best: dict | None) -> str:
         return "<p class='empty'>No final evaluation yet (no eval/*/metrics.json).</p>"
     parts = [] if best is None else [_best_line(best)]
     shown = final if final is not None else {**best, "checkpoint": "checkpoints/best"}
-    step, epoch = shown.get("step"), shown.get("epoch")
+    iteration, epoch = shown.get("iteration", shown.get("step")), shown.get("epoch")
     parts.append(f"<p>Checkpoint <code>{_esc(shown['checkpoint'])}</code>, iteration "
-                 f"{_esc('?' if step is None else step)}, epoch {_esc('?' if epoch is None else epoch)}.</p>")
+                 f"{_esc('?' if iteration is None else iteration)}, epoch {_esc('?' if epoch is None else epoch)}.</p>")
     parts.append(_metrics_table(shown.get("metrics", {}), shown.get("better", {})))
     skipped = [(d, m, why) for d, ms in shown.get("skipped", {}).items() for m, why in ms.items()]
     if skipped:
@@ -395,7 +397,7 @@ def _best_line(best: dict) -> str:
     if "value" in best:
         value = f" = {_fmt(best['value'])}" + ("" if "/" in metric else " (mean over directions)")
     return (f"<p><strong>Best checkpoint:</strong> <code>checkpoints/best</code> (iteration "
-            f"{_esc(best.get('step', '?'))}, epoch {_esc(best.get('epoch', '?'))}), chosen by "
+            f"{_esc(best.get('iteration', best.get('step', '?')))}, epoch {_esc(best.get('epoch', '?'))}), chosen by "
             f"<code>{_esc(metric)}</code> {arrow}{value}.</p>")
 
 

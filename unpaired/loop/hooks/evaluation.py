@@ -8,38 +8,36 @@ import math
 
 from tqdm import tqdm
 
-from unpaired.runs.rundir import checkpoint
-from unpaired.errors import CheckpointError, warn
-from unpaired.evaluation.result import EvalResult
 from unpaired.evaluation.evaluator import Evaluator
+from unpaired.evaluation.result import EvalResult
 from unpaired.plugin.hookspecs import hookimpl
-from unpaired.recipe.load import to_yaml
-
-BEST = "best"
-BEST_FILE = "eval.json"
+from unpaired.runs import checkpoint
+from unpaired.runs.rundir import BEST, BEST_FILE
+from unpaired.runtime import distributed
 
 
 class Evaluation:
-    """Scores the networks with :class:`unpaired.evaluation.Evaluator` (built with the trainer, so
-    a bad eval section or a missing weights file fails before training) on a fixed test subset.
+    """Scores the networks with :class:`unpaired.evaluation.evaluator.Evaluator` (built with the
+    trainer, so a bad eval section or a missing weights file fails before training) on a fixed
+    test subset.
 
-    Every rank evaluates the same images (no collective is needed; rank 0 writes). The last
-    evaluation of a finished run goes to ``eval/<checkpoint>/metrics.json``; with ``eval.best``,
-    an evaluation that beats every earlier one (the direction from the metric's ``better``) is
-    saved as ``checkpoints/best`` with its scores in ``checkpoints/best/eval.json``. A resumed
-    run reads that file, so "best" stays best over the whole run.
+    Every rank evaluates the same images; rank 0's scores decide whether the evaluation is the best
+    so far. The last evaluation of a finished run goes to ``eval/<checkpoint>/metrics.json``; with
+    ``eval.best``, an evaluation that beats every earlier one (the direction from the metric's
+    ``better``) is saved as ``checkpoints/best`` by the trainer's one checkpoint writer (every
+    rank's image pools, the handlers' states), with its scores in ``checkpoints/best/eval.json``. A
+    resumed run reads that file, so "best" stays best over the whole run.
     """
 
     def __init__(self, trainer):
-        self.evaluator = Evaluator(trainer.recipe, trainer.registry, trainer.device, data=trainer.data)
+        self.evaluator = Evaluator(trainer.recipe, trainer.device, data=trainer.data)
         self.best_name = trainer.recipe.eval.best
         self.best_value = self._saved_best(trainer)
         self.last: tuple[int, EvalResult] | None = None
 
     def _saved_best(self, trainer) -> float | None:
-        path = trainer.out_dir / "checkpoints" / BEST / BEST_FILE
         try:
-            saved = json.loads(path.read_text())
+            saved = json.loads((trainer.run.best / BEST_FILE).read_text())
         except (OSError, ValueError):
             return None
         return saved["value"] if saved.get("metric") == self.best_name else None
@@ -54,8 +52,8 @@ class Evaluation:
 
     @hookimpl
     def unpaired_evaluate(self, trainer):
-        result = self.evaluator(trainer.nets, {"step": trainer.step, "epoch": trainer.epoch})
-        self.last = trainer.step, result
+        result = self.evaluator(trainer.nets, {"iteration": trainer.iteration, "epoch": trainer.epoch})
+        self.last = trainer.iteration, result
         flat = result.flat()
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:4])
         if self.best_name is not None:
@@ -64,28 +62,21 @@ class Evaluation:
             except KeyError:  # the metric could not run this time (see the result's skipped)
                 value = float("nan")
             improved = self._improves(value)
+            if trainer.dist.enabled:  # one decision for every rank: the checkpoint is written by all
+                improved, value = distributed.broadcast_object((improved, value))
             shown = f"{self.best_name} {value:.4g}" + (" (new best: checkpoints/best)" if improved else "") + "; " + shown
             if improved:
                 self.best_value = value
-                if trainer.is_main:
-                    self._save_best(trainer, result, value)
+                record = {"metric": self.best_name, "value": value, "iteration": trainer.iteration,
+                          "epoch": trainer.epoch, **result.to_json()}
+                trainer.save_checkpoint(BEST, extra={BEST_FILE: json.dumps(record, indent=2) + "\n"})
         if trainer.is_main:
-            tqdm.write(f"evaluation at {trainer.epoch_label}, iteration {trainer.step}: {shown}")
+            tqdm.write(f"evaluation at {trainer.epoch_label}, iteration {trainer.iteration}: {shown}")
         return flat
-
-    def _save_best(self, trainer, result: EvalResult, value: float) -> None:
-        record = {"metric": self.best_name, "value": value, "step": trainer.step, "epoch": trainer.epoch,
-                  **result.to_json()}
-        try:
-            checkpoint.save(trainer.out_dir / "checkpoints", BEST, trainer.executor.modules(), trainer.state_dict(),
-                            to_yaml(trainer.recipe), trainer.recipe.train.keep_checkpoints, make_latest=False,
-                            extra={BEST_FILE: json.dumps(record, indent=2) + "\n"})
-        except CheckpointError as err:
-            warn(f"{err} Training goes on.")
 
     @hookimpl
     def unpaired_train_end(self, trainer, result):
-        if trainer.is_main and result.error is None and self.last is not None and self.last[0] == trainer.step:
-            scores, name = self.last[1], checkpoint.step_name(trainer.step)
-            scores.protocol["checkpoint"] = str(trainer.out_dir / "checkpoints" / name)
-            scores.write(trainer.out_dir / "eval" / name)
+        if trainer.is_main and result.error is None and self.last is not None and self.last[0] == trainer.iteration:
+            scores, name = self.last[1], checkpoint.iteration_name(trainer.iteration)
+            scores.protocol["checkpoint"] = str(trainer.run.checkpoints / name)
+            scores.write(trainer.run.evaluation(name))

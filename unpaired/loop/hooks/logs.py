@@ -1,5 +1,6 @@
 """Loss logging: means over ``train.log_every`` iterations (and ranks) as records, written to
-``log.jsonl`` and TensorBoard, and shown on the progress bar."""
+``log.jsonl`` and TensorBoard, and shown on the progress bar. Diagnostics that losses and handlers
+report (:func:`unpaired.plugin.diagnostics.report`) are averaged and logged the same way."""
 
 from __future__ import annotations
 
@@ -7,26 +8,26 @@ import json
 import time
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from unpaired.runtime import distributed
 from unpaired.plugin.hookspecs import hookimpl
 
 
 class LossLog:
-    """Sums each term's loss on the device (no host sync) and, every ``train.log_every``
-    iterations and before each checkpoint, turns the means into a record for ``unpaired_log``."""
+    """Sums each term's loss (and each reported diagnostic) on the device (no host sync) and,
+    every ``train.log_every`` iterations and before each checkpoint, turns the means into a record
+    for ``unpaired_log``."""
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
-    @hookimpl(tryfirst=True)  # before a handler that checkpoints: its record must hold this step's losses
+    @hookimpl(trylast=True)  # after the handlers that report into this iteration's values
     def unpaired_after_step(self, trainer, losses):
         for k, v in losses.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
             self.counts[k] = self.counts.get(k, 0) + 1
-        if trainer.step % trainer.recipe.train.log_every == 0:
+        if trainer.iteration % trainer.recipe.train.log_every == 0:
             self.flush(trainer)
 
     @hookimpl
@@ -42,7 +43,8 @@ class LossLog:
         if trainer.dist.enabled:  # every rank logs at the same iterations, so all reach this
             stacked = distributed.mean_over_ranks(stacked)
         self.sums, self.counts = {}, {}
-        record = {"step": trainer.step, "epoch": trainer.epoch, "time": time.time(), **dict(zip(keys, stacked.tolist())),
+        record = {"iteration": trainer.iteration, "epoch": trainer.epoch, "time": time.time(),
+                  **dict(zip(keys, stacked.tolist())),
                   **{f"lr/{n}": lr for n, lr in trainer.executor.learning_rates().items()}}
         trainer.hook.unpaired_log(trainer=trainer, record=record)
 
@@ -55,7 +57,7 @@ class JsonlLog:
     def unpaired_log(self, trainer, record):
         trainer.history.append(record)
         if trainer.is_main:
-            with open(trainer.out_dir / "log.jsonl", "a") as f:
+            with open(trainer.run.log, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
 
@@ -65,22 +67,26 @@ class TensorBoardLog:
     def __init__(self):
         self._writer = None
 
-    def writer(self, trainer) -> SummaryWriter:
+    def writer(self, trainer):
+        """The run's ``SummaryWriter`` (TensorBoard imported on first use: a run without records
+        never loads it)."""
         if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
             # hides the events a killed session wrote after the checkpoint this one starts from
-            self._writer = SummaryWriter(str(trainer.out_dir / "tb"), purge_step=trainer.session_start + 1)
+            self._writer = SummaryWriter(str(trainer.run.tensorboard), purge_step=trainer.session_start + 1)
         return self._writer
 
     @hookimpl
     def unpaired_log(self, trainer, record):
         if trainer.is_main:
             for k, v in record.items():
-                if k not in ("step", "epoch", "time"):
-                    self.writer(trainer).add_scalar(k, v, record["step"])
+                if k not in ("iteration", "epoch", "time"):
+                    self.writer(trainer).add_scalar(k, v, record["iteration"])
 
     @hookimpl
     def unpaired_samples_saved(self, trainer, path, grid):
-        self.writer(trainer).add_image("samples", grid, trainer.step)
+        self.writer(trainer).add_image("samples", grid, trainer.iteration)
 
     @hookimpl
     def unpaired_train_end(self, trainer):
@@ -90,10 +96,11 @@ class TensorBoardLog:
 
 
 class ProgressPostfix:
-    """The latest loss means on the progress bar."""
+    """The latest loss means on the progress bar (the terms' losses, not their diagnostics)."""
 
     @hookimpl
     def unpaired_log(self, trainer, record):
         if trainer.bar is not None:
-            shown = {k.split("/")[-1]: f"{v:.3f}" for k, v in record.items() if "/" in k and not k.startswith("lr/")}
+            shown = {k.split("/")[-1]: f"{v:.3f}" for k, v in record.items()
+                     if k.count("/") == 1 and not k.startswith(("lr/", "eval/"))}
             trainer.bar.set_postfix(shown, refresh=False)

@@ -46,7 +46,7 @@ class RunInfo:
     def unpaired_train_start(self, trainer):
         if not trainer.is_main:
             return
-        path = trainer.out_dir / "run.json"
+        path = trainer.run.info
         try:
             before = json.loads(path.read_text()) if path.is_file() else {}
         except ValueError:
@@ -63,8 +63,9 @@ class RunInfo:
             return
         status = "failed" if result.error else "interrupted" if result.interrupted else "completed"
         self.info.update(finished=_now(), wall_s=round(self.info["wall_s"] + time.perf_counter() - self.start, 1),
-                         status=status, step=result.step, epoch=result.epoch, timings=trainer.timer.summary())
-        atomic_write_text(trainer.out_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
+                         status=status, iteration=result.iteration, epoch=result.epoch,
+                         timings=trainer.timer.summary())
+        atomic_write_text(trainer.run.info, json.dumps(self.info, indent=2) + "\n")
 
 
 class Report:

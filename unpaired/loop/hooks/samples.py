@@ -7,7 +7,7 @@ from unpaired.inference.grid import fixed_inputs, save_grid
 
 
 class SampleGrids:
-    """Writes ``<run>/samples/step_XXXXXXXX.png``: one row per image of the recipe's ``samples``,
+    """Writes ``<run>/samples/iter_XXXXXXXX.png``: one row per image of the recipe's ``samples``,
     one column per fixed test image. The images are read once, when the trainer is built, so a
     missing or broken test split shows before training rather than at the first grid."""
 
@@ -15,7 +15,7 @@ class SampleGrids:
         self.inputs = {k: v.to(trainer.device) for k, v in fixed_inputs(trainer.data, 8).items()}
 
     def save(self, trainer):
-        path = trainer.out_dir / "samples" / f"step_{trainer.step:08d}.png"
+        path = trainer.run.sample(trainer.iteration)
         ex = trainer.executor
         grid = save_grid(trainer.recipe, ex.graph, ex.fwd, self.inputs, path)
         trainer.hook.unpaired_samples_saved(trainer=trainer, path=path, grid=grid)
@@ -23,7 +23,7 @@ class SampleGrids:
 
     @hookimpl
     def unpaired_after_step(self, trainer):
-        if trainer.step % trainer.recipe.train.sample_every == 0:
+        if trainer.iteration % trainer.recipe.train.sample_every == 0:
             self.save(trainer)
 
     @hookimpl

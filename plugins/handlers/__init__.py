@@ -1,0 +1,1 @@
+"""Training-event handlers a recipe builds from its ``handlers:`` section (kind ``handler``)."""
