@@ -77,3 +77,22 @@ def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_p
     a = load_file(str(full / "checkpoints/iter_00000006" / checkpoint.WEIGHTS))
     b = load_file(str(part / "checkpoints/iter_00000006" / checkpoint.WEIGHTS))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_fork_from_best_of_a_two_process_run_resumes_each_ranks_pools(tmp_path):
+    """checkpoints/best goes through the same writer as every checkpoint: every rank's image pools
+    are in it, so a fork from it continues exactly as the uninterrupted run (8 iterations an epoch:
+    32 pairs, 2 ranks of 2; the evaluation at epoch 1 is the first, hence the best)."""
+    common = [*TINY, "train.log_every=1", "data.batch_size=2", "train.eval_every=1", "eval.num_images=8",
+              "eval.metrics.kid.args.subset_size=4", "train.report=false",
+              "steps.discriminators.losses.D_A.pool=2", "steps.discriminators.losses.D_B.pool=2"]
+    ddp = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "unpaired.cli", "train"]
+    full, part, fork = tmp_path / "full", tmp_path / "part", tmp_path / "fork"
+    run([*ddp, "cyclegan-fashion", *common, "train.max_iterations=11", "--out", str(full)])
+    run([*ddp, "cyclegan-fashion", *common, "train.max_iterations=8", "--out", str(part)])
+    assert json.loads((part / "checkpoints/best/eval.json").read_text())["iteration"] == 8
+    assert len(torch.load(part / "checkpoints/best" / checkpoint.STATE, weights_only=True)["executor"]["pools_by_rank"]) == 2
+    run([*ddp, "--resume", str(part / "checkpoints/best"), "--out", str(fork), "train.max_iterations=11"])
+    a = load_file(str(full / "checkpoints/iter_00000011" / checkpoint.WEIGHTS))
+    b = load_file(str(fork / "checkpoints/iter_00000011" / checkpoint.WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)
