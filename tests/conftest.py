@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,17 @@ def run_parallel(commands: dict, cwd: Path, env: dict, timeout: float) -> dict:
             out, err = p.communicate()
         results[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     return results
+
+
+@contextmanager
+def raises(error: type, code: str, key: str | None = None, says: tuple[str, ...] = ()):
+    """``pytest.raises`` for this package's errors, asserting their fields rather than their prose:
+    the error's ``code``, its ``key`` when given, and that the message names each fact in ``says``
+    (a file, a number, a recipe key)."""
+    with pytest.raises(error) as info:
+        yield info
+    assert info.value.code == code, (info.value.code, str(info.value))
+    if key is not None:
+        assert info.value.key == key, (info.value.key, str(info.value))
+    for fact in says:
+        assert fact in str(info.value), (fact, str(info.value))

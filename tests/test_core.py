@@ -25,7 +25,6 @@ from unpaired.evaluation.entry import evaluate_run
 from unpaired.inference.translator import Translator
 from unpaired.loop.trainer import Trainer
 from unpaired.plugin import report
-from unpaired.plugin.losses import AdversarialLoss
 from unpaired.plugin.registry import Registry
 from unpaired.recipe.load import load_recipe
 from unpaired.recipe.resolved import resolve

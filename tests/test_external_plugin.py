@@ -10,17 +10,20 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import unpaired
 from conftest import run_parallel
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "unpaired-extras"
 RECIPE = EXAMPLE / "charbonnier-fashion.yaml"
+EXTRAS_VERSION = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["version"]
 #: The example recipe at toy size. Not conftest's TINY: that switches the generators to `resnet`.
 SMALL = [
     "data.args.limit=32",
@@ -114,11 +117,11 @@ def test_plugins_lists_the_components_with_their_provider(cli):
     losses, generators = kinds.get("consistency_loss", {}), kinds.get("generator", {})
     assert "charbonnier" in losses, proc.stdout
     assert "tiny_resnet" in generators, proc.stdout
-    assert losses["charbonnier"].startswith("unpaired-extras 0.1.0 (extras)")
-    assert generators["tiny_resnet"].startswith("unpaired-extras 0.1.0 (extras)")
+    extras = f"unpaired-extras {EXTRAS_VERSION} (extras)"  # the example package's own version, from its pyproject
+    assert losses["charbonnier"].startswith(extras) and generators["tiny_resnet"].startswith(extras)
     assert "Charbonnier" in losses["charbonnier"]  # the first docstring line
     # side by side with the built-ins
-    assert losses["l1"].startswith("unpaired 0.1.0") and "resnet_9blocks" in generators
+    assert losses["l1"].startswith(f"unpaired {unpaired.__version__}") and "resnet_9blocks" in generators
 
 
 def test_example_recipe_trains_with_the_plugins(cli):

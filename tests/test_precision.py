@@ -11,6 +11,8 @@ import torch
 
 from unpaired.engine.executor import Executor as Trainer
 
+from conftest import raises
+
 
 def first_losses(recipe) -> dict[str, float]:
     trainer = Trainer(recipe)
@@ -55,7 +57,7 @@ def test_fp16_needs_cuda(tiny_recipe):
         pytest.skip("CUDA present: fp16 is allowed")
     from unpaired import RecipeError
 
-    with pytest.raises(RecipeError, match="fp16 needs CUDA; use bf16 on the CPU"):
+    with raises(RecipeError, "needs-cuda", key="train.precision"):
         Trainer(tiny_recipe("train.precision=fp16"))
 
 

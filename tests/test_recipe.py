@@ -10,6 +10,8 @@ from unpaired.recipe.validate import check, validate
 from unpaired.recipe.load import find_recipe, from_yaml, load_recipe, to_yaml
 from unpaired.loop.trainer import Trainer
 
+from conftest import raises
+
 
 def test_reference_recipe_matches_the_paper():
     r = load_recipe("cyclegan", ["data.args.root=/data"])
@@ -38,35 +40,35 @@ def test_base_inheritance_and_overrides():
 
 def test_recipe_names_resolve_to_files(tmp_path):
     assert find_recipe("cyclegan").name == "cyclegan.yaml"
-    with pytest.raises(RecipeError, match="recipe 'cyclegn' not found.*Did you mean 'cyclegan'"):
+    with raises(RecipeError, "no-recipe", key="cyclegn", says=("'cyclegan'",)):
         find_recipe("cyclegn")
 
 
 def test_unknown_key_names_the_path_and_suggests(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text("base: cyclegan.yaml\ntrain:\n  epocs: 3\n")
-    with pytest.raises(RecipeError, match=r"r.yaml: recipe key 'train.epocs': Key 'epocs' not in 'TrainSpec'. Did you mean: 'epochs'"):
+    with raises(RecipeError, "schema", key="train.epocs", says=(str(f), "'epochs'")):
         load_recipe(f)
 
 
 def test_wrong_type_names_the_path():
-    with pytest.raises(RecipeError, match=r"command-line override: recipe key 'steps.generators.losses.cycle_A.weight'.*could not be converted to Float"):
+    with raises(RecipeError, "schema", key="steps.generators.losses.cycle_A.weight", says=("command-line override",)):
         load_recipe("cyclegan-fashion", ["steps.generators.losses.cycle_A.weight=ten"])
 
 
 def test_bad_yaml_and_bad_override_syntax(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("name: [unclosed\n")
-    with pytest.raises(RecipeError, match="bad.yaml: not a valid YAML recipe"):
+    with raises(RecipeError, "bad-yaml", key=str(f.resolve())):
         load_recipe(f)
-    with pytest.raises(RecipeError, match="key=value"):
+    with raises(RecipeError, "bad-override", key="train.epochs"):
         load_recipe("cyclegan-fashion", ["train.epochs"])
 
 
 def test_base_loop_is_reported(tmp_path):
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
-    with pytest.raises(RecipeError, match="'base' chain loops"):
+    with raises(RecipeError, "base-loop", key="base"):
         load_recipe(tmp_path / "a.yaml")
 
 
@@ -127,10 +129,11 @@ def test_missing_required_value():
 def test_trainer_refuses_a_bad_recipe_before_training(tmp_path):
     r = load_recipe("cyclegan-fashion", ["networks.G_AB.type=nope", "steps.generators.losses.cycle_B.target=x",
                                          f"out_dir={tmp_path / 'run'}"])
-    with pytest.raises(RecipeError, match=r"recipe has 2 problem\(s\)") as err:
+    with pytest.raises(RecipeError) as err:
         Trainer(r)
-    assert "networks.G_AB: unknown generator 'nope'" in str(err.value)
-    assert "steps.generators.losses.cycle_B: image 'x' is not defined" in str(err.value)
+    assert [(p.key, p.code) for p in err.value.problems] == [("networks.G_AB", "unknown-plugin"),
+                                                            ("steps.generators.losses.cycle_B", "unknown-image")]
+    assert str(err.value).startswith("recipe has 2 problem(s):")
     assert not (tmp_path / "run").exists()
 
 
@@ -176,39 +179,41 @@ def test_an_empty_recipe_says_what_is_missing(tmp_path):
 
 
 def test_check_raises_with_all_problems():
-    with pytest.raises(RecipeError, match=r"2 problem\(s\)"):
+    with pytest.raises(RecipeError) as err:
         check(load_recipe("cyclegan-fashion", ["networks.G_AB.type=x", "networks.G_BA.type=y"]))
+    assert [p.key for p in err.value.problems] == ["networks.G_AB", "networks.G_BA"]
+    assert (err.value.key, err.value.code) == ("networks.G_AB", "unknown-plugin")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("data: 5", r"recipe key 'data' must be a mapping .*got 5"),
-    ("networks: {G_AB: hello}", r"recipe key 'networks.G_AB' must be a mapping .*got 'hello'"),
-    ("steps: {generators: {losses: {cycle_A: 3}}}", r"recipe key 'steps.generators.losses.cycle_A' must be a mapping"),
-    ("steps: [a, b]", r"recipe key 'steps' must be a mapping"),
-    ("samples: 5", r"recipe key 'samples' must be a list \(\[a, b\]\), got 5"),
-    ("plugins: notalist", r"recipe key 'plugins' must be a list"),
-    ("base: [cyclegan, cut]", r"recipe key 'base' is one recipe .*got \['cyclegan', 'cut'\]"),
-    ("name: ${name}", r"r.yaml: recipe key 'name': Recursive interpolation"),
-    ("data: {args: {source: '${oops}'}}", r"r.yaml: recipe key 'data.args.source': Interpolation key 'oops' not found"),
+@pytest.mark.parametrize("text, key, code, fact", [
+    ("data: 5", "data", "bad-shape", "got 5"),
+    ("networks: {G_AB: hello}", "networks.G_AB", "bad-shape", "got 'hello'"),
+    ("steps: {generators: {losses: {cycle_A: 3}}}", "steps.generators.losses.cycle_A", "bad-shape", "got 3"),
+    ("steps: [a, b]", "steps", "bad-shape", "got ['a', 'b']"),
+    ("samples: 5", "samples", "bad-shape", "got 5"),
+    ("plugins: notalist", "plugins", "bad-shape", "got 'notalist'"),
+    ("base: [cyclegan, cut]", "base", "bad-shape", "got ['cyclegan', 'cut']"),
+    ("name: ${name}", "name", "schema", "Recursive interpolation"),
+    ("data: {args: {source: '${oops}'}}", "data.args.source", "schema", "'oops'"),
 ])
-def test_a_wrong_shape_or_interpolation_names_the_file_and_key(tmp_path, text, message):
+def test_a_wrong_shape_or_interpolation_names_the_file_and_key(tmp_path, text, key, code, fact):
     f = tmp_path / "r.yaml"
     f.write_text(("" if text.startswith("base") else "base: cyclegan-fashion\n") + text + "\n")
-    with pytest.raises(RecipeError, match=message):
+    with raises(RecipeError, code, key=key, says=(str(f.resolve()), fact)):
         load_recipe(f)
 
 
 def test_overrides_of_the_wrong_shape_or_not_yaml():
-    with pytest.raises(RecipeError, match=r"command-line override: recipe key 'networks.G_AB' must be a mapping"):
+    with raises(RecipeError, "bad-shape", key="networks.G_AB", says=("command-line override",)):
         load_recipe("cyclegan-fashion", ["networks.G_AB=hello"])
-    with pytest.raises(RecipeError, match=r"overrides data.batch_size=\[1,2: a value is not valid YAML"):
+    with raises(RecipeError, "bad-override", says=("data.batch_size=[1,2",)):
         load_recipe("cyclegan-fashion", ["data.batch_size=[1,2"])
-    with pytest.raises(RecipeError, match=r"a recipe is a YAML file, a built-in recipe's name or a dict; got None"):
+    with raises(RecipeError, "bad-recipe", says=("got None",)):
         load_recipe(None)
 
 
 def test_a_text_argument_given_a_number_is_named():
-    with pytest.raises(RecipeError, match=r"data.args.root: expected text \(a path or a name; quote it\), got 5"):
+    with raises(RecipeError, "wrong-type", key="data.args.root", says=("got 5",)):
         check(load_recipe("cyclegan", ["data.args.root=5"]))
 
 
@@ -233,8 +238,7 @@ def test_a_schedule_without_a_single_trained_epoch_is_named(capsys):
 def test_a_missing_base_names_the_recipe_that_refers_to_it_and_keys_need_names(tmp_path):
     f = tmp_path / "mine.yaml"
     f.write_text("base: ablations/gan-alon\n")
-    with pytest.raises(RecipeError, match=rf"{f}: base: recipe 'ablations/gan-alon' not found .*Did you mean "
-                                          r"'ablations/gan-alone'\?"):
+    with raises(RecipeError, "no-recipe", key="base", says=(str(f.resolve()), "'ablations/gan-alone'")):
         load_recipe(f)
-    with pytest.raises(RecipeError, match=r"command-line override '=5': write overrides as key=value"):
+    with raises(RecipeError, "bad-override", key="=5"):
         load_recipe("cyclegan-fashion", ["=5"])

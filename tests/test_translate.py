@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_images
+from conftest import raises, write_images
 from unpaired import cli
-from unpaired.errors import RecipeError
+from unpaired.errors import DataError, RecipeError
 from unpaired.engine.build import build_network
 from unpaired.inference.translator import Translator
 from unpaired.recipe.load import load_recipe
@@ -97,7 +97,7 @@ def test_images_too_small_for_the_generator_fail_alone(run, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "file")]) == 2
     assert f"error: {tmp_path / 'file'}: a file, not a folder; choose another --out" in capsys.readouterr().err
-    with pytest.raises(RecipeError, match="tile 6: G_AB needs tiles of at least 8 pixels"):
+    with raises(RecipeError, "too-small", key="tile", says=("at least 8 pixels",)):
         Translator(run, "AtoB", "cpu", tile=6, overlap=1)
 
 
@@ -122,7 +122,7 @@ def test_flatten_and_its_name_clash(run, tmp_path):
     assert sorted(p.name for p in done.translated) == ["day1_img_000.png", "day2_img_000.png"]
     write_images(src, 1, channels=1, size=16)
     (src / "day1_img_000.png").write_bytes((src / "img_000.png").read_bytes())
-    with pytest.raises(Exception, match="two inputs would both be written as day1_img_000.png; translate without --flatten"):
+    with raises(DataError, "name-clash", key=str(src), says=("day1_img_000.png",)):
         translate_folder(Translator(run, "AtoB", "cpu"), src, tmp_path / "flat2", workers=0, flatten=True)
 
 

@@ -21,10 +21,12 @@ def _train(args) -> int:
     if args.resume:
         if args.init_from:
             raise UnpairedError("--init-from starts a new run from weights; a resumed run continues its own. "
-                                "Drop --init-from, or give a recipe instead of --resume.")
+                                "Drop --init-from, or give a recipe instead of --resume.",
+                                key="--init-from", code="bad-arguments")
         if args.recipe and "=" not in args.recipe:
             raise UnpairedError(f"--resume continues {args.resume} with its own recipe; give only key=value "
-                                f"overrides, not a recipe ('{args.recipe}'). To train that recipe instead, drop --resume.")
+                                f"overrides, not a recipe ('{args.recipe}'). To train that recipe instead, drop --resume.",
+                                key="--resume", code="bad-arguments")
         overrides = ([args.recipe] if args.recipe else []) + args.overrides
         trainer = Trainer.resume(args.resume, overrides, out_dir=args.out)
         fork = Path(trainer.out_dir).resolve() != Path(args.resume).resolve()
@@ -32,7 +34,8 @@ def _train(args) -> int:
               f"{trainer.epoch + 1}, iteration {trainer.iteration}")
     else:
         if not args.recipe:
-            raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.")
+            raise UnpairedError("give a recipe (e.g. 'unpaired train cyclegan-fashion') or --resume RUN_DIR.",
+                                key="recipe", code="bad-arguments")
         recipe = load_recipe(args.recipe, args.overrides)
         if args.init_from:  # RUN[:NET,NET]; a path that exists as given keeps its colons
             path, sep, names = args.init_from.rpartition(":")
@@ -98,9 +101,11 @@ def _evaluate(args) -> int:
     if args.fake or args.real:
         if not (args.fake and args.real and args.recipe):
             raise UnpairedError("folder evaluation needs --fake DIR --real DIR --recipe RECIPE (the recipe's eval "
-                                "section names the metrics, feature extractor and classifier).")
+                                "section names the metrics, feature extractor and classifier).",
+                                key="--fake", code="bad-arguments")
         if args.run:
-            raise UnpairedError(f"give a run directory or --fake/--real folders, not both ('{args.run}').")
+            raise UnpairedError(f"give a run directory or --fake/--real folders, not both ('{args.run}').",
+                                key="--fake", code="bad-arguments")
         from unpaired.recipe.load import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
@@ -108,10 +113,12 @@ def _evaluate(args) -> int:
                                         args.out, device=args.device)
     else:
         if not args.run:
-            raise UnpairedError("give a run directory (e.g. 'unpaired evaluate runs/cyclegan-fashion'), or --fake and --real folders.")
+            raise UnpairedError("give a run directory (e.g. 'unpaired evaluate runs/cyclegan-fashion'), or --fake and --real "
+                                "folders.", key="run", code="bad-arguments")
         if args.recipe or args.paired or args.direction:
             raise UnpairedError("--recipe, --paired and --direction are for folder evaluation (--fake/--real); "
-                                "a run's recipe says its directions (override eval.directions=[AtoB] to choose).")
+                                "a run's recipe says its directions (override eval.directions=[AtoB] to choose).",
+                                key="--recipe", code="bad-arguments")
         result, path = evaluate_run(args.run, args.overrides, args.device, args.out, weights=args.weights)
     print(result.markdown(), end="")
     print(f"\nwritten: {path} and {path.with_suffix('.md')}")
@@ -179,7 +186,8 @@ def _plugins(args) -> int:
     from unpaired.plugin.registry import closest
 
     if args.kind and args.kind not in KINDS:
-        raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.")
+        raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.",
+                            key="--kind", code="unknown-kind")
     registry = default_registry()
     if args.recipe:  # with the recipe's own plugin modules
         from unpaired.recipe.load import load_recipe

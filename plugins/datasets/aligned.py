@@ -62,7 +62,8 @@ class SideBySide:
         img = read_image(path, 3 if 3 in (self.channels_a, self.channels_b) else 1)
         w2 = img.shape[-1] // 2
         if w2 == 0:
-            raise DataError(f"{path}: {img.shape[-1]} pixel(s) wide, cannot hold A and B side by side.")
+            raise DataError(f"{path}: {img.shape[-1]} pixel(s) wide, cannot hold A and B side by side.",
+                            key=str(path), code="too-narrow")
         left, right = img[..., :w2], img[..., w2 : 2 * w2]
         a, b = (right, left) if self.swap else (left, right)
         name = path.relative_to(self.folder).as_posix()
@@ -93,7 +94,7 @@ class FolderPairs:
                 f"{folder_a} and {folder_b}: pairs need the same relative paths in both folders; "
                 + (f"only in {folder_a.name}: {', '.join(only_a[:5])}{' ...' if len(only_a) > 5 else ''} ({len(only_a)}); " if only_a else "")
                 + (f"only in {folder_b.name}: {', '.join(only_b[:5])}{' ...' if len(only_b) > 5 else ''} ({len(only_b)}); " if only_b else "")
-                + "rename or remove them.")
+                + "rename or remove them.", key=str(folder_a), code="unpaired-files")
         self.folder = folder_a
         self.files = [(rel_a[k], rel_b[k]) for k in sorted(rel_a)]
         self.channels_a, self.channels_b = channels_a, channels_b
@@ -108,7 +109,7 @@ class FolderPairs:
         if img_a.shape[-2:] != img_b.shape[-2:]:  # named here, where both folders are known
             (ha, wa), (hb, wb) = img_a.shape[-2:], img_b.shape[-2:]
             raise DataError(f"{path_a} ({ha}x{wa}) and {path_b} ({hb}x{wb}): the two images of a pair differ in "
-                            "size; resize one to the other's.")
+                            "size; resize one to the other's.", key=str(path_a), code="pair-sizes")
         return img_a, img_b, name, name
 
 
@@ -131,7 +132,7 @@ class HalfDomain(Dataset):
         try:
             return self.transform(item[self.index]), item[2 + self.index]
         except ValueError as err:  # e.g. an image smaller than the crop
-            raise DataError(f"{item[2]}: {err}.") from err
+            raise DataError(f"{item[2]}: {err}.", key=str(item[2]), code="unreadable") from err
 
 
 class AlignedFolder:

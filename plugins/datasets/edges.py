@@ -131,7 +131,8 @@ class FashionEdges:
     def split_images(self, split: str) -> tuple[Tensor, Tensor, list[str]]:
         """``(edges, photos, names)`` of every image of ``split``: uint8 (N, 1, 28, 28) each, N names."""
         if split not in SPLITS:
-            raise DataError(f"Fashion-MNIST has the splits {', '.join(SPLITS)}, not {split!r}.")
+            raise DataError(f"Fashion-MNIST has the splits {', '.join(SPLITS)}, not {split!r}.",
+                            key="split", code="unknown-split")
         if split not in self._cache:
             photos = interleave([load_split(self.source, split, label) for label in self.classes])
             if self.limit:

@@ -33,16 +33,17 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as err:  # e.g. a truncated or corrupt .gz download
-        raise DataError(f"{path}: cannot read IDX file ({err}).") from err
+        raise DataError(f"{path}: cannot read IDX file ({err}).", key=str(path), code="unreadable") from err
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 8:
-        raise DataError(f"{path}: not an unsigned-byte IDX file.")
+        raise DataError(f"{path}: not an unsigned-byte IDX file.", key=str(path), code="not-idx")
     ndim = data[3]
     if len(data) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header.")
+        raise DataError(f"{path}: truncated IDX header.", key=str(path), code="truncated")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise DataError(f"{path}: truncated IDX file ({arr.size} values for shape {shape}).")
+        raise DataError(f"{path}: truncated IDX file ({arr.size} values for shape {shape}).",
+                        key=str(path), code="truncated")
     return arr.reshape(shape)
 
 
@@ -52,7 +53,8 @@ def _find(folder: Path, stem: str) -> Path:
             return cand
     raise DataError(
         f"{folder}: missing {stem}[.gz]. Install the full set with 'apt-get install dataset-fashion-mnist' "
-        "(files in /usr/share/datasets/fashion-mnist) or set data.args.source: embedded."
+        "(files in /usr/share/datasets/fashion-mnist) or set data.args.source: embedded.",
+        key=str(folder), code="missing-file",
     )
 
 
@@ -62,7 +64,8 @@ def load_split(source: str, split: str, label: int) -> np.ndarray:
         key = f"{split}_{label}"
         with np.load(EMBEDDED) as data:
             if key not in data:
-                raise DataError(f"the embedded subset holds classes 7 and 9 only, not {label}; use the full set (source: /usr/share/datasets/fashion-mnist).")
+                raise DataError(f"the embedded subset holds classes 7 and 9 only, not {label}; use the full set "
+                                "(source: /usr/share/datasets/fashion-mnist).", key="data.args.class_A", code="not-embedded")
             return data[key]
     folder = Path(source)
     images = read_idx(_find(folder, IDX_FILES[split].format("images", 3)))

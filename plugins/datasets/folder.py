@@ -20,16 +20,18 @@ def folder_images(folder: Path, layout: str) -> list[Path]:
         DataError: the folder is missing (names the expected ``layout``) or holds no image.
     """
     if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: a file, not a folder. Expected the layout {layout}.")
+        raise DataError(f"{folder}: a file, not a folder. Expected the layout {layout}.",
+                        key=str(folder), code="not-a-folder")
     if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found. Expected the layout {layout}.")
+        raise DataError(f"{folder}: folder not found. Expected the layout {layout}.", key=str(folder), code="no-folder")
     files, others = list_images(folder)
     if not files:
         names = [p.relative_to(folder).as_posix() for p in others[:5]]
         raise DataError(
             f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found"
             + (f"; it holds e.g. {', '.join(names)}" if names else " (the folder is empty)")
-            + ". Add images or point the dataset root elsewhere."
+            + ". Add images or point the dataset root elsewhere.",
+            key=str(folder), code="no-images",
         )
     if others:
         warn(skipped_note(folder, others))
@@ -66,7 +68,7 @@ class FolderDomain(Dataset):
         try:
             return self.transform(image), path.relative_to(self.folder).as_posix()
         except ValueError as err:  # e.g. an image smaller than the crop
-            raise DataError(f"{path}: {err}.") from err
+            raise DataError(f"{path}: {err}.", key=str(path), code="unreadable") from err
 
 
 class UnalignedFolder:
@@ -123,6 +125,6 @@ class SingleFolder:
     def domain(self, name: str, split: str) -> Dataset:
         if name != "A":
             raise DataError(f"{self.root}: single_folder holds one domain (A); translate it AtoB, or use "
-                            "unaligned_folder for two domains.")
+                            "unaligned_folder for two domains.", key=str(self.root), code="one-domain")
         transform = image_transform(self.load_size, self.crop_size, False, False, self.preprocess)
         return FolderDomain(self.root, domain_channels(self.channels, "A"), transform)

@@ -111,7 +111,8 @@ def check_image(x: torch.Tensor, in_channels: int, size_divisor: int, name: str)
         crop = max(size_divisor, min(h, w) // size_divisor * size_divisor)
         raise DataError(
             f"{name} needs input height and width divisible by {size_divisor}; got {h}x{w}. "
-            f"Resize or crop the images (e.g. crop_size: {crop})."
+            f"Resize or crop the images (e.g. crop_size: {crop}).",
+            key=name, code="not-divisible",
         )
 
 

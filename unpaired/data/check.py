@@ -212,7 +212,8 @@ def check_data(target: str, overrides=()) -> DataReport:
     if root.is_dir():
         if overrides:
             raise RecipeError(f"{target} is a folder; key=value overrides go with a recipe "
-                              f"(e.g. 'unpaired data check cyclegan data.args.root={target}').")
+                              f"(e.g. 'unpaired data check cyclegan data.args.root={target}').",
+                              key=str(target), code="bad-arguments")
         unaligned = [f"{s}{d}" for s in ("train", "test") for d in "AB"]
         if any((root / n).is_dir() for n in unaligned):
             return DataReport(target, "unaligned: trainA, trainB, testA, testB", [check_folder(n, root / n) for n in unaligned])
@@ -233,7 +234,8 @@ def _check_recipe(target: str, overrides) -> DataReport:
     except RecipeError as err:
         if overrides or Path(target).suffix in (".yaml", ".yml"):
             raise
-        raise DataError(f"{target}: neither a dataset folder nor a recipe ({err}).") from err
+        raise DataError(f"{target}: neither a dataset folder nor a recipe ({err}).",
+                        key=str(target), code="not-a-dataset") from err
     data = build_dataset(recipe)
     report = DataReport(target, f"recipe dataset {recipe.data.dataset}")
     for split in ("train", "test"):
@@ -297,11 +299,13 @@ def check_training_files(pairs, on_bad_file: str = "error") -> list[Path]:
     listing = "\n  - ".join(f"{p}: {e}" for p, e in list(bad.items())[:20]) + ("\n  - ..." if len(bad) > 20 else "")
     if on_bad_file != "skip":
         raise DataError(f"{len(bad)} training image(s) cannot be read:\n  - {listing}\nFix or remove them, or set "
-                        "data.on_bad_file=skip to train without them ('unpaired data check' lists every split).")
+                        "data.on_bad_file=skip to train without them ('unpaired data check' lists every split).",
+                        key=str(next(iter(bad))), code="bad-files")
     for holder in holders:
         holder.files = [e for e in holder.files if not any(p in bad for p in _paths(e))]
         if not holder.files:
-            raise DataError(f"{getattr(holder, 'folder', 'a domain')}: no readable image left after skipping {len(bad)} bad file(s).")
+            raise DataError(f"{getattr(holder, 'folder', 'a domain')}: no readable image left after skipping {len(bad)} "
+                            "bad file(s).", key=str(getattr(holder, "folder", "")), code="no-images")
     if isinstance(pairs, AlignedPairs):
         pairs.size = len(pairs.load)
     warn(f"data.on_bad_file=skip: skipped {len(bad)} unreadable training image(s):\n  - {listing}")

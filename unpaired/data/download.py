@@ -124,12 +124,13 @@ def resolve(name: str, root: str | os.PathLike = "datasets") -> str:
             "leftImg8bit_trainvaltest.zip there, unzip them, then run the reference repository's "
             "datasets/prepare_cityscapes_dataset.py --gtFine_dir gtFine --leftImg8bit_dir leftImg8bit "
             f"--output_dir {Path(root) / 'cityscapes'} (it writes trainA/trainB/testA/testB for CycleGAN and "
-            "train/test A|B pairs for pix2pix).")
+            "train/test A|B pairs for pix2pix).", key=name, code="licence")
     name = ALIASES.get(name, name)
     if name not in DATASETS:
         known = [*DATASETS, *ALIASES, *CITYSCAPES]
         raise DataError(f"unknown dataset {name!r}.{closest(name, known)} "
-                        f"Known: {', '.join(DATASETS)} (and cityscapes, which needs a licence).")
+                        f"Known: {', '.join(DATASETS)} (and cityscapes, which needs a licence).",
+                        key=name, code="unknown-dataset")
     return name
 
 
@@ -147,7 +148,8 @@ def archive_url(name: str, url: str | None = None) -> str:
     entry = DATASETS[resolve(name)]
     base = url or os.environ.get(URL_ENV) or entry.base
     if not base.startswith(("http://", "https://", "file://")):
-        raise DataError(f"{base}: not a URL; a mirror is http://..., https://... or file:///folder (--url or ${URL_ENV}).")
+        raise DataError(f"{base}: not a URL; a mirror is http://..., https://... or file:///folder (--url or ${URL_ENV}).",
+                        key=base, code="bad-url")
     return f"{base.rstrip('/')}/{entry.file}"
 
 
@@ -192,12 +194,14 @@ def download(name: str, root: str | os.PathLike = "datasets", url: str | None = 
         missing = [d for d in entry.layout if not (target / d).is_dir()]
         if missing:
             raise DataError(f"{target} exists but lacks {', '.join(missing)}: an incomplete or different "
-                            f"dataset. Move or delete it, then run the same command again.")
+                            f"dataset. Move or delete it, then run the same command again.",
+                            key=str(target), code="incomplete")
         print(f"{target}: already present, nothing downloaded (delete it to download it again).", file=sys.stderr)
         return target
     if entry.file.endswith(".tar.gz") and not hasattr(tarfile, "data_filter"):
         raise DataError(f"{key}: a safe tar extraction needs Python 3.10.12, 3.11.4 or newer "
-                        f"(tarfile filters); this is {sys.version.split()[0]}. Upgrade Python.")
+                        f"(tarfile filters); this is {sys.version.split()[0]}. Upgrade Python.",
+                        key=key, code="old-python")
     target.parent.mkdir(parents=True, exist_ok=True)
     archive = target.parent / entry.file
     if not archive.exists():
@@ -219,11 +223,11 @@ def _fetch(url: str, archive: Path, sha256: str | None, progress: bool) -> None:
             part.unlink()
             return _fetch(url, archive, sha256, progress)
         raise DataError(f"{url}: HTTP {err.code} {err.reason}. Check the dataset name, or the mirror given "
-                        f"by --url or ${URL_ENV}.") from None
+                        f"by --url or ${URL_ENV}.", key=url, code="http-error") from None
     except (OSError, HTTPException) as err:
         reason = getattr(err, "reason", err)
         raise DataError(f"{url}: cannot connect ({reason}). Check the network, or give a mirror with --url, "
-                        f"then run the same command again.") from None
+                        f"then run the same command again.", key=url, code="no-connection") from None
     with response:
         total = _total(response, have, part)
         if response.status != 206:  # 200: the server ignored the range and sends the whole file
@@ -243,13 +247,13 @@ def _fetch(url: str, archive: Path, sha256: str | None, progress: bool) -> None:
     if dropped or (total is not None and size != total):
         of = f" of {total}" if total is not None else ""
         raise DataError(f"{url}: the connection dropped after {size}{of} bytes; {part} is kept: "
-                        f"run the same command again to resume.")
+                        f"run the same command again to resume.", key=url, code="connection-dropped")
     if sha256 is not None:
         digest = _sha256(part)
         if digest != sha256:
             part.unlink()
             raise DataError(f"{url}: SHA-256 {digest} does not match the expected {sha256}; {part} was "
-                            f"deleted: run the same command again to download it again.")
+                            f"deleted: run the same command again to download it again.", key=url, code="sha256")
     part.replace(archive)
 
 
@@ -263,7 +267,8 @@ def _total(response, have: int, part: Path) -> int | None:
         match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "").strip())
         if not match or int(match[1]) != have:
             raise DataError(f"{response.url}: asked for bytes {have}- but the server answered "
-                            f"{response.headers.get('Content-Range')!r}. Delete {part} and run again.")
+                            f"{response.headers.get('Content-Range')!r}. Delete {part} and run again.",
+                            key=response.url, code="bad-range")
         return None if match[2] == "*" else int(match[2])
     length = response.headers.get("Content-Length")
     return int(length) if length is not None else None
@@ -295,19 +300,21 @@ def _extract(archive: Path, entry: Entry, target: Path) -> None:
                     tar.extractall(tmp, filter="data")  # refuses absolute paths, "..", links outside
             extracted = tmp / entry.top
             if not extracted.is_dir():
-                raise DataError(f"{archive}: no folder {entry.top}/ in the archive")
+                raise DataError(f"{archive}: no folder {entry.top}/ in the archive",
+                                key=str(archive), code="bad-archive")
             missing = [f"{entry.top}/{d}/" for d in entry.layout if not (extracted / d).is_dir()]
             if missing:
-                raise DataError(f"{archive}: no folder {', '.join(missing)} in the archive")
+                raise DataError(f"{archive}: no folder {', '.join(missing)} in the archive",
+                                key=str(archive), code="bad-archive")
         except tarfile.FilterError as err:
-            raise DataError(f"{archive}: unsafe member ({err})") from None
+            raise DataError(f"{archive}: unsafe member ({err})", key=str(archive), code="unsafe-archive") from None
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
-            raise DataError(f"{archive}: corrupt archive ({err})") from None
+            raise DataError(f"{archive}: corrupt archive ({err})", key=str(archive), code="bad-archive") from None
         extracted.rename(target)
     except DataError as err:
         archive.unlink()
         raise DataError(f"{err}; the archive was deleted: run the same command again to download it again, "
-                        f"or check the mirror.") from None
+                        f"or check the mirror.", key=str(archive), code="bad-archive") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -319,5 +326,6 @@ def _unzip(archive: Path, dest: Path) -> None:
             path = PurePosixPath(member.replace("\\", "/"))
             # zipfile would silently rewrite such names; refuse the archive instead
             if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
-                raise DataError(f"{archive}: unsafe member {member!r} (outside the dataset folder)")
+                raise DataError(f"{archive}: unsafe member {member!r} (outside the dataset folder)",
+                                key=str(archive), code="unsafe-archive")
         zf.extractall(dest)

@@ -108,7 +108,8 @@ def _tifffile_decode(path: Path) -> Tensor | None:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[0] not in (1, 2, 3, 4):
         raise DataError(f"{path}: a TIFF with {arr.shape[0] if arr.ndim == 3 else arr.shape} samples per pixel "
-                        f"(axes {axes}); unpaired reads grey, grey+alpha, RGB or RGBA. Export 1 or 3 channels.")
+                        f"(axes {axes}); unpaired reads grey, grey+alpha, RGB or RGBA. Export 1 or 3 channels.",
+                        key=str(path), code="channels")
     return _unit_range(arr[:1] if arr.shape[0] == 2 else arr, page.bitspersample)
 
 
@@ -211,9 +212,10 @@ def read_image(path: Path, channels: int) -> Tensor:
         DataError: the file is missing, empty or cannot be decoded; names the file.
     """
     if not path.is_file():
-        raise DataError(f"{path}: not a readable file (missing, a folder, or a broken link).")
+        raise DataError(f"{path}: not a readable file (missing, a folder, or a broken link).",
+                        key=str(path), code="unreadable")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file. Remove or re-save it.")
+        raise DataError(f"{path}: empty file. Remove or re-save it.", key=str(path), code="empty")
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
         with open(path, "rb") as f:
@@ -227,7 +229,8 @@ def read_image(path: Path, channels: int) -> Tensor:
                 warnings.simplefilter("ignore", UserWarning)
                 img = decode_image(data, mode=mode, apply_exif_orientation=True)
     except PIL.Image.DecompressionBombError as err:
-        raise DataError(f"{path}: {err}. Cut it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from err
+        raise DataError(f"{path}: {err}. Cut it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file.",
+                        key=str(path), code="too-large") from err
     except (RuntimeError, ValueError, OSError, zlib.error, PIL.UnidentifiedImageError, tifffile.TiffFileError) as err:
         if isinstance(err, DataError):
             raise
@@ -236,7 +239,7 @@ def read_image(path: Path, channels: int) -> Tensor:
             reason = str(err).strip().splitlines()[-1].strip()
         reason = reason if 0 < len(reason) < 160 else type(err).__name__
         raise DataError(f"{path}: cannot decode image: not a valid {'/'.join(e[1:].upper() for e in IMAGE_EXTENSIONS)} "
-                        f"file ({reason}). Remove or re-save it.") from err
+                        f"file ({reason}). Remove or re-save it.", key=str(path), code="cannot-decode") from err
     if img.ndim == 4:  # animated GIF: frames first
         img = img[0]
     if img.shape[0] == 4:

@@ -132,7 +132,8 @@ class UnalignedPairs(Dataset):
     def __init__(self, domain_a: Dataset, domain_b: Dataset, seed: int = 0):
         for name, ds in (("A", domain_a), ("B", domain_b)):
             if len(ds) == 0:
-                raise DataError(f"domain {name} has no images; check the dataset root and split.")
+                raise DataError(f"domain {name} has no images; check the dataset root and split.",
+                                key=name, code="no-images")
         self.a, self.b, self.seed, self.epoch = domain_a, domain_b, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -166,7 +167,8 @@ def collate_pairs(items: list[dict]) -> dict:
                 listed = ", ".join(f"{item[f'name_{domain}']} {h}x{w}" for item, (h, w) in zip(items, shapes))
                 raise DataError(f"one batch holds domain {domain} images of different sizes ({listed}): a batch "
                                 "needs one size. Preprocess to one size (e.g. data.args.preprocess=resize_and_crop "
-                                "with load_size and crop_size) or train with data.batch_size=1.") from err
+                                "with load_size and crop_size) or train with data.batch_size=1.",
+                                key=domain, code="batch-sizes") from err
         raise
 
 
@@ -191,7 +193,7 @@ class AlignedPairs(Dataset):
     def __init__(self, load: Callable[[int], tuple[Tensor, Tensor, str, str]], size: int,
                  transform: PairedTransform, seed: int = 0):
         if size <= 0:
-            raise DataError("no image pairs; check the dataset root and split.")
+            raise DataError("no image pairs; check the dataset root and split.", code="no-pairs")
         self.load, self.size, self.transform, self.seed, self.epoch = load, int(size), transform, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -207,7 +209,8 @@ class AlignedPairs(Dataset):
         img_a, img_b, name_a, name_b = self.load(i)
         if img_a.shape[-2:] != img_b.shape[-2:]:
             raise DataError(f"{name_a} / {name_b}: the two images of a pair differ in size "
-                            f"({tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])}, H x W).")
+                            f"({tuple(img_a.shape[-2:])} and {tuple(img_b.shape[-2:])}, H x W).",
+                            key=name_a, code="pair-sizes")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(self.seed, epoch, i))
             real_a, real_b = self.transform(img_a, img_b)

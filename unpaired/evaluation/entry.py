@@ -65,14 +65,15 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
 
 def _read_folder(folder: Path, channels: int) -> tuple[list[str], Tensor]:
     if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder of images.")
+        raise DataError(f"{folder}: not a folder of images.", key=str(folder), code="not-a-folder")
     files = list_images(folder)[0]
     if not files:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}).", key=str(folder), code="no-images")
     images = [to_float(read_image(f, channels)) for f in files]
     sizes = {tuple(x.shape) for x in images}
     if len(sizes) > 1:
-        raise DataError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; resize them to one size first.")
+        raise DataError(f"{folder}: images of different sizes {sorted(sizes)[:3]}; resize them to one size first.",
+                        key=str(folder), code="sizes")
     return [str(f.relative_to(folder)) for f in files], torch.stack(images)
 
 
@@ -96,7 +97,7 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
     """
     require_metrics(recipe, "the recipe")  # its data section is not used here, so it is not checked
     if not DIRECTION.fullmatch(direction):
-        raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.")
+        raise RecipeError(f"direction '{direction}' is not AtoB or BtoA.", key="--direction", code="bad-direction")
     scorer = Scorer(resolve(recipe, registry, checked=False), pick_device(device))
     tgt = direction[-1]
     channels = domain_channels(recipe.data.args.get("channels", 3), tgt)
@@ -108,14 +109,16 @@ def evaluate_folders(fake: str | Path, real: str | Path, recipe: DictConfig, dir
         unmatched = [n for n in fake_names if n not in index]
         if unmatched:
             raise DataError(f"{real}: no real image named {unmatched[0]} (and {len(unmatched) - 1} more) to pair "
-                            "with the translations; paired folders need the same relative file names.")
+                            "with the translations; paired folders need the same relative file names.",
+                            key=str(real), code="unpaired-files")
         truth = reals[[index[n] for n in fake_names]]
         if truth.shape != fakes.shape:
             raise DataError(f"{fake} and {real}: paired images differ in size ({tuple(fakes.shape[1:])} and "
-                            f"{tuple(truth.shape[1:])}); resize one folder to the other's size first.")
+                            f"{tuple(truth.shape[1:])}); resize one folder to the other's size first.",
+                            key=str(fake), code="pair-sizes")
         if not any("paired" in getattr(m, "needs", ()) for m in scorer.metrics.values()):
             raise RecipeError("--paired: the eval section has no metric that compares pairs; add one, e.g. "
-                              "eval.metrics.paired={} (or label_map, edges).")
+                              "eval.metrics.paired={} (or label_map, edges).", key="--paired", code="no-paired-metric")
     start = time.perf_counter()
     ts = TranslationSet(direction, source=fakes[:0], fake=fakes, target=reals, paired=truth,
                         target_class=scorer.classes.get(tgt), judge=scorer.judge())

@@ -83,11 +83,13 @@ class Scorer:
         names = list(getattr(self.classifier, "classes", None) or [])
         if isinstance(value, int):
             if names and not 0 <= value < len(names):
-                raise RecipeError(f"eval.classes.{domain}: class {value} is out of range (0..{len(names) - 1}).")
+                raise RecipeError(f"eval.classes.{domain}: class {value} is out of range (0..{len(names) - 1}).",
+                                  key=f'eval.classes.{domain}', code="out-of-range")
             return value
         if str(value) not in names:
             raise RecipeError(f"eval.classes.{domain}: '{value}' is not a class of the classifier.{closest(str(value), names)} "
-                              f"Classes: {', '.join(names) or '(unnamed: give an index)'}.")
+                              f"Classes: {', '.join(names) or '(unnamed: give an index)'}.",
+                              key=f'eval.classes.{domain}', code="unknown-class")
         return names.index(str(value))
 
     def judge(self) -> Judge:
@@ -116,7 +118,7 @@ class Scorer:
             for key, value in scores.items():
                 if key in values:
                     raise RecipeError(f"eval.metrics.{name}: output '{key}' is also produced by another metric; "
-                                      "remove one of them.")
+                                      "remove one of them.", key=f'eval.metrics.{name}', code="duplicate-output")
                 values[key] = float(value)
         return values, skipped
 
@@ -168,14 +170,17 @@ class Evaluator:
         for d in self.directions:
             if not DIRECTION.fullmatch(d) or d not in recipe.inference:
                 raise RecipeError(f"eval.directions: '{d}' is not an inference direction <X>to<Y> of this recipe "
-                                  f"(inference: {', '.join(recipe.inference) or 'none'}).")
+                                  f"(inference: {', '.join(recipe.inference) or 'none'}).",
+                                  key="eval.directions", code="not-a-direction")
         if not self.directions:
-            raise RecipeError("eval: the recipe's inference section has no direction named AtoB or BtoA to evaluate.")
+            raise RecipeError("eval: the recipe's inference section has no direction named AtoB or BtoA to evaluate.",
+                              key="inference", code="no-direction")
         for name, metric in ev.metrics.items():
             for d in metric.directions:
                 if d not in self.directions:
                     raise RecipeError(f"eval.metrics.{name}.directions: '{d}' is not evaluated "
-                                      f"(directions: {', '.join(self.directions)}).")
+                                      f"(directions: {', '.join(self.directions)}).",
+                                      key=f'eval.metrics.{name}.directions', code="not-evaluated")
         if ev.best is not None:
             self._check_best(ev.best)
         self.data = data if data is not None else build_dataset(recipe)
@@ -191,10 +196,10 @@ class Evaluator:
         direction, key = best.split("/", 1) if "/" in best else (None, best)
         if direction is not None and direction not in self.directions:
             raise RecipeError(f"eval.best: direction '{direction}' is not evaluated.{closest(direction, self.directions)} "
-                              f"Directions: {', '.join(self.directions)}.")
+                              f"Directions: {', '.join(self.directions)}.", key="eval.best", code="not-evaluated")
         if key not in self.better:
             raise RecipeError(f"eval.best: '{key}' is not a rankable output of the eval metrics.{closest(key, self.better)} "
-                              f"Rankable: {', '.join(self.better) or '(none)'}.")
+                              f"Rankable: {', '.join(self.better) or '(none)'}.", key="eval.best", code="not-rankable")
 
     def _test_images(self) -> dict[str, Tensor]:
         """The first ``num_images`` images of each domain the directions use, (N, C, H, W) on the CPU."""
@@ -204,10 +209,11 @@ class Evaluator:
                 ds = self.data.domain(domain, ev.split)
             except (DataError, ValueError, KeyError) as err:
                 raise DataError(f"eval.split: domain {domain} has no '{ev.split}' images to evaluate on: "
-                                f"{str(err).rstrip('.')}.") from err
+                                f"{str(err).rstrip('.')}.", key="eval.split", code="no-split") from err
             n = len(ds) if ev.num_images is None else min(ev.num_images, len(ds))
             if n == 0:
-                raise DataError(f"eval.split: domain {domain}'s '{ev.split}' split is empty; nothing to evaluate.")
+                raise DataError(f"eval.split: domain {domain}'s '{ev.split}' split is empty; nothing to evaluate.",
+                                key="eval.split", code="empty")
             out[domain] = torch.stack([ds[i][0] for i in range(n)])
         return out
 
@@ -272,5 +278,6 @@ def require_metrics(recipe: DictConfig, where: str) -> DictConfig:
         raise RecipeError(f"{where} names no metrics (eval.metrics is empty). Add some. Without any weights file: "
                           "'eval.metrics.cycle={} eval.metrics.identity={}' (two-way recipes) or 'eval.metrics.paired={}' "
                           "(aligned test pairs). FID and KID need a feature network, e.g. 'eval.metrics.fid={} "
-                          "eval.features.type=inception' and its weights file (docs/evaluation.md).")
+                          "eval.features.type=inception' and its weights file (docs/evaluation.md).",
+                          key="eval.metrics", code="no-metrics")
     return recipe

@@ -109,9 +109,11 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
     """Run ``items`` through ``translator`` in batches of equal-size neighbours (at most
     ``batch_size``), read by ``workers`` processes, and write each translation under ``dst``."""
     if batch_size < 1 or workers < 0:
-        raise RecipeError(f"--batch-size must be 1 or more and --workers 0 or more; got {batch_size} and {workers}.")
+        raise RecipeError(f"--batch-size must be 1 or more and --workers 0 or more; got {batch_size} and {workers}.",
+                          key="--batch-size", code="bad-arguments")
     if dst.exists() and not dst.is_dir():
-        raise DataError(f"{dst}: a file, not a folder; choose another --out for the translations.")
+        raise DataError(f"{dst}: a file, not a folder; choose another --out for the translations.",
+                        key=str(dst), code="not-a-folder")
     loader = DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     batch: list[tuple[str, str, torch.Tensor]] = []  # (source, output name, image)
 
@@ -160,19 +162,21 @@ def translate_folder(translator: Translator, src: str | Path, dst: str | Path, b
     """
     src, dst = Path(src), Path(dst)
     if not src.exists():
-        raise DataError(f"{src}: not found.")
+        raise DataError(f"{src}: not found.", key=str(src), code="not-found")
     root = src.parent if src.is_file() else src
     files, others = ([src], []) if src.is_file() else list_images(src)
     if not files:
-        raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.")
+        raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) to translate.",
+                        key=str(src), code="no-images")
     if dst.resolve() in {f.parent.resolve() for f in files}:
         raise DataError(f"{dst}: the output folder is the input folder; translations would replace the "
-                        "originals. Choose another --out.")
+                        "originals. Choose another --out.", key=str(dst), code="output-is-input")
     files.sort(key=lambda f: (_header_size(f), f.relative_to(root).as_posix()))  # equal sizes together
     names = [output_name(f.relative_to(root).as_posix().replace("/", "_" if flatten else "/")) for f in files]
     if len(set(names)) < len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"{src}: two inputs would both be written as {dup}; translate without --flatten.")
+        raise DataError(f"{src}: two inputs would both be written as {dup}; translate without --flatten.",
+                        key=str(src), code="name-clash")
     summary = TranslateSummary(dst, skipped=[(p, f"not an image ({p.suffix or 'no suffix'})") for p in others])
     return _translate_all(translator, _Files(files, names, translator.in_channels), dst, summary, batch_size, workers)
 
@@ -190,10 +194,12 @@ def translate_split(translator: Translator, split: str, dst: str | Path, batch_s
     domain = translator.source_domain
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "
-                          "or an inference image made from real_A or real_B.")
+                          "or an inference image made from real_A or real_B.",
+                          key="--direction", code="no-source-domain")
     unset = sorted(OmegaConf.missing_keys(recipe.data))
     if unset:
         raise RecipeError(f"translating the {split} split needs the run's dataset, but its recipe leaves "
-                          f"{', '.join(unset)} unset; translate image files with --input IMAGES.")
+                          f"{', '.join(unset)} unset; translate image files with --input IMAGES.",
+                          key="data", code="missing")
     ds = build_dataset(recipe).domain(domain, split)
     return _translate_all(translator, _Split(ds), dst, TranslateSummary(dst), batch_size, workers)

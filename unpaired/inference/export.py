@@ -133,14 +133,17 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         RecipeError: unknown direction, or a network plugin that is not installed.
     """
     if format not in FORMATS:
-        raise UnpairedError(f"unknown format '{format}'.{closest(format, FORMATS)} Formats: {', '.join(FORMATS)}.")
+        raise UnpairedError(f"unknown format '{format}'.{closest(format, FORMATS)} Formats: {', '.join(FORMATS)}.",
+                            key="--format", code="unknown-format")
     if not tolerance > 0:
-        raise UnpairedError(f"--tolerance must be a positive number; got {tolerance}.")
+        raise UnpairedError(f"--tolerance must be a positive number; got {tolerance}.",
+                            key="--tolerance", code="bad-arguments")
     if format == "onnx":
         _require_onnx()
     path = Path(out) if out else Path(run) / "export" / f"{direction}{FORMATS[format]}"
     if path.is_dir():
-        raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.")
+        raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.",
+                            key=str(path), code="is-a-folder")
     translator = Translator(run, direction, "cpu", registry, weights=weights)
     module = TranslationModule(translator).eval().float()
     real_label, real = _real_image(translator)
@@ -164,7 +167,7 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
             run_file, written = load(tmp)
         except Exception as err:
             raise UnpairedError(f"{format} export of {translator.net_name} failed: {_root_cause(err)} "
-                                "(--traceback shows the exporter's error).") from err
+                                "(--traceback shows the exporter's error).", key=format, code="export-failed") from err
         written = {**{k: written[k] for k in metadata if k in written}, **written}  # in our order
         checks = [_check(run_file, label, x, expected[label], translator.net_name) for label, x in inputs.items()]
         bad = [c for c in checks if not c.max_abs_diff <= tolerance]  # a NaN difference fails too
@@ -173,7 +176,7 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
             found = "; ".join(f"{c.label} {c.shape}: {c.max_abs_diff:.2e}" for c in bad)
             raise UnpairedError(f"the {format} export of {translator.net_name} differs from PyTorch by more than "
                                 f"the tolerance {tolerance:g} ({found}); {path} {kept}. Pass a larger "
-                                "--tolerance to accept it.")
+                                "--tolerance to accept it.", key=str(path), code="differs")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -190,7 +193,7 @@ def _require_onnx() -> None:
             missing.append(name)
     if missing:
         raise UnpairedError(f"ONNX export needs {', '.join(missing)}: pip install {' '.join(missing)} "
-                            "(or pip install 'unpaired[export]').")
+                            "(or pip install 'unpaired[export]').", key="onnx", code="missing-package")
 
 
 def _first_line(err: BaseException) -> str:
@@ -323,8 +326,9 @@ def _check(run_file, label: str, x: Tensor, expected: Tensor, net_name: str) -> 
         got = run_file(x)
     except Exception as err:  # onnxruntime's and TorchScript's errors have no common base
         raise UnpairedError(f"the exported {net_name} cannot run at {tuple(x.shape)} ({label}): "
-                            f"{_first_line(err)}") from err
+                            f"{_first_line(err)}", key=label, code="cannot-run") from err
     if got.shape != expected.shape:
         raise UnpairedError(f"the exported {net_name} gives {tuple(got.shape)} at {tuple(x.shape)} ({label}); "
-                            f"PyTorch gives {tuple(expected.shape)}: the export fixed a shape.")
+                            f"PyTorch gives {tuple(expected.shape)}: the export fixed a shape.",
+                            key=label, code="fixed-shape")
     return Check(label, tuple(x.shape), (got.float() - expected).abs().max().item())

@@ -116,7 +116,7 @@ class Translator:
         missing = [n for n in self.names if n not in nets]
         if missing:
             raise RecipeError(f"direction {direction} needs the networks {', '.join(self.names)}; "
-                              f"missing: {', '.join(missing)}.")
+                              f"missing: {', '.join(missing)}.", key=direction, code="missing-network")
         self.weights = None
         self.nets = {name: nets[name] for name in self.names}
         self._finish()
@@ -124,10 +124,11 @@ class Translator:
 
     def _options(self, precision: str, tile: int | None, overlap: int) -> None:
         if precision not in ("fp32", "bf16", "fp16", "auto"):
-            raise RecipeError(f"precision: '{precision}' is not one of fp32, bf16, fp16, auto.")
+            raise RecipeError(f"precision: '{precision}' is not one of fp32, bf16, fp16, auto.",
+                              key="precision", code="bad-value")
         if tile is not None and (tile < 0 or (tile and not 0 <= overlap < tile)):
             raise RecipeError(f"tile {tile} / overlap {overlap}: the tile is 0 (off) or a side in pixels larger "
-                              "than the overlap (at least 0).")
+                              "than the overlap (at least 0).", key="tile", code="bad-value")
         self.precision, self.tile, self.overlap = precision, tile, overlap
 
     def _plan(self, recipe: ResolvedRecipe, direction: str, device: torch.device) -> None:
@@ -155,7 +156,7 @@ class Translator:
         self.size_divisor = math.lcm(*(getattr(n, "size_divisor", 1) for n in self.nets.values()))
         if self.tile and self.tile < 2 * self.size_divisor:
             raise RecipeError(f"tile {self.tile}: {self.net_name} needs tiles of at least {2 * self.size_divisor} "
-                              f"pixels (its feature maps shrink {self.size_divisor}x).")
+                              f"pixels (its feature maps shrink {self.size_divisor}x).", key="tile", code="too-small")
         self.precision = resolve_precision(self.precision, self.device)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
@@ -212,13 +213,13 @@ class Translator:
         if not isinstance(images, Tensor) or not images.is_floating_point():
             kind = images.dtype if isinstance(images, Tensor) else type(images).__name__
             raise DataError(f"images must be float tensors in [-1, 1], PIL images or file paths; got {kind} "
-                            "(convert uint8 tensors with x.float() / 127.5 - 1).")
+                            "(convert uint8 tensors with x.float() / 127.5 - 1).", code="not-float")
         single = images.ndim == 3
         x = images[None] if single else images
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise DataError(f"{self.net_name} translates images of {self.in_channels} channel(s), (N, C, H, W) or "
                             f"(C, H, W); got shape {tuple(images.shape)}. Give {'grey' if self.in_channels == 1 else 'RGB'} "
-                            "images (files are converted on reading).")
+                            "images (files are converted on reading).", code="channels")
         h, w = x.shape[-2:]
         x = x.to(self.device, torch.float32)
         tile = self.tile if self.tile is not None else (AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0)
@@ -233,7 +234,8 @@ class Translator:
             # e.g. a 1x1 image, or a 3-pixel-wide strip: the deepest feature maps are 1 pixel wide
             raise DataError(f"a {h}x{w} image is too small for "
                             f"{self.net_name}, whose feature maps shrink {self.size_divisor}x: give images of "
-                            f"at least {2 * self.size_divisor} pixels a side ({str(err).splitlines()[0]}).") from err
+                            f"at least {2 * self.size_divisor} pixels a side ({str(err).splitlines()[0]}).",
+                            code="too-small") from err
         return y[0] if single else y
 
     def translate_file(self, src: Path, dst: Path) -> Path:
@@ -255,7 +257,8 @@ def write_image(image: Tensor, dst: Path) -> Path:
         else:
             write_png(u8, str(dst))
     except (OSError, RuntimeError) as err:
-        raise DataError(f"{dst}: cannot write the image ({err}). Choose another --out.") from err
+        raise DataError(f"{dst}: cannot write the image ({err}). Choose another --out.",
+                        key=str(dst), code="write-failed") from err
     return dst
 
 

@@ -45,10 +45,12 @@ def check_shapes(cfg: DictConfig, source: str) -> None:
         for pattern in patterns:
             for key, value in _matches(tree, pattern.split(".")):
                 if value is not None and not isinstance(value, wanted):
-                    raise RecipeError(f"{source}: recipe key '{key}' must be a {kind}, got {value!r}.")
+                    raise RecipeError(f"{source}: recipe key '{key}' must be a {kind}, got {value!r}.",
+                                      key=key, code="bad-shape")
     base = tree.get("base")
     if base is not None and not isinstance(base, str):
-        raise RecipeError(f"{source}: recipe key 'base' is one recipe (a file or built-in name), got {base!r}.")
+        raise RecipeError(f"{source}: recipe key 'base' is one recipe (a file or built-in name), got {base!r}.",
+                          key="base", code="bad-shape")
 
 
 #: Keys renamed since: old key -> new key. A recipe or a run's saved recipe that sets an old key
@@ -72,7 +74,7 @@ def _upgrade(cfg: DictConfig, source: str, quiet: bool = False) -> DictConfig:
 def _error(err: OmegaConfBaseException, source: str) -> RecipeError:
     key = getattr(err, "full_key", None) or "?"
     msg = str(getattr(err, "msg", err)).splitlines()[0]
-    return RecipeError(f"{source}: recipe key '{key}': {msg}")
+    return RecipeError(f"{source}: recipe key '{key}': {msg}", key=str(key), code="schema")
 
 
 def find_recipe(path: str | Path) -> Path:
@@ -84,7 +86,8 @@ def find_recipe(path: str | Path) -> Path:
     known = sorted(f.relative_to(RECIPE_DIR).with_suffix("").as_posix() for f in RECIPE_DIR.rglob("*.yaml"))
     raise RecipeError(
         f"recipe '{path}' not found (looked for the file and in {RECIPE_DIR}).{closest(str(p.with_suffix('')), known)} "
-        f"Built-in recipes: {', '.join(known)}."
+        f"Built-in recipes: {', '.join(known)}.",
+        key=str(path), code="no-recipe",
     )
 
 
@@ -92,9 +95,9 @@ def _read(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as err:  # yaml errors carry line numbers; keep them
-        raise RecipeError(f"{path}: not a valid YAML recipe: {err}") from err
+        raise RecipeError(f"{path}: not a valid YAML recipe: {err}", key=str(path), code="bad-yaml") from err
     if not isinstance(cfg, DictConfig):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping at top level.")
+        raise RecipeError(f"{path}: a recipe is a YAML mapping at top level.", key=str(path), code="bad-shape")
     return cfg
 
 
@@ -108,9 +111,10 @@ def _load_chain(cfg: DictConfig, folder: Path, source: str, seen: tuple = ()) ->
         try:
             base_path = (folder / base if (folder / base).is_file() else find_recipe(base)).resolve()
         except RecipeError as err:
-            raise RecipeError(f"{source}: base: {err}") from err
+            raise RecipeError(f"{source}: base: {err}", key="base", code="no-recipe") from err
         if base_path in seen:
-            raise RecipeError(f"{base_path}: 'base' chain loops back to itself ({' -> '.join(map(str, seen))}).")
+            raise RecipeError(f"{base_path}: 'base' chain loops back to itself ({' -> '.join(map(str, seen))}).",
+                              key="base", code="base-loop")
         chain = _load_chain(_read(base_path), base_path.parent, str(base_path), seen + (base_path,))
     return chain + [(source, folder, cfg)]
 
@@ -175,7 +179,8 @@ def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path 
             message names the file and the key path.
     """
     if not isinstance(source, (str, Path, dict, DictConfig)):
-        raise RecipeError(f"a recipe is a YAML file, a built-in recipe's name or a dict; got {source!r}.")
+        raise RecipeError(f"a recipe is a YAML file, a built-in recipe's name or a dict; got {source!r}.",
+                          code="bad-recipe")
     if isinstance(source, (dict, DictConfig)):
         folder = Path(base_dir or ".").resolve()
         chain = _load_chain(OmegaConf.create(source), folder, "recipe (dict)")
@@ -209,12 +214,14 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
         overrides = [overrides]
     for item in overrides:
         if "=" not in item or not item.split("=", 1)[0].strip():
-            raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).")
+            raise RecipeError(f"command-line override '{item}': write overrides as key=value (null deletes an entry).",
+                              key=item, code="bad-override")
     try:
         patch = OmegaConf.from_dotlist(list(overrides))
     except Exception as err:  # a value that is not YAML, e.g. an unclosed [1,2
         raise RecipeError(f"command-line overrides {' '.join(overrides)}: a value is not valid YAML "
-                          f"({str(err).splitlines()[0]}); quote the whole key=value for the shell.") from err
+                          f"({str(err).splitlines()[0]}); quote the whole key=value for the shell.",
+                          code="bad-override") from err
     check_shapes(patch, "command-line override")
     _upgrade(patch, "command-line override")
     try:
@@ -246,10 +253,11 @@ def from_yaml(text: str) -> DictConfig:
     try:
         cfg = OmegaConf.create(text)
         if not isinstance(cfg, DictConfig):
-            raise RecipeError("saved recipe: not a YAML mapping.")
+            raise RecipeError("saved recipe: not a YAML mapping.", code="bad-shape")
         if cfg.get("base"):
             raise RecipeError("saved recipe: it names a base; from_yaml reads resolved recipes (as runs save "
-                              "them). Use load_recipe for a recipe with a base: it merges the chain.")
+                              "them). Use load_recipe for a recipe with a base: it merges the chain.",
+                              key="base", code="bad-shape")
         return drop_nulls(OmegaConf.merge(OmegaConf.structured(Recipe), _upgrade(cfg, "saved recipe", quiet=True)))
     except OmegaConfBaseException as err:
         raise _error(err, "saved recipe") from err

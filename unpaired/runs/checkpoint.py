@@ -286,7 +286,8 @@ def load_state(ckpt: Path) -> dict:
                 f"them: unpaired train {run / 'recipe.yaml'} init_from.path={run} data.args.root=DATA --out NEW_RUN",
                 key=str(ckpt), code="imported",
             ) from err
-        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.", key=str(file), code="incomplete") from err
+        raise CheckpointError(f"{file}: missing; the checkpoint is incomplete.",
+                              key=str(file), code="incomplete") from err
     except pickle.UnpicklingError as err:  # weights_only refused an object: never executed
         raise CheckpointError(
             f"{file}: refused to load: it holds objects that could run code ({str(err).splitlines()[0]}). "

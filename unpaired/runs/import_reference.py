@@ -95,7 +95,7 @@ def reference_files(folder: Path, epoch: str = "latest") -> tuple[str, dict[str,
     """
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a folder; give the folder of the authors' .pth files "
-                              "(e.g. checkpoints/horse2zebra_pretrained).")
+                              "(e.g. checkpoints/horse2zebra_pretrained).", key=str(folder), code="not-a-folder")
     found: dict[str, dict[str, Path]] = {}
     for file in sorted(folder.iterdir()):
         match = FILE_NAME.fullmatch(file.name)
@@ -103,19 +103,20 @@ def reference_files(folder: Path, epoch: str = "latest") -> tuple[str, dict[str,
             found.setdefault(match["epoch"], {})[match["net"]] = file
     if not found:
         raise CheckpointError(f"{folder}: no network files of the authors' code (<epoch>_net_G_A.pth, ..._net_D_B.pth, "
-                              "or latest_net_G.pth).")
+                              "or latest_net_G.pth).", key=str(folder), code="no-files")
     if epoch == "latest" and "latest" not in found and any(e.isdigit() for e in found):
         epoch = max((e for e in found if e.isdigit()), key=int)
     if epoch not in found:
         raise CheckpointError(f"{folder}: no files of epoch '{epoch}'; epochs here: {', '.join(sorted(found))}. "
-                              "Choose one with --epoch.")
+                              "Choose one with --epoch.", key=str(folder), code="no-epoch")
     files = found[epoch]
     if "G" in files and files.keys() & {"G_A", "G_B"}:
         raise CheckpointError(f"{folder}: both {files['G'].name} (a one-direction test model) and G_A/G_B files of "
-                              f"epoch '{epoch}'; move one kind elsewhere.")
+                              f"epoch '{epoch}'; move one kind elsewhere.", key=str(folder), code="mixed-files")
     if not files.keys() & {"G", "G_A", "G_B"}:
         raise CheckpointError(f"{folder}: epoch '{epoch}' has discriminators only ({', '.join(sorted(files))}); "
-                              "translation needs a generator file (G_A, G_B or G).")
+                              "translation needs a generator file (G_A, G_B or G).",
+                              key=str(folder), code="no-generator")
     return epoch, files
 
 
@@ -137,14 +138,15 @@ def load_reference_state(path: Path) -> dict[str, Tensor]:
         if isinstance(err, pickle.UnpicklingError) and found:  # the safe loader met an object it would have to run
             raise CheckpointError(f"{path}: holds a pickled {found[1]} object, not a plain state dict; refused without "
                                   "loading it (that could run code). Only state dicts, as the authors' save_networks "
-                                  "writes them, are imported.") from err
+                                  "writes them, are imported.", key=str(path), code="unsafe") from err
         raise CheckpointError(f"{path}: not a readable PyTorch file ({type(err).__name__} in torch.load); is it "
-                              "complete, and a state dict saved with torch.save?") from err
+                              "complete, and a state dict saved with torch.save?",
+                              key=str(path), code="unreadable") from err
     other = next((k for k, v in state.items() if not isinstance(v, Tensor)), None) if isinstance(state, dict) else None
     if not isinstance(state, dict) or other is not None:
         what = f"a dict whose '{other}' is not a tensor" if isinstance(state, dict) else f"a {type(state).__name__}"
         raise CheckpointError(f"{path}: holds {what}, not a state dict of tensors (the authors' save_networks "
-                              "writes net.state_dict()).")
+                              "writes net.state_dict()).", key=str(path), code="not-a-state-dict")
     return checkpoint.strip_prefixes(dict(state))
 
 
@@ -154,7 +156,8 @@ def _conv(state: dict, key: str, kernel: int, file: Path, what: str) -> Tensor:
     if weight is None or weight.ndim != 4 or tuple(weight.shape[-2:]) != (kernel, kernel):
         found = "not found" if weight is None else f"has shape {tuple(weight.shape)}"
         raise CheckpointError(f"{file}: key '{key}' ({what}, a {kernel}x{kernel} convolution) {found}; it is not a "
-                              "model of the authors' CycleGAN (resnet generator, PatchGAN discriminator).")
+                              "model of the authors' CycleGAN (resnet generator, PatchGAN discriminator).",
+                              key=str(file), code="not-cyclegan")
     return weight
 
 
@@ -189,7 +192,7 @@ def discriminator_spec(state: dict[str, Tensor], file: Path) -> tuple[str, dict]
     n_layers = sum(1 for key, v in state.items() if re.fullmatch(r"model\.\d+\.weight", key) and v.ndim == 4) - 2
     if n_layers < 1:
         raise CheckpointError(f"{file}: {n_layers + 2} convolution(s) under model.*; the authors' NLayerDiscriminator "
-                              "has n_layers + 2 (5 for the 70x70 PatchGAN).")
+                              "has n_layers + 2 (5 for the 70x70 PatchGAN).", key=str(file), code="not-cyclegan")
     args = {"in_channels": first.shape[1], "ndf": first.shape[0], "norm": "instance"}
     return ("basic", args) if n_layers == 3 else ("n_layers", {**args, "n_layers": n_layers})
 
@@ -224,7 +227,8 @@ def check_fit(net: nn.Module, state: dict[str, Tensor], file: Path, described: s
     if bad:
         key, more = bad[0], f"; {len(bad) - 1} more key(s) differ" if len(bad) > 1 else ""
         raise CheckpointError(f"{file}: key '{key}': expected {mine.get(key, 'no such key')}, found "
-                              f"{theirs.get(key, 'no such key')} ({described}{more}).")
+                              f"{theirs.get(key, 'no such key')} ({described}{more}).",
+                              key=str(file), code="does-not-fit")
 
 
 def _described(kind: str, args: dict) -> str:
@@ -252,7 +256,8 @@ def _domain_channels(specs: dict[str, tuple[str, dict]], files: dict[str, Path])
         if len({c for c, _ in claims}) > 1:
             detail = ", ".join(f"{f}: {c}" for c, f in claims)
             raise CheckpointError(f"{files[next(iter(specs))].parent}: the files disagree on the channels of domain "
-                                  f"{domain} ({detail}); they are not one CycleGAN model.")
+                                  f"{domain} ({detail}); they are not one CycleGAN model.",
+                                  key=f'domain {domain}', code="channels-disagree")
     return said["A"][0][0], said["B"][0][0]
 
 
@@ -292,7 +297,8 @@ def import_reference(folder: str | Path, out: str | Path, epoch: str = "latest",
     folder, out = Path(folder), Path(out)
     existing = checkpoint.latest(out, missing_ok=True)
     if existing is not None:
-        raise CheckpointError(f"{out} already holds a run (checkpoint {existing}); choose another --out.")
+        raise CheckpointError(f"{out} already holds a run (checkpoint {existing}); choose another --out.",
+                              key=str(out), code="run-exists")
     epoch, files = reference_files(folder, epoch)
     ours = {OUR_NAME[ref]: file for ref, file in files.items()}
     theirs = {OUR_NAME[ref]: ref for ref in files}

@@ -63,7 +63,7 @@ def resolve_variant(variant: str) -> str:
         if variant in paper:
             return paper[variant]
         raise RecipeError(f"variant '{variant}': no such recipe file or built-in recipe.{closest(variant, paper)} "
-                          f"The paper's variants: {', '.join(paper)}.") from None
+                          f"The paper's variants: {', '.join(paper)}.", key=variant, code="no-recipe") from None
 
 
 def variant_recipe(base: str, variant: str, overrides=()) -> DictConfig:
@@ -84,7 +84,7 @@ def variant_recipe(base: str, variant: str, overrides=()) -> DictConfig:
     try:
         return load_recipe(OmegaConf.merge(OmegaConf.to_container(recipe), patch), base_dir=path.parent)
     except RecipeError as err:
-        raise RecipeError(f"variant {variant} applied to {base}: {err}") from err
+        raise RecipeError(f"variant {variant} applied to {base}: {err}", key=variant, code="does-not-fit") from err
 
 
 @dataclass
@@ -137,7 +137,8 @@ def _check_same_ablation(out: Path, config: dict) -> None:
         before = OmegaConf.to_container(OmegaConf.load(path))
         if before != config:
             raise RecipeError(f"{out} holds another ablation ({path}: {before}); resume it with the same "
-                              "base, variants and overrides, or choose another --out.")
+                              "base, variants and overrides, or choose another --out.",
+                              key=str(out), code="other-ablation")
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(config)))
@@ -169,7 +170,8 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
     variants = [resolve_variant(v) for v in variants]
     recipes = {variant_name(v): variant_recipe(base, v, overrides) for v in variants}
     if len(recipes) != len(variants):
-        raise RecipeError(f"variants must have distinct names, got {list(variants)}.")
+        raise RecipeError(f"variants must have distinct names, got {list(variants)}.",
+                          key="--variants", code="duplicate")
     require_metrics(next(iter(recipes.values())), str(base))
     _check_same_ablation(out, {"base": str(base), "variants": list(variants), "overrides": list(overrides)})
     results: dict[str, EvalResult | None] = dict.fromkeys(recipes)

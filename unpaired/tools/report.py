@@ -144,7 +144,7 @@ def _required(run: Path, path: Path) -> str:
                               "(the folder holding recipe.yaml and log.jsonl).", key=str(run), code="no-run")
     if not path.is_file():
         raise CheckpointError(f"{path}: missing, so {run} is not a run directory (or training has not "
-                              "logged anything yet). Give the out_dir of a training run.")
+                              "logged anything yet). Give the out_dir of a training run.", key=str(path), code="no-run")
     return path.read_text(encoding="utf-8")
 
 
@@ -153,9 +153,10 @@ def _parse_recipe(path: Path, text: str) -> dict:
         recipe = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as err:  # OmegaConf raises several YAML and config error types
         raise CheckpointError(f"{path}: not a readable recipe ({err}). "
-                              "Restore it from a checkpoint's metadata.") from err
+                              "Restore it from a checkpoint's metadata.", key=str(path), code="bad-recipe") from err
     if not isinstance(recipe, dict):
-        raise CheckpointError(f"{path}: not a recipe (a YAML mapping). Restore it from a checkpoint's metadata.")
+        raise CheckpointError(f"{path}: not a recipe (a YAML mapping). Restore it from a checkpoint's metadata.",
+                              key=str(path), code="bad-recipe")
     return recipe
 
 
@@ -170,7 +171,8 @@ def _read_log(path: Path, text: str) -> list[dict]:
         except (ValueError, KeyError, TypeError) as err:
             if i == len(lines) - 1:
                 break
-            raise CheckpointError(f"{path} line {i + 1}: not JSON ({err}). Remove or repair the line.") from err
+            raise CheckpointError(f"{path} line {i + 1}: not JSON ({err}). Remove or repair the line.",
+                                  key=str(path), code="bad-log") from err
     return records
 
 
@@ -178,7 +180,8 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable ({err}). Delete it or write it again.") from err
+        raise CheckpointError(f"{path}: unreadable ({err}). Delete it or write it again.",
+                              key=str(path), code="unreadable") from err
 
 
 def _optional_json(path: Path) -> dict | None:
