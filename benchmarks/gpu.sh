@@ -26,4 +26,4 @@ CONFIGS="fp32 bf16 fp16 bf16+channels_last fp16+channels_last bf16+compile bf16+
   --warmup 10 --iters 30 --rounds 2 --json "$OUT/train_step.json" 2>&1 | tee "$OUT/train_step.txt"
 "$PY" benchmarks/train_loop.py cyclegan-fashion device=cuda train.precision=auto --epochs 2 \
   --json "$OUT/train_loop.json" 2>&1 | grep -v "it/s" | tee "$OUT/train_loop.txt"
-"$PY" -m pytest -q -x tests/test_precision.py tests/test_training.py 2>&1 | tail -5 | tee "$OUT/tests.txt"
+"$PY" -m pytest -q -m cuda -rs tests 2>&1 | tail -15 | tee "$OUT/tests.txt"   # the device fixture's CUDA cases: precision, scaler, exact resume, NaN guard

@@ -1,6 +1,6 @@
 """Where one training iteration's time goes, by kind of work (torch.profiler).
 
-Runs ``Executor.train_step`` on a synthetic batch (as ``train_step.py`` does) under
+Runs ``Executor.run_iteration`` on a synthetic batch (as ``train_step.py`` does) under
 ``torch.profiler`` and sums each operator's own time into kinds: convolutions, normalisation,
 padding, activations, dtype casts and copies, the optimizer, losses and other element-wise
 arithmetic, memory allocation, the autograd engine. ``framework`` is the iteration's wall time

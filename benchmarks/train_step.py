@@ -1,7 +1,7 @@
 """Time one training iteration (all recipe steps) of the Executor under precision/layout options.
 
 Synthetic batches (uniform in [-1, 1], shaped from the recipe's channels, crop_size and
-batch_size) go straight to ``Executor.train_step``: no dataset, no run directory, so data loading
+batch_size) go straight to ``Executor.run_iteration``: no dataset, no run directory, so data loading
 is not measured. A recipe that reads image folders (``cyclegan``) gets a throw-away dummy dataset
 root, only so that the recipe validates. See benchmarks/README.md for the columns.
 
@@ -177,7 +177,7 @@ def sync(dev: torch.device) -> None:
 
 
 def count_flops(recipe, tmp: Path) -> int:
-    """FLOPs of one fp32 train_step (all steps' forward and backward passes)."""
+    """FLOPs of one fp32 iteration (all steps' forward and backward passes)."""
     trainer = make_executor(recipe, "fp32")
     batch = synthetic_batch(trainer)
     with FlopCounterMode(display=False) as counter:

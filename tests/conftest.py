@@ -97,3 +97,12 @@ def raises(error: type, code: str, key: str | None = None, says: tuple[str, ...]
         assert info.value.key == key, (info.value.key, str(info.value))
     for fact in says:
         assert fact in str(info.value), (fact, str(info.value))
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request) -> str:
+    """Where a device-dependent test runs: the CPU, and CUDA when the machine has it (skipped
+    otherwise). ``benchmarks/gpu.sh`` runs the CUDA cases with ``-m cuda``."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    return request.param

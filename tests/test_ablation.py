@@ -3,6 +3,8 @@ variant, a figure of the expected size, and an interrupted ablation that resumes
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import signal
 import types
@@ -30,6 +32,7 @@ def images(executor):
     return {i for p in executor.plans for i in p.images}
 
 
+@pytest.mark.slow
 def test_each_variant_resolves_to_the_papers_loss_terms():
     ex = {v: Executor(variant_recipe("cyclegan-fashion", v, TINY)) for v in PAPER_VARIANTS}
     full = ex["full"]
@@ -61,6 +64,7 @@ def test_each_variant_resolves_to_the_papers_loss_terms():
     assert "cycle_A" not in edges.steps.generators.losses
 
 
+@pytest.mark.slow
 def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     out = tmp_path / "abl"
     code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,gan-alone",
@@ -100,6 +104,7 @@ class StopAtFirstStep:
             trainer._on_signal(signal.SIGINT, None)
 
 
+@pytest.mark.slow
 def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "abl"
     variants = ["ablations/cycle-alone", "full"]

@@ -123,6 +123,7 @@ def unpaired_components():
 '''
 
 
+@pytest.mark.slow
 def test_a_parameter_free_network_resumes_translates_and_evaluates(tmp_path):
     (tmp_path / "flipnet.py").write_text(FLIP)
     spec = {"base": "cyclegan-fashion", "plugins": ["flipnet"],
@@ -167,6 +168,7 @@ def test_the_ema_handler_averages_after_each_iteration(tiny_recipe):
     assert checkpoint.weight_sets(checkpoint.latest(trainer.out_dir)) == ["ema"]
 
 
+@pytest.mark.slow
 def test_translate_evaluate_and_export_use_the_ema_when_asked(tiny_recipe, tmp_path, capsys):
     Trainer(tiny_recipe("train.max_iterations=3", "eval.num_images=8", "eval.metrics.kid.args.subset_size=4",
                         *EMA_ARGS)).fit()
@@ -214,6 +216,7 @@ class ReportingLSGAN(LSGANLoss):
         return self.criterion(logits, True, True) + self.criterion(discriminator(fake), False, True)
 
 
+@pytest.mark.slow
 def test_a_reported_diagnostic_is_logged_with_the_losses(tiny_recipe, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -231,6 +234,7 @@ def test_a_reported_diagnostic_is_logged_with_the_losses(tiny_recipe, tmp_path):
     assert "D_real" not in str(trainer.bar)  # the progress bar shows losses only
 
 
+@pytest.mark.slow
 def test_a_handler_reports_into_the_same_records(tiny_recipe, tmp_path):
     class Counter:
         @hookimpl
@@ -259,6 +263,7 @@ def test_a_renamed_component_keeps_its_old_name(capsys):
 
 
 # -- the previous release's run directory --------------------------------------------------------------
+@pytest.mark.slow
 def test_a_run_of_the_previous_release_resumes_translates_and_evaluates(tmp_path):
     """tests/fixtures/run-0.1: 2 epochs of the tiny demo written by the release before the core's
     reshape (format unpaired/1: step_* checkpoints, "step" in log records and counters)."""
@@ -278,6 +283,7 @@ def test_a_run_of_the_previous_release_resumes_translates_and_evaluates(tmp_path
 
 
 # -- the layout -------------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_importing_a_plugin_module_loads_neither_the_trainer_nor_tensorboard():
     modules = sorted({ep.value for ep in entry_points(group="unpaired")})
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -37,6 +39,7 @@ def run(cmd: list[str]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.subprocess
 def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, "-m", "unpaired.cli", "train", "cyclegan-fashion", *SAME, "data.batch_size=4", "--out", str(one)])
@@ -64,6 +67,7 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tmp_path):
         "iter_00000001", "iter_00000002"]
 
 
+@pytest.mark.subprocess
 def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_path):
     # Pools on (each rank keeps its own): stopped after 3 iterations and resumed, the run ends
     # where an uninterrupted one does.
@@ -79,6 +83,7 @@ def test_a_resumed_two_process_run_continues_exactly_with_each_ranks_pools(tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.subprocess
 def test_a_fork_from_best_of_a_two_process_run_resumes_each_ranks_pools(tmp_path):
     """checkpoints/best goes through the same writer as every checkpoint: every rank's image pools
     are in it, so a fork from it continues exactly as the uninterrupted run (8 iterations an epoch:

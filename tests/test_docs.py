@@ -129,6 +129,7 @@ def run_page(page: Path) -> int:
     return ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_page_runs(page, workspace, tmp_path, monkeypatch):
     work = tmp_path / "work"

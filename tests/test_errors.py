@@ -134,6 +134,7 @@ def test_a_bug_in_a_plugin_keeps_its_traceback(plugin_recipe, tmp_path, network,
             "a value in networks.G_AB.args is of a kind the plugin cannot take, this is a bug in the plugin.") in shown
 
 
+@pytest.mark.subprocess
 def test_the_command_prints_a_plugin_bug_with_file_and_line(plugin_recipe, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "unpaired.cli", *plugin_recipe("buggy")], capture_output=True,

@@ -96,6 +96,7 @@ def scripted_registry():
     return reg
 
 
+@pytest.mark.slow
 def test_evaluation_during_training_keeps_the_best_checkpoint(tiny_recipe, tmp_path):
     Scripted.values = [0.2, 0.9, 0.5]
     recipe = tiny_recipe("train.epochs=3", "train.scheduler.args.n_epochs=2", "train.eval_every=1",
@@ -124,6 +125,7 @@ def test_evaluation_during_training_keeps_the_best_checkpoint(tiny_recipe, tmp_p
     assert run_json["sessions"] == 2 and run_json["status"] == "completed" and run_json["epoch"] == 4
 
 
+@pytest.mark.slow
 def test_unpaired_evaluate_on_a_run_and_on_folders(tiny_recipe, tmp_path, capsys):
     Trainer(tiny_recipe("train.max_iterations=2", *EVAL)).fit()
     run = tmp_path / "run"
@@ -150,6 +152,7 @@ def test_unpaired_evaluate_on_a_run_and_on_folders(tiny_recipe, tmp_path, capsys
     assert "cycle" in result.skipped["AtoB"] and "identity" in result.skipped["AtoB"]
 
 
+@pytest.mark.slow
 def test_evaluation_errors_name_the_key_and_the_fix(tiny_recipe, tmp_path, monkeypatch, capsys):
     with raises(RecipeError, "unknown-class", key="eval.classes.B", says=("'Ankle boot'",)):
         Evaluator(tiny_recipe(*EVAL, "eval.classes.B=Ankle bot"))
@@ -228,6 +231,7 @@ class Fails:
         raise ValueError("needs at least 2 images")
 
 
+@pytest.mark.slow
 def test_a_metric_that_cannot_run_is_a_note_not_a_lost_run(tiny_recipe, tmp_path):
     plugin = types.ModuleType("failing_metric")
     plugin.unpaired_components = hookimpl(lambda: [Component("metric", "fails", Fails)])
@@ -261,6 +265,7 @@ def test_folder_mode_takes_overrides_and_checks_pairs(tmp_path, capsys):
     assert "paired images differ in size ((1, 20, 20) and (1, 28, 28))" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluations_with_overrides_never_replace_the_runs_own(tiny_recipe, tmp_path):
     Trainer(tiny_recipe("train.max_iterations=2", "train.eval_every=1", *EVAL)).fit()
     own = tmp_path / "run" / "eval" / "iter_00000002" / "metrics.json"

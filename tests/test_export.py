@@ -93,6 +93,7 @@ def check_lines(out: str) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_onnx_export_agrees_with_pytorch(run, capsys):
     assert main(["export", str(run), "--direction", "AtoB", "--format", "onnx"]) == 0
     out = capsys.readouterr().out

@@ -65,6 +65,7 @@ def test_graph_concat_and_multi_input_networks():
     assert graph.sources("pair") == {"real_A"} and graph.sources("sum") == {"real_A", "real_B"}
 
 
+@pytest.mark.slow
 def test_image_entries_are_checked():
     cases = {
         "images.x.concat=[real_A]": "images.x.concat: name at least two images",
@@ -93,6 +94,7 @@ def test_pix2pix_runs_the_reference_passes(tmp_path):
     assert ex.nets["D"].model[0].in_channels == 2  # concat(A, B) of two grey images
 
 
+@pytest.mark.slow
 def test_pix2pix_trains_on_true_pairs_and_l1_falls(tmp_path):
     result = Trainer(load_recipe("pix2pix-fashion", [*TINY_PIX2PIX, "data.args.limit=64", "train.epochs=3",
                                                      "train.scheduler.args.n_epochs=3", f"out_dir={tmp_path}"])).fit()
@@ -103,6 +105,7 @@ def test_pix2pix_trains_on_true_pairs_and_l1_falls(tmp_path):
 
 
 # -- CUT: a loss with context and its own parameters ----------------------------------------------
+@pytest.mark.slow
 def test_cut_trains_saves_its_head_and_translates(tmp_path):
     recipe = load_recipe("cut-fashion", [*TINY_CUT, f"out_dir={tmp_path}"])
     assert check_all(recipe) == []
@@ -123,6 +126,7 @@ def test_cut_trains_saves_its_head_and_translates(tmp_path):
     assert out.shape == (1, 28, 28) and out.abs().max() <= 1
 
 
+@pytest.mark.slow
 def test_resume_restores_loss_parameters_exactly(tmp_path):
     full = Trainer(load_recipe("cut-fashion", [*TINY_CUT, "train.max_iterations=4", f"out_dir={tmp_path / 'full'}"]))
     full.fit()
@@ -231,6 +235,7 @@ class EMA:
         self.events.append(f"end {result.iteration}")
 
 
+@pytest.mark.slow
 def test_training_events_reach_a_plugin(tiny_recipe):
     ema = EMA()
     trainer = Trainer(tiny_recipe("train.max_iterations=10", "train.eval_every=1", "train.checkpoint_every=3"), hooks=[ema])
@@ -272,12 +277,14 @@ def test_init_none_keeps_the_plugins_weights(tiny_recipe):
     assert default == pytest.approx(0.02, rel=0.2) and kept > 0.05  # PyTorch's own kaiming-uniform init
 
 
+@pytest.mark.slow
 def test_recipe_check_agrees_with_training(tiny_recipe):
     assert check_all(tiny_recipe("steps.generators.losses.cycle_A.consistency=ssim")) == []  # kornia SSIM: no false problem
     problems = check_all(tiny_recipe("networks.G_AB.type=unet", "networks.G_AB.args.n_blocks=null", "networks.G_AB.args.num_downs=6"))
     assert any("divisible by 64; got 28x28" in p for p in problems), problems
 
 
+@pytest.mark.slow
 def test_unet_run_translates_its_own_test_images(tmp_path):
     Trainer(load_recipe("pix2pix-fashion", [*TINY_PIX2PIX, "train.max_iterations=1", f"out_dir={tmp_path}"])).fit()
     translator = Translator(tmp_path, "AtoB", device="cpu")
@@ -287,6 +294,7 @@ def test_unet_run_translates_its_own_test_images(tmp_path):
 
 
 # -- inference: a chain of networks or an image of the graph --------------------------------------
+@pytest.mark.slow
 def test_inference_by_chain_or_image(tiny_recipe, tmp_path):
     Trainer(tiny_recipe("train.max_iterations=1", "inference.cycle=[G_AB,G_BA]", "inference.rec=rec_A")).fit()
     run = tmp_path / "run"
@@ -299,6 +307,7 @@ def test_inference_by_chain_or_image(tiny_recipe, tmp_path):
     assert any("made from real_A, real_B" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_translate_needs_only_the_generators_plugins(tiny_recipe, tmp_path):
     plugin_dir = tmp_path / "recipes"
     plugin_dir.mkdir()

@@ -110,6 +110,7 @@ def sections(output: str) -> dict[str, dict[str, str]]:
     return kinds
 
 
+@pytest.mark.subprocess
 def test_plugins_lists_the_components_with_their_provider(cli):
     proc = cli["plugins"]
     assert proc.returncode == 0, explain(proc)
@@ -124,6 +125,7 @@ def test_plugins_lists_the_components_with_their_provider(cli):
     assert losses["l1"].startswith(f"unpaired {unpaired.__version__}") and "resnet_9blocks" in generators
 
 
+@pytest.mark.subprocess
 def test_example_recipe_trains_with_the_plugins(cli):
     proc = cli["train"]
     assert proc.returncode == 0, explain(proc)
@@ -158,6 +160,7 @@ def test_example_recipe_trains_with_the_plugins(cli):
 
 
 # -- the components themselves (imported from the installed copy) -------------------------------
+@pytest.mark.subprocess
 def test_charbonnier_value_by_hand(extras):
     x = torch.tensor([0.5, 0.9, -0.2, 1.0]).view(1, 1, 2, 2)
     y = torch.tensor([0.5, 0.5, 0.2, 0.28]).view(1, 1, 2, 2)
@@ -170,6 +173,7 @@ def test_charbonnier_value_by_hand(extras):
     assert loss(ones, -ones).item() == pytest.approx(math.sqrt(4 + 1e-6), abs=1e-6)
 
 
+@pytest.mark.subprocess
 def test_charbonnier_gradient_and_errors(extras):
     x = torch.zeros(1, 1, 2, 2, requires_grad=True)
     extras.CharbonnierLoss()(x, torch.zeros(1, 1, 2, 2)).backward()
@@ -180,6 +184,7 @@ def test_charbonnier_gradient_and_errors(extras):
         extras.CharbonnierLoss(eps=0)
 
 
+@pytest.mark.subprocess
 def test_tiny_resnet_shapes_and_range(extras):
     torch.manual_seed(0)
     G = extras.TinyResnetGenerator(in_channels=1, out_channels=3, ngf=8, n_blocks=2)
@@ -194,6 +199,7 @@ def test_tiny_resnet_shapes_and_range(extras):
     assert defaults.in_channels == 3 and len(defaults.blocks) == 2
 
 
+@pytest.mark.subprocess
 def test_hookimpl_registers_both_components(extras):
     from unpaired import Registry
 

@@ -201,6 +201,7 @@ def test_without_data_the_recipe_asks_for_it(authors, tmp_path, capsys):
                                        "leaves data.args.root unset; translate image files with --input IMAGES.\n")
 
 
+@pytest.mark.slow
 def test_old_instance_norm_statistics_are_dropped(tmp_path):
     old, new = generator(seed=1, norm=OLD_INSTANCE), generator(seed=1)
     new.load_state_dict({k: v for k, v in old.state_dict().items() if not k.endswith(("running_mean", "running_var",
@@ -305,6 +306,7 @@ def test_the_block_count_picks_the_generator(tmp_path, n_blocks, kind):
         **({"n_blocks": n_blocks} if kind == "resnet" else {})})
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_imported_weights(authors, tmp_path, image_root):
     folder, nets = authors
     (folder / "latest_net_D_A.pth").unlink()  # the authors publish generators only

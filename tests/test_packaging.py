@@ -102,6 +102,7 @@ def dist_info(wheel: Path) -> str:
     return f"{name}-{version}.dist-info"
 
 
+@pytest.mark.subprocess
 def test_wheel_holds_core_plugins_data_and_every_recipe(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {"unpaired_plugins/datasets/data/fashion_sneaker_boot.npz"}
@@ -121,6 +122,7 @@ def test_wheel_holds_core_plugins_data_and_every_recipe(wheel):
     assert top == {"unpaired", "unpaired_plugins", "unpaired_recipes", dist_info(wheel)}, top
 
 
+@pytest.mark.subprocess
 def test_wheel_declares_the_command_and_every_entry_point_resolves(wheel):
     zf = zipfile.ZipFile(wheel)
     names = set(zf.namelist())
@@ -162,6 +164,7 @@ def cli(fresh, tmp_path_factory):
     return results
 
 
+@pytest.mark.subprocess
 def test_fresh_env_imports_the_wheel(cli, fresh):
     proc = cli["where"]
     assert proc.returncode == 0, explain(proc)
@@ -174,6 +177,7 @@ def test_fresh_env_imports_the_wheel(cli, fresh):
     assert not any("editable" in f.lower() for f in info["meta_path"]), info["meta_path"]
 
 
+@pytest.mark.subprocess
 def test_recipe_show_cyclegan(cli):
     proc = cli["show"]
     assert proc.returncode == 0, explain(proc)
@@ -181,6 +185,7 @@ def test_recipe_show_cyclegan(cli):
     assert "n_epochs_decay: 100" in proc.stdout
 
 
+@pytest.mark.subprocess
 def test_recipe_show_ablation(cli):
     proc = cli["show_ablation"]
     assert proc.returncode == 0, explain(proc)
@@ -188,6 +193,7 @@ def test_recipe_show_ablation(cli):
     assert "cycle_A" not in proc.stdout and "cycle_B" not in proc.stdout  # removed by the ablation
 
 
+@pytest.mark.subprocess
 def test_plugins_lists_the_builtins(cli):
     proc = cli["plugins"]
     assert proc.returncode == 0, explain(proc)
@@ -199,6 +205,7 @@ def test_plugins_lists_the_builtins(cli):
         assert any(line.split()[:1] == [name] for line in lines), f"{name} missing:\n{proc.stdout}"
 
 
+@pytest.mark.subprocess
 def test_train_the_demo_a_few_steps(cli):
     proc = cli["train"]
     assert proc.returncode == 0, explain(proc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collections import Counter
 
 import torch
@@ -59,6 +61,7 @@ def test_passes_of_one_generator_at_the_same_depth_share_a_call(tiny_recipe):
     assert generator_calls == [("G_AB", 4), ("G_BA", 4), ("G_BA", 2), ("G_AB", 2)]
 
 
+@pytest.mark.slow
 def test_batched_passes_train_as_separate_ones(tiny_recipe):
     """One call on real_A and real_B concatenated gives what two calls give (instance norm works
     per sample): the losses and the trained generators' outputs agree to float rounding. (Not

@@ -225,6 +225,7 @@ def test_a_learning_rate_of_zero_or_a_negative_weight_is_a_problem():
     assert any(p.startswith("steps.discriminators.losses.D_A.weight: must be 0 or more") for p in problems)
 
 
+@pytest.mark.slow
 def test_a_schedule_without_a_single_trained_epoch_is_named(capsys):
     assert main(["recipe", "check", "cyclegan-fashion", "train.scheduler.args.n_epochs=-1"]) == 2
     assert "error: train.scheduler: n_epochs and n_epochs_decay are numbers of epochs, 0 or more; got -1 and 8" in \

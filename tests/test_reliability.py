@@ -37,11 +37,15 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path):
-    # 8 iterations per epoch; stop after 5 (mid-epoch, image pools half full), resume to 12.
-    full = Trainer(tiny_recipe("train.max_iterations=12", f"out_dir={tmp_path / 'full'}"))
+@pytest.mark.slow
+def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path, device):
+    # 8 iterations per epoch; stop after 5 (mid-epoch, image pools half full), resume to 12. G_AB's
+    # dropout draws from the device's generator (CUDA's on a GPU): its state must be restored too.
+    same = [f"device={device}", "networks.G_AB.args.dropout=true",
+            *(["train.deterministic=true"] if device == "cuda" else [])]  # cuDNN's fastest kernels vary run to run
+    full = Trainer(tiny_recipe("train.max_iterations=12", f"out_dir={tmp_path / 'full'}", *same))
     full.fit()
-    part = Trainer(tiny_recipe("train.max_iterations=5", f"out_dir={tmp_path / 'part'}"))
+    part = Trainer(tiny_recipe("train.max_iterations=5", f"out_dir={tmp_path / 'part'}", *same))
     part.fit()
     resumed = Trainer.resume(tmp_path / "part", ["train.max_iterations=12"])
     assert (resumed.iteration, resumed.epoch, resumed.epoch_iteration) == (5, 0, 5)
@@ -52,6 +56,7 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tiny_recipe, tmp_path):
     assert resumed.executor.optimizers["generators"].param_groups[0]["lr"] == full.executor.optimizers["generators"].param_groups[0]["lr"]
 
 
+@pytest.mark.slow
 def test_a_run_stopped_mid_epoch_is_counted_as_the_progress_bar_counts(tiny_recipe, tmp_path, capsys):
     # max_iterations=5 of 8 iterations per epoch: the bar ends at 5/8, and every message says epoch 1
     run = tmp_path / "run"
@@ -66,6 +71,7 @@ def test_a_run_stopped_mid_epoch_is_counted_as_the_progress_bar_counts(tiny_reci
     assert resumed.epoch_label == "epoch 1/2" and resumed.epoch == 1  # just finished: still epoch 1
 
 
+@pytest.mark.slow
 def test_resume_continues_the_lr_schedule(tiny_recipe, tmp_path):
     # Stop at an epoch boundary during the decay: the resumed run must not restart the schedule.
     run = tmp_path / "run"
@@ -95,6 +101,7 @@ def _wait_for(pred, proc, timeout=120.0):
     pytest.fail("timed out")
 
 
+@pytest.mark.subprocess
 def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     """Killed mid-run and resumed, the networks and the EMA handler's averages (its state in the
     checkpoint) end bit-identical to an uninterrupted run's."""
@@ -123,6 +130,7 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     assert not all(torch.equal(ema[k], weights(run)[k]) for k in ema)  # an average, not a copy
 
 
+@pytest.mark.subprocess
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     run = tmp_path / "run"
     proc = _cli_train(run, "train.epochs=1000")
@@ -152,6 +160,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not Path("/tmp/unpaired-pwned").exists()
 
 
+@pytest.mark.slow
 def test_module_prefixed_weights_load(tiny_recipe, tmp_path):
     trainer = Trainer(tiny_recipe("train.max_iterations=1"))
     trainer.fit()
@@ -201,8 +210,10 @@ def nan_term(after: int) -> list[str]:
             f"steps.generators.losses.bad={{consistency: nan_after, input: rec_A, target: real_A, args: {{after: {after}}}}}"]
 
 
-def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_recipe, nan_plugin):
-    recipe = tiny_recipe(*nan_term(4), "train.checkpoint_every=2", "train.max_nonfinite=3")
+@pytest.mark.slow
+def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_recipe, nan_plugin, device):
+    recipe = tiny_recipe(*nan_term(4), "train.checkpoint_every=2", "train.max_nonfinite=3", f"device={device}",
+                         *(["train.precision=fp16"] if device == "cuda" else []))  # on CUDA with the scaler
     trainer = Trainer(recipe)
     with raises(TrainingDiverged, "diverged", says=("3 iterations", "generators.bad", "iter_00000004")):
         trainer.fit()
@@ -213,6 +224,7 @@ def test_nan_guard_skips_steps_then_stops_keeping_the_last_good_checkpoint(tiny_
     assert all(torch.isfinite(p).all() for p in trainer.nets["G_AB"].parameters())
 
 
+@pytest.mark.slow
 def test_a_run_that_ends_non_finite_before_any_checkpoint_fails(tiny_recipe, nan_plugin):
     # NaN from the third iteration, max_iterations 4 < the guard's limit: the run ends without a checkpoint to keep
     recipe = tiny_recipe(*nan_term(2), "train.max_iterations=4", "train.max_nonfinite=5")
@@ -231,6 +243,7 @@ def test_unwritable_run_directory_fails_before_training(tiny_recipe, tmp_path):
     assert trainer.iteration == 0
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_write_keeps_the_previous_one(tiny_recipe, monkeypatch, capsys):
     trainer = Trainer(tiny_recipe("train.max_iterations=2"))
     trainer.fit()
@@ -247,6 +260,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tiny_recipe, monkeypatch
     assert checkpoint.load_state(first)["counters"]["iteration"] == 2
 
 
+@pytest.mark.slow
 def test_only_the_newest_checkpoints_are_kept(tiny_recipe):
     trainer = Trainer(tiny_recipe("train.max_iterations=10", "train.checkpoint_every=2", "train.keep_checkpoints=2"))
     trainer.fit()
@@ -255,6 +269,7 @@ def test_only_the_newest_checkpoints_are_kept(tiny_recipe):
     assert (trainer.out_dir / "checkpoints" / "latest").read_text() == "iter_00000010\n"
 
 
+@pytest.mark.slow
 def test_a_new_run_never_mixes_with_an_old_one(tiny_recipe):
     Trainer(tiny_recipe("train.max_iterations=2")).fit()
     again = Trainer(tiny_recipe("train.max_iterations=2"))
@@ -264,6 +279,7 @@ def test_a_new_run_never_mixes_with_an_old_one(tiny_recipe):
         Trainer.resume(checkpoint.latest(again.out_dir))
 
 
+@pytest.mark.slow
 def test_resume_with_another_batch_size_continues_at_the_same_sample(tiny_recipe):
     first = Trainer(tiny_recipe("train.max_iterations=3"))  # 3 iterations of 4 = 12 of 32 samples
     first.fit()
@@ -292,6 +308,7 @@ def test_bad_data_mid_run_keeps_the_work_done(tmp_path, image_root):
     assert trainer.iteration >= 1 and checkpoint.latest(tmp_path / "run").name == f"iter_{trainer.iteration:08d}"
 
 
+@pytest.mark.slow
 def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tiny_recipe, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny_recipe("train.max_iterations=4", "train.log_every=2", f"out_dir={run}")).fit()
@@ -304,6 +321,7 @@ def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tiny_recipe,
     assert all(json.loads(line).get("G/cycle_A") != 9.0 for line in log.read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_a_damaged_latest_checkpoint_names_an_earlier_one_to_fork_from(tiny_recipe, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny_recipe("train.max_iterations=4", "train.checkpoint_every=2", f"out_dir={run}")).fit()
@@ -320,6 +338,7 @@ def test_a_damaged_latest_checkpoint_names_an_earlier_one_to_fork_from(tiny_reci
     assert steps == [2, 4, 6]  # the log up to the checkpoint forked from, then the fork's own
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_is_trained_again(tiny_recipe, tmp_path, capsys):
     import shutil
 

@@ -169,6 +169,7 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
 
 
+@pytest.mark.subprocess
 def test_report_renders_in_headless_chromium(tmp_path):
     page = write_report(make_run(tmp_path))
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout

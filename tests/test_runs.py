@@ -51,6 +51,7 @@ class StartWeights:
         self.weights = {n: {k: v.clone() for k, v in net.state_dict().items()} for n, net in trainer.nets.items()}
 
 
+@pytest.mark.slow
 def test_fine_tune_from_a_run_into_a_new_directory(source, tmp_path):
     before = file_hashes(source)
     start = StartWeights()
@@ -77,6 +78,7 @@ def test_fine_tune_from_a_run_into_a_new_directory(source, tmp_path):
     assert file_hashes(source) == before  # the source run is only read
 
 
+@pytest.mark.slow
 def test_init_from_a_weights_only_checkpoint_with_some_networks(source, tmp_path, capsys):
     _, weights = checkpoint.load_weights(source)
     gens = tmp_path / "generators"  # as an importer writes one: weights.safetensors alone, generators only
@@ -93,6 +95,7 @@ def test_init_from_a_weights_only_checkpoint_with_some_networks(source, tmp_path
     assert list(recorded.networks) == ["G_AB", "G_BA"] and recorded.path == str(gens.resolve())
 
 
+@pytest.mark.slow
 def test_recipe_check_refuses_init_from_that_does_not_fit(source, tmp_path):
     def problems(*overrides):
         return check_all(tiny(tmp_path / "x", f"init_from.path={source}", *overrides))
@@ -110,6 +113,7 @@ def test_recipe_check_refuses_init_from_that_does_not_fit(source, tmp_path):
     assert missing.startswith(f"init_from.path: {tmp_path / 'nowhere'}: no checkpoint found")
 
 
+@pytest.mark.slow
 def test_resume_with_an_lr_override_logs_the_new_lr(tmp_path):
     run = tmp_path / "run"
     Trainer(tiny(run, "train.max_iterations=4", "steps.generators.optimizer.args.fused=false")).fit()
@@ -127,6 +131,7 @@ def test_resume_with_an_lr_override_logs_the_new_lr(tmp_path):
     assert saved.steps.generators.optimizer.args.lr == pytest.approx(5e-5)
 
 
+@pytest.mark.slow
 def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_path, capsys):
     run = tmp_path / "run"  # 8 images a domain, batch 4: 2 iterations an epoch
     Trainer(tiny(run, "data.args.limit=8", "train.epochs=4", "train.scheduler.args.n_epochs_decay=3")).fit()
@@ -142,6 +147,7 @@ def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_
             in capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_fork_leaves_the_old_run_unchanged_and_continues_in_the_new_one(source, tmp_path, capsys):
     before = file_hashes(source)
     new = tmp_path / "fork"
@@ -171,6 +177,7 @@ def test_resume_refuses_what_a_restored_run_cannot_take(source, tmp_path):
     assert file_hashes(source) == before
 
 
+@pytest.mark.slow
 def test_epochs_past_the_schedule_are_warned_about(capsys):
     def warning(*overrides):
         return schedule_warning(resolve(load_recipe("cyclegan-fashion", list(overrides))))

@@ -97,6 +97,7 @@ class SlowHandler:
         self.calls += 1
 
 
+@pytest.mark.slow
 def test_the_trainer_itemises_its_loop_in_run_json(tiny_recipe, tmp_path):
     handler = SlowHandler()
     trainer = Trainer(tiny_recipe("train.checkpoint_every=4"), hooks=[handler])

@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     return trainer, result, out
 
 
+@pytest.mark.slow
 def test_cycle_and_generator_losses_fall(trained):
     trainer, result, out = trained
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -118,6 +119,7 @@ def test_translate_unknown_direction_lists_known(trained):
         Translator(out, "AtoC", device="cpu")
 
 
+@pytest.mark.slow
 def test_folder_dataset_without_test_split_samples_training_images(image_root, tmp_path, capsys):
     import shutil
 
@@ -169,6 +171,7 @@ def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):
     assert Image.open(out[1]).size == (28, 20)
 
 
+@pytest.mark.slow
 def test_more_loader_workers_than_cpus_are_capped_with_a_warning(tiny_recipe, monkeypatch, capsys):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # a 1-CPU machine
     trainer = Trainer(tiny_recipe("data.num_workers=3", "train.max_iterations=1"))

@@ -44,6 +44,7 @@ def run(tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_every_path_keeps_the_input_size(run, tmp_path):
     translator = Translator(run, "AtoB", "cpu")
     assert translator(torch.zeros(1, 1, 30, 27)).shape == (1, 1, 30, 27)  # Python API, odd sizes
@@ -81,6 +82,7 @@ def test_a_bad_file_in_the_middle_is_reported_and_the_rest_translated(run, tmp_p
     assert f"warning: skipping {src / 'img_001.png'}: cannot decode image" in out.err
 
 
+@pytest.mark.slow
 def test_images_too_small_for_the_generator_fail_alone(run, tmp_path, capsys):
     # size_divisor 4: a 4x4 image, a 1x1 one and a 3-pixel-wide strip leave 1-pixel feature maps
     # (the norm and the residual blocks' reflection pad cannot run there); 8x8 translates
@@ -197,6 +199,7 @@ print(json.dumps({{"shape": list(y.shape), "kib": hwm() - before}}))
 """
 
 
+@pytest.mark.subprocess
 def test_tiling_a_large_image_needs_less_memory(tmp_path):
     script = PEAK.format(tests=str(__import__("pathlib").Path(__file__).parent))
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}

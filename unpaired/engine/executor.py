@@ -22,6 +22,7 @@ with the losses.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import torch
@@ -66,6 +67,8 @@ class Executor:
         self.device = torch.device(device) if device is not None else self.recipe.device
         tr = self.recipe.train
         if tr.deterministic:
+            # cuBLAS is deterministic only with a fixed workspace, read when its first handle is made
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         torch.manual_seed(self.recipe.seed)  # the same initial weights on every rank
