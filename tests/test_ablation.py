@@ -12,7 +12,7 @@ import types
 from torchvision.io import read_image
 
 from unpaired import hookimpl
-from unpaired.tools.ablation import LABEL_WIDTH, PAPER_VARIANTS, resolve_variant, run_ablation, variant_recipe
+from unpaired.tools.ablation import HEADING_HEIGHT, LABEL_WIDTH, PAPER_VARIANTS, resolve_variant, run_ablation, variant_recipe
 from unpaired.cli import main
 from unpaired.errors import RecipeError
 from unpaired.engine.executor import Executor
@@ -83,14 +83,21 @@ def test_ablate_writes_a_row_per_variant_and_a_figure(tmp_path, capsys):
     assert saved["variants"]["gan-alone"]["metrics"]["AtoB"]["target_accuracy"] >= 0
     figure = read_image(str(out / "ablation.png"))
     # rows: the inputs + 2 variants; columns: 3 AtoB + 3 BtoA; 28x28 tiles enlarged 3x, 2-pixel padding,
-    # and a column of row labels (dark text on white) on the left
-    assert figure.shape == (3, 3 * (84 + 2) + 2, LABEL_WIDTH + 6 * (84 + 2) + 2)
+    # a column of row labels (dark text on white) on the left and a heading row naming the directions
+    assert figure.shape == (3, HEADING_HEIGHT + 3 * (84 + 2) + 2, LABEL_WIDTH + 6 * (84 + 2) + 2)
     labels = figure[:, :, :LABEL_WIDTH]
     assert (labels < 100).any() and (labels == 255).float().mean() > 0.8
+    heading = figure[:, :HEADING_HEIGHT, LABEL_WIDTH:]
+    left, right = heading[..., : heading.shape[-1] // 2], heading[..., heading.shape[-1] // 2:]
+    assert (left < 100).any() and (right < 100).any()  # "A → B" over the first half, "B → A" over the second
 
     code = main(["ablate", "cyclegan-fashion", *BUDGET, "train.eval_every=1", "--variants", "full,ablations/gan-alone",
                  "--out", str(out), "--images", "3"])  # the same variants, named by path
     assert code == 0 and capsys.readouterr().out.count("finished before, not retrained") == 2
+    # the default table: one column per eval metric of the recipe (kid is off) and direction, its first rankable output
+    heads = [h.strip() for h in (out / "ablation.md").read_text().splitlines()[0].split("|")[2:-1]]
+    assert heads == [f"{d} {k}" for d in ("AtoB", "BtoA") for k in ("target_accuracy ↑", "fid ↓", "diversity ↑",
+                                                                      "cycle_l1 ↓", "identity_l1 ↓")]
     with raises(RecipeError, "other-ablation", key=str(out)):
         run_ablation("cyclegan-fashion", ["full"], out, BUDGET)
 

@@ -136,7 +136,7 @@ def test_a_parameter_free_network_resumes_translates_and_evaluates(tmp_path):
     resumed = Trainer.resume(tmp_path / "run", ["train.max_iterations=4"])
     assert resumed.fit().iteration == 4
     x = torch.rand(2, 1, 28, 28) * 2 - 1
-    translator = Translator(tmp_path / "run", "AtoB", "cpu")
+    translator = Translator(tmp_path / "run", "AtoB", "cpu", scale="native")
     with torch.no_grad():
         assert torch.allclose(translator(x), resumed.nets["G_AB"].eval()(torch.flip(x, dims=[-1])), atol=1e-6)
     result, _ = evaluate_run(tmp_path / "run", device="cpu")

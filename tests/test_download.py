@@ -284,13 +284,14 @@ def test_present_dataset_is_not_downloaded_again(server, tmp_path, capsys):
     assert server.requests == []
 
 
-def test_cli_download(server, tmp_path, capsys):
+def test_cli_download(server, tmp_path, capsys, monkeypatch):
     server.files["/edges2shoes.tar.gz"] = make_tar("edges2shoes", ALIGNED)
     root = tmp_path / "datasets"
+    monkeypatch.setattr(dl, "interactive", lambda: True)  # a terminal: the progress bar draws
     assert main(["data", "download", "edges2shoes", "--root", str(root), "--url", server.base]) == 0
     out, err = capsys.readouterr()
     assert out == f"dataset ready: {root / 'edges2shoes'}\n"
-    assert "edges2shoes.tar.gz: 100%" in err  # the progress bar
+    assert "edges2shoes.tar.gz: 100%" in err
     assert tree(root / "edges2shoes") == ALIGNED
     assert main(["data", "download", "edges2shoe", "--root", str(root), "--url", server.base]) == 2
     assert capsys.readouterr().err.startswith("error: unknown dataset 'edges2shoe'. Did you mean 'edges2shoes'?")

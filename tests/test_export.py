@@ -70,6 +70,7 @@ def expected_metadata(run: Path, direction: str, network: str) -> dict[str, str]
         "input": "images (N, in_channels, H, W) float32 in value_range, H and W multiples of size_divisor: "
                  "pad the bottom and right (reflect) and crop the output back",
         "output": "(N, out_channels, H, W) float32 in value_range",
+        "training_scale": "resize_and_crop: 32x32: resize inputs so (bicubic), translate, resize the output back",
         "recipe": "cyclegan-fashion",
         "checkpoint": str(ckpt),
         "weights": "raw",
@@ -107,7 +108,7 @@ def test_onnx_export_agrees_with_pytorch(run, capsys):
     assert session.get_modelmeta().custom_metadata_map == expected_metadata(run, "AtoB", "G_AB")
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("images", ["batch", 1, "4*h", "4*w"])]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("translated", ["batch", 1, "4*h", "4*w"])]
-    agree(lambda x: torch.from_numpy(session.run(None, {"images": x.numpy()})[0]), Translator(run, "AtoB", "cpu"))
+    agree(lambda x: torch.from_numpy(session.run(None, {"images": x.numpy()})[0]), Translator(run, "AtoB", "cpu", scale="native"))
     assert not list(path.parent.glob(".*"))  # no temporary file left
 
 
@@ -120,7 +121,7 @@ def test_torchscript_export_agrees_with_pytorch(run, tmp_path, capsys):
     model = load_torchscript(path, extra)
     assert json.loads(extra["unpaired.json"]) == expected_metadata(run, "BtoA", "G_BA")
     with torch.no_grad():
-        agree(model, Translator(run, "BtoA", "cpu"))
+        agree(model, Translator(run, "BtoA", "cpu", scale="native"))
 
 
 def test_torchscript_export_of_a_graph_image(run, tmp_path, capsys, monkeypatch):
@@ -136,7 +137,7 @@ def test_torchscript_export_of_a_graph_image(run, tmp_path, capsys, monkeypatch)
     assert lines[1].startswith("  random image (test split not readable: datasets/x: not found.) (1, 1, 64, 64)")
     model = load_torchscript(path, {})
     with torch.no_grad():
-        agree(model, Translator(run, "AtoA", "cpu"))
+        agree(model, Translator(run, "AtoA", "cpu", scale="native"))
 
 
 def test_a_file_that_differs_is_refused(run, tmp_path, capsys, monkeypatch):

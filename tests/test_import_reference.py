@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 from torchvision.io import write_png
+from torchvision.transforms import v2
 
 from unpaired import hookimpl
 from unpaired.runs import checkpoint
@@ -140,15 +141,20 @@ def test_imported_generators_translate_as_the_authors_do(authors, tmp_path, caps
     assert "G_A  -> G_AB" in out and "D_A  -> D_B" in out and "D_B  -> D_A" in out
     x = images()
     with torch.no_grad():
-        assert (Translator(run, "AtoB", "cpu")(x) - nets["G_A"](x)).abs().max() < 1e-5
-        assert (Translator(run, "BtoA", "cpu")(x) - nets["G_B"](x)).abs().max() < 1e-5
+        assert (Translator(run, "AtoB", "cpu", scale="native")(x) - nets["G_A"](x)).abs().max() < 1e-5
+        assert (Translator(run, "BtoA", "cpu", scale="native")(x) - nets["G_B"](x)).abs().max() < 1e-5
 
     src = tmp_path / "in" / "horse.png"
     src.parent.mkdir()
     write_png(to_uint8(x[0]), str(src))
     assert main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    # translated at the authors' training scale (resize_and_crop, load_size 286) and resized back
+    assert Translator(run, "AtoB", "cpu").size_for(32, 32) == (286, 286)
+    resize = functools.partial(v2.functional.resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
     with torch.no_grad():
-        expected = to_uint8(nets["G_A"](read_image(src, 3)[None].float() / 127.5 - 1)[0])
+        x = read_image(src, 3)[None].float() / 127.5 - 1
+        native = Translator(run, "AtoB", "cpu", scale="native")  # the authors' network, as asserted above
+        expected = to_uint8(resize(native(resize(x, [286, 286]).clamp(-1, 1)), [32, 32]).clamp(-1, 1)[0])
     assert (read_image(tmp_path / "out" / "horse.png", 3).int() - expected.int()).abs().max() <= 1
 
 
@@ -213,7 +219,7 @@ def test_old_instance_norm_statistics_are_dropped(tmp_path):
     done = import_reference(folder, tmp_path / "run")
     x = images()
     with torch.no_grad():
-        assert (Translator(done.run, "AtoB", "cpu")(x) - new(x)).abs().max() < 1e-5
+        assert (Translator(done.run, "AtoB", "cpu", scale="native")(x) - new(x)).abs().max() < 1e-5
     about = json.loads((done.checkpoint / checkpoint.SOURCE).read_text())
     assert about["networks"]["G_AB"]["instance_norm_keys_dropped"] == 27  # 9 InstanceNorm layers x 3 keys
     assert about["not_imported"] == ["D_A", "D_B"]
@@ -270,7 +276,7 @@ def test_a_one_direction_test_model_translates_AtoB_only(tmp_path, capsys):
     assert "G    -> G_AB" in out and "'init_from.networks=[G_AB]' inference.BtoA=G_BA" in out
     x = images()
     with torch.no_grad():
-        assert (Translator(run, "AtoB", "cpu")(x) - g(x)).abs().max() < 1e-5
+        assert (Translator(run, "AtoB", "cpu", scale="native")(x) - g(x)).abs().max() < 1e-5
     assert list(checkpoint.load_weights(run)[1]) == ["G_AB"]
 
     src = tmp_path / "photo.png"
@@ -290,7 +296,7 @@ def test_epochs_latest_or_highest_or_chosen(tmp_path):
     x = images()
     assert import_reference(folder, tmp_path / "a").epoch == "10"
     with torch.no_grad():
-        assert (Translator(tmp_path / "a", "AtoB", "cpu")(x) - generator(seed=2)(x)).abs().max() < 1e-5
+        assert (Translator(tmp_path / "a", "AtoB", "cpu", scale="native")(x) - generator(seed=2)(x)).abs().max() < 1e-5
     assert import_reference(folder, tmp_path / "b", epoch="5").epoch == "5"
     with raises(CheckpointError, "no-epoch", key=str(folder), says=("epochs here: 10, 5",)):
         import_reference(folder, tmp_path / "c", epoch="7")

@@ -73,7 +73,7 @@ def _translate(args) -> int:
     from unpaired.inference.batch import translate_folder, translate_split
 
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
-                            tile=args.tile, overlap=args.overlap, weights=args.weights)
+                            tile=args.tile, overlap=args.overlap, weights=args.weights, scale=args.scale)
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
     options = dict(batch_size=args.batch_size, workers=args.workers)
     if args.input:
@@ -252,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--tile", type=int, help="translate in tiles of this many pixels (default: tiles of 1024 above "
                     "2048x2048 pixels; 0: never)")
     tr.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    tr.add_argument("--scale", default="train", choices=["train", "native"],
+                    help="train (default): resize each image as training resized its images, translate, and resize "
+                    "the translation back to the image's size; native: translate at the image's own size")
     tr.add_argument("--weights", help="a weight set of the checkpoint to translate with, e.g. ema (the average a "
                     "recipe's ema handler keeps); default: the trained weights")
     tr.add_argument("--flatten", action="store_true", help="write every output into --out itself (subfolder names "

@@ -111,11 +111,14 @@ class FashionEdges:
         channels: as given.
     """
 
+    #: The preprocessing, always the reference's: also what translation resizes to (the training scale).
+    preprocess = "resize_and_crop"
+
     def __init__(self, source: str = "embedded", classes: tuple | list = (7, 9), aligned: bool = True,
                  channels: int | list = 1, load_size: int = 36, crop_size: int = 32, flip: bool = True,
                  limit: int = 0, low_threshold: float = 0.2, high_threshold: float = 0.4):
         domain_channels(channels, "A")  # fail early on a bad value
-        check_preprocess("resize_and_crop", load_size, crop_size)
+        check_preprocess(self.preprocess, load_size, crop_size)
         classes = [classes] if isinstance(classes, int) else [int(c) for c in classes]
         if not classes or len(set(classes)) != len(classes) or any(not 0 <= c < len(CLASSES) for c in classes):
             raise ValueError(f"classes must be distinct labels 0..9, got {classes}")
@@ -164,7 +167,7 @@ class FashionEdges:
             raise ValueError(f"domain is A or B, got {name!r}")
         edges, photos, names = self.split_images(split)
         part = self._part(name, split)
-        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
         images = edges if name == "A" else photos
         return TensorDomain(images[part], names[part], transform, domain_channels(self.channels, name))
 
@@ -172,5 +175,5 @@ class FashionEdges:
         """Every image of ``split`` as a pair (its edges, itself), one crop and flip for both."""
         edges, photos, names = self.split_images(split)
         source = TensorPairSource(edges, photos, names, domain_channels(self.channels, "A"), domain_channels(self.channels, "B"))
-        transform = paired_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
+        transform = paired_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
         return AlignedPairs(source, len(source), transform, seed=seed)

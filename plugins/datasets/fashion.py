@@ -101,11 +101,14 @@ class FashionMNIST:
         limit: use at most this many images per domain and split (0 = all), for quick runs.
     """
 
+    #: The preprocessing, always the reference's: also what translation resizes to (the training scale).
+    preprocess = "resize_and_crop"
+
     def __init__(self, source: str = "embedded", class_A: int = 7, class_B: int = 9, channels: int = 1,
                  load_size: int = 32, crop_size: int = 28, flip: bool = True, limit: int = 0):
         if channels != 1:
             raise ValueError("Fashion-MNIST is grey: channels must be 1")
-        check_preprocess("resize_and_crop", load_size, crop_size)
+        check_preprocess(self.preprocess, load_size, crop_size)
         for label in (class_A, class_B):
             if not 0 <= label < len(CLASSES):
                 raise ValueError(f"class labels are 0..9, got {label}")
@@ -116,5 +119,5 @@ class FashionMNIST:
         images = load_split(self.source, split, self.labels[name])
         if self.limit:
             images = images[: self.limit]
-        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", "resize_and_crop")
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
         return ArrayDomain(images, f"{split}{name}", transform)

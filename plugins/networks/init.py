@@ -5,7 +5,10 @@ Each component is a function ``(module, gain=0.02) -> None`` that initialises ``
 every submodule whose class name contains ``Conv`` or ``Linear`` gets its weight drawn by the
 chosen scheme and its bias set to 0; every ``BatchNorm2d`` gets weight ~ N(1, gain) and bias 0.
 Other layers (InstanceNorm without affine parameters, for one) are left alone. A pretrained
-backbone is re-initialised too, unless the network sets ``init: none``.
+backbone is re-initialised too, unless the network sets ``init: none``. A weight under spectral
+normalisation (Miyato et al., ICLR 2018; both ``torch.nn.utils.spectral_norm`` and
+``torch.nn.utils.parametrizations.spectral_norm``) is initialised where it is trained: the
+unnormalised weight the layer computes its weight from.
 """
 
 from __future__ import annotations
@@ -13,14 +16,24 @@ from __future__ import annotations
 from typing import Callable
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from unpaired import Component, hookimpl
+
+
+def _trained_weight(m: nn.Module) -> Tensor | None:
+    """The tensor a layer trains for its weight: the weight itself, or under spectral norm (and any
+    other parametrization) the original it is computed from (else initialising ``weight`` would
+    change a value the next forward pass recomputes)."""
+    if parametrize.is_parametrized(m, "weight"):
+        return m.parametrizations.weight.original
+    return getattr(m, "weight_orig", None) if hasattr(m, "weight_orig") else getattr(m, "weight", None)
 
 
 def _apply(module: nn.Module, init_weight: Callable[[Tensor], object], gain: float) -> None:
     def init_one(m: nn.Module) -> None:
         name = m.__class__.__name__
-        weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+        weight, bias = _trained_weight(m), getattr(m, "bias", None)
         if weight is not None and ("Conv" in name or "Linear" in name):
             init_weight(weight.data)
         elif "BatchNorm2d" in name and weight is not None:

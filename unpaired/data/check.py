@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import tifffile
 
-from unpaired.data.io import JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC, list_images, read_image
+from unpaired.data.io import JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC, list_images, multi_page, read_image, tiff_pages
 from unpaired.data.pairs import AlignedPairs, UnalignedPairs
 from unpaired.errors import DataError, RecipeError, UnpairedError, warn
 
@@ -83,10 +84,11 @@ def _cut_short(path: Path, head: bytes) -> str | None:
 
 
 def probe(path: Path) -> ImageInfo:
-    """The header of an image file and, for JPEG/PNG, its end marker; no pixel is decoded.
+    """The header of an image file and, for JPEG/PNG, its end marker; no pixel is decoded but a
+    float TIFF's (whose NaN or infinite values only its pixels show).
 
     Returns an :class:`ImageInfo` whose ``error`` says what is wrong (empty, not an image,
-    truncated); it never raises for a bad file.
+    truncated, a multi-page TIFF, non-finite pixels); it never raises for a bad file.
     """
     info = ImageInfo(Path(path))
     try:
@@ -111,7 +113,17 @@ def probe(path: Path) -> ImageInfo:
             info.bits = _png_bits(info.path) or info.bits
         elif tiff:
             with tifffile.TiffFile(info.path) as tif:
-                info.bits = tif.pages[0].bitspersample
+                page = tif.pages[0]
+                info.bits = page.bitspersample
+                # float pixels can be NaN or infinite: the one kind of bad content a header cannot show
+                bad = int((~np.isfinite(page.asarray())).sum()) if page.dtype is not None and page.dtype.kind == "f" else 0
+            pages = tiff_pages(info.path)
+            if pages > 1:
+                info.error = multi_page(info.path, pages).split(": ", 1)[1]
+                return info
+            if bad:
+                info.error = f"{bad} pixel value(s) are NaN or infinite; fix or mask them in the file"
+                return info
         info.error = _cut_short(info.path, head)
     except PIL.Image.DecompressionBombError as err:
         info.error = f"{err}; cut it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"

@@ -50,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from unpaired.errors import DataError
+from unpaired.runtime.terminal import interactive
 from unpaired.plugin.registry import closest
 
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
@@ -234,7 +235,7 @@ def _fetch(url: str, archive: Path, sha256: str | None, progress: bool) -> None:
             have = 0
         with open(part, "ab" if have else "wb") as out, \
                 tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=archive.name, disable=not progress) as bar:
+                     desc=archive.name, disable=not (progress and interactive())) as bar:
             dropped = False
             try:
                 while chunk := response.read(CHUNK):

@@ -193,6 +193,22 @@ def to_float(image: Tensor) -> Tensor:
     return v2.functional.to_dtype(image, torch.float32, scale=True) * 2 - 1
 
 
+def tiff_pages(path: Path) -> int:
+    """The images a TIFF holds: its pages that are not reduced-resolution copies of another.
+
+    Raises:
+        tifffile.TiffFileError: not a readable TIFF.
+    """
+    with tifffile.TiffFile(path) as tif:
+        return sum(1 for page in tif.pages if not page.is_reduced)
+
+
+def multi_page(path: Path, pages: int) -> str:
+    """The message for a TIFF of several images: what it is and what to do."""
+    return (f"{path}: a TIFF of {pages} pages (an image stack); a file is one image here. Save each page as its "
+            f"own file (e.g. tifffile.imwrite per page), or keep only the page to train on.")
+
+
 def read_image(path: Path, channels: int) -> Tensor:
     """Decode an image file to (C, H, W) with ``channels`` 1 (grey) or 3 (RGB).
 
@@ -200,8 +216,10 @@ def read_image(path: Path, channels: int) -> Tensor:
     [0, 1]: 16-bit PNG and TIFF divided by 65535 (2**BitsPerSample - 1), float TIFFs already in
     [0, 1] as they are, other float and 32-bit integer images mapped from their own minimum and
     maximum. Grey files become RGB and RGB grey (ITU-R 601 luma), alpha is dropped, an animated
-    GIF or a multi-page TIFF gives its first frame, and the EXIF orientation is applied (not to
-    TIFFs of more than 8 bits, whose Orientation tag is rare).
+    GIF gives its first frame, and the EXIF orientation is applied (not to TIFFs of more than 8
+    bits, whose Orientation tag is rare). A TIFF of several pages (a stack, an ImageJ hyperstack)
+    is refused: a file is one image, and taking its first page would train on a fraction of it
+    unseen (reduced-resolution pages, a thumbnail or a pyramid's levels, do not count).
 
     Decoders: JPEG, WebP and GIF by torchvision (libjpeg, libwebp, giflib); TIFF of more than 8
     bits by tifffile; PNG, BMP and other TIFF by Pillow. PNG avoids torchvision because its PNG
@@ -209,7 +227,8 @@ def read_image(path: Path, channels: int) -> Tensor:
     to 8 bits, goes to torchvision only after its chunks' CRCs and its compressed data check out.
 
     Raises:
-        DataError: the file is missing, empty or cannot be decoded; names the file.
+        DataError: the file is missing, empty, a multi-page TIFF (code ``multi-page``) or cannot be
+            decoded; names the file.
     """
     if not path.is_file():
         raise DataError(f"{path}: not a readable file (missing, a folder, or a broken link).",
@@ -220,6 +239,8 @@ def read_image(path: Path, channels: int) -> Tensor:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
+        if head[:4] in TIFF_MAGIC and (pages := tiff_pages(path)) > 1:
+            raise DataError(multi_page(path, pages), key=str(path), code="multi-page")
         if not sniff_torchvision(head):  # by content: a PNG named .jpg goes to Pillow too
             img = _tifffile_decode(path) if head[:4] in TIFF_MAGIC else None
             img = _pillow_decode(path) if img is None else img

@@ -142,6 +142,42 @@ class Clamp(v2.Transform):
         return inpt.clamp(-1, 1)
 
 
+class TrainingResize:
+    """The resize of a preprocessing, without its crop or flip: ``resize(H, W) -> (h, w)``, the size
+    an H x W image has when the networks see it in training (``crop`` resizes nothing: (H, W)).
+
+    Translation resizes to it so that a model meets the scale it learnt, whatever the input's
+    size (:class:`unpaired.inference.translator.Translator`).
+
+    Raises:
+        ValueError: see :func:`check_preprocess`.
+    """
+
+    def __init__(self, preprocess: str, load_size, crop_size):
+        check_preprocess(preprocess, load_size, crop_size)
+        self.preprocess, self.load, self.crop = preprocess, _pair(load_size, "load_size"), _pair(crop_size, "crop_size")
+
+    def __call__(self, h: int, w: int) -> tuple[int, int]:
+        if self.preprocess == "scale_shorter_side_and_crop":  # as v2.Resize(int): the longer side rounded down
+            short = self.load[0]
+            return (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+        if self.preprocess == "resize_and_crop":
+            return self.load
+        if self.preprocess.startswith("scale_width"):
+            return ScaleWidth(self.load[1], self.crop[0])(h, w)
+        if self.preprocess == "none":
+            return MultipleOf(4)(h, w)
+        return h, w
+
+    def describe(self) -> str:
+        """``resize_and_crop to 286x286``, as summaries and export metadata say it."""
+        size = {"scale_shorter_side_and_crop": f"the shorter side to {self.load[0]}",
+                "resize_and_crop": f"{self.load[0]}x{self.load[1]}", "scale_width": f"the width to {self.load[1]}",
+                "scale_width_and_crop": f"the width to {self.load[1]}", "none": "sides to multiples of 4",
+                "crop": "no resize"}[self.preprocess]
+        return f"{self.preprocess}: {size}"
+
+
 def image_transform(load_size, crop_size, flip: bool, train: bool,
                     preprocess: str = "scale_shorter_side_and_crop") -> v2.Compose:
     """The preprocessing ``preprocess`` (see the module docstring) for one image.

@@ -1,9 +1,12 @@
-"""Translating many images: a folder (or file), or a split of the run's dataset, at full size.
+"""Translating many images: a folder (or file), or a split of the run's dataset, each written at
+its own size.
 
 Images are read in worker processes, batched when they have the same size (the folder's files
-are sorted by their header size first), translated by a :class:`unpaired.inference.Translator`
-and written under their relative paths, with a progress bar. A file that cannot be read is
-reported and skipped; the run goes on and ends with a :class:`TranslateSummary`.
+are sorted by their header size first), translated by a
+:class:`~unpaired.inference.translator.Translator` (at the training scale unless it was made with
+``scale="native"``) and written under their relative paths, with a progress bar. A file that
+cannot be read or written is reported and skipped (no partial file is left); the run goes on and
+ends with a :class:`TranslateSummary`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from unpaired.data.build import build_dataset
 from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float
 from unpaired.errors import DataError, RecipeError, warn
 from unpaired.inference.translator import Translator, write_image
+from unpaired.runtime.terminal import interactive
 
 
 @dataclass
@@ -32,16 +36,27 @@ class TranslateSummary:
         skipped: ``(path, reason)`` of inputs that are not images (hidden and OS metadata files
             such as ``.DS_Store`` are ignored without a word).
         failed: ``(path, reason)`` of images that could not be read or written.
+        resized: how much each translated image was resized to the training scale (the square
+            root of the area ratio: 2.0 doubles each side), in order.
+        scale: what the training scale is (``resize_and_crop: 286x286``), or None (its own size).
     """
 
     out: Path
     translated: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    resized: list[float] = field(default_factory=list)
+    scale: str | None = None
 
     def text(self) -> str:
-        """One line of counts, then one line per skipped (at most 10) and failed input."""
+        """One line of counts, one line when images were resized by more than 2x either way to the
+        training scale, then one line per skipped (at most 10) and failed input."""
         lines = [f"translated {len(self.translated)}, skipped {len(self.skipped)}, failed {len(self.failed)}: {self.out}"]
+        far = [f for f in self.resized if not 0.5 <= f <= 2]
+        if far:
+            lines.append(f"  note: {len(far)} image(s) translated at the training scale ({self.scale}), resized by "
+                         f"x{min(far):.2f} to x{max(far):.2f} and the translations back; --scale native translates "
+                         "them at their own size")
         lines += [f"  skipped {p}: {why}" for p, why in self.skipped[:10]]
         lines += [f"  ... and {len(self.skipped) - 10} more skipped"] if len(self.skipped) > 10 else []
         lines += [f"  FAILED {p}: {why}" for p, why in self.failed]
@@ -114,6 +129,7 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
     if dst.exists() and not dst.is_dir():
         raise DataError(f"{dst}: a file, not a folder; choose another --out for the translations.",
                         key=str(dst), code="not-a-folder")
+    summary.scale = translator.resize.describe() if translator.resize is not None else None
     loader = DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     batch: list[tuple[str, str, torch.Tensor]] = []  # (source, output name, image)
 
@@ -127,14 +143,18 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
                 summary.failed.append((source, str(err)))
                 warn(f"skipping {source}: {err}")
         else:
+            h, w = batch[0][2].shape[-2:]
+            h2, w2 = translator.size_for(h, w)
             for (_, name, _), y in zip(batch, out):
                 try:
                     summary.translated.append(write_image(y, dst / name))
+                    summary.resized.append((h2 * w2 / (h * w)) ** 0.5)
                 except DataError as err:
                     summary.failed.append((name, str(err)))
         batch.clear()
 
-    with tqdm(total=len(items), desc=f"translate {translator.direction}", unit="img", dynamic_ncols=True) as bar:
+    with tqdm(total=len(items), desc=f"translate {translator.direction}", unit="img", dynamic_ncols=True,
+              disable=not interactive()) as bar:  # in a log, the summary says it
         for source, image, error, name in loader:
             if error is not None:
                 summary.failed.append((source, error))
@@ -150,8 +170,8 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
 
 def translate_folder(translator: Translator, src: str | Path, dst: str | Path, batch_size: int = 4, workers: int = 2,
                      flatten: bool = False) -> TranslateSummary:
-    """Translate every image of a folder and its subfolders (or one file) into ``dst`` at its own
-    size, under the same relative paths (or, ``flatten``, their names joined by ``_``).
+    """Translate every image of a folder and its subfolders (or one file) into ``dst``, each written
+    at its own size, under the same relative paths (or, ``flatten``, their names joined by ``_``).
 
     Files that are not images are skipped and listed; images that cannot be decoded are reported
     (a warning as they come, then in the summary) and the others are translated.
@@ -183,8 +203,8 @@ def translate_folder(translator: Translator, src: str | Path, dst: str | Path, b
 
 def translate_split(translator: Translator, split: str, dst: str | Path, batch_size: int = 4,
                     workers: int = 2) -> TranslateSummary:
-    """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images) at
-    the images' own size (the dataset's ``raw`` images: no resize or crop).
+    """Translate the source domain's ``split`` of the run's own dataset (e.g. the test images): the
+    dataset's ``raw`` images (before preprocessing, not cropped), each written at its own size.
 
     Raises:
         RecipeError: the direction has no source domain, or the recipe leaves a data setting unset

@@ -4,7 +4,8 @@ The exported model is exactly what :class:`unpaired.inference.Translator` runs f
 (a generator, a chain of networks, or an image of the recipe's graph), in eval mode, float32, on
 the CPU: images (N, in_channels, H, W) in [-1, 1] with H and W multiples of the networks' size
 divisor -> translations (N, out_channels, H, W) in [-1, 1]. Batch, height and width are dynamic;
-padding to the divisor (and cropping back) is the caller's, as the file's metadata says.
+padding to the divisor (and cropping back), and the resize to the training scale (``training_scale``), are
+the caller's, as the file's metadata say.
 
 ONNX goes through ``torch.onnx.export``'s default exporter in torch 2.9+, the ``torch.export``
 based one (``dynamo=True``, which needs ``onnxscript``): the TorchScript-based exporter is
@@ -222,6 +223,8 @@ def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str,
         "input": "images (N, in_channels, H, W) float32 in value_range, H and W multiples of size_divisor: "
                  "pad the bottom and right (reflect) and crop the output back",
         "output": "(N, out_channels, H, W) float32 in value_range",
+        "training_scale": (f"{translator.resize.describe()}: resize inputs so (bicubic), translate, resize the "
+                           "output back" if translator.resize is not None else "not recorded: translate at any size"),
         "recipe": str(translator.recipe.name),
         "checkpoint": str(ckpt),
         "weights": translator.weights or "raw",

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.transforms import v2
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from unpaired.errors import DataError, warn
+from unpaired.inference.translator import write_image
 from unpaired.recipe.graph import DATA_IMAGES, ImageGraph
 
 
@@ -55,6 +56,9 @@ def save_grid(recipe: DictConfig, graph: ImageGraph, nets: dict, inputs: dict, p
 
     Grey rows are shown as RGB when other rows are RGB; images under 64 pixels are enlarged
     (nearest neighbour) so that they can be seen. Returns the grid (3, H, W) in [0, 1].
+
+    Raises:
+        DataError: the file cannot be written (a full disk), code ``write-failed``; no partial file is left.
     """
     images = compute_images(graph, nets, recipe.samples, inputs)
     rows = [images[name].float().cpu() for name in recipe.samples]
@@ -64,6 +68,5 @@ def save_grid(recipe: DictConfig, graph: ImageGraph, nets: dict, inputs: dict, p
     if any(r.shape[1] == 3 for r in rows):
         rows = [r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]
     grid = make_grid(torch.cat(rows), nrow=rows[0].shape[0], normalize=True, value_range=(-1, 1), pad_value=1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
+    write_image(grid * 2 - 1, path)  # whole or not at all
     return grid

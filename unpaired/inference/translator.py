@@ -4,23 +4,26 @@ tiles), write images. Many images at once: :mod:`unpaired.inference.batch`."""
 from __future__ import annotations
 
 import math
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
 import PIL.Image
 import torch
 from torch import Tensor
-from torchvision.io import write_jpeg, write_png
+from torchvision.io import encode_jpeg, encode_png
 from torchvision.transforms import v2
 
 from unpaired.data.io import read_image, to_float, to_uint8
 from unpaired.domains import domain_channels
 from unpaired.engine.build import build_network
 from unpaired.errors import CheckpointError, DataError, RecipeError
+from unpaired.inference.scale import training_resize
 from unpaired.inference.tiling import pad_to, translate_tiled
 from unpaired.plugin.registry import Registry, closest
 from unpaired.recipe.resolved import ResolvedRecipe, resolve
 from unpaired.runs import checkpoint
+from unpaired.runs.checkpoint import free_space
 from unpaired.runs.rundir import load
 from unpaired.runtime.device import pick_device, resolve_precision
 
@@ -30,6 +33,8 @@ from unpaired.runtime.device import pick_device, resolve_precision
 AUTO_TILE_PIXELS = 2048 * 2048
 #: The tile side used then.
 AUTO_TILE = 1024
+#: At which scale images are translated: the training images' (resized as the preprocessing did), or their own.
+SCALES = ("train", "native")
 
 
 def load_networks(recipe: ResolvedRecipe, names, weights: dict, source, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -76,6 +81,10 @@ class Translator:
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
         precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast, or ``auto`` (bf16 where
             the device computes it natively, else fp32).
+        scale: ``"train"`` (default): each image is resized as the run's preprocessing resized the
+            training images (not cropped, not flipped; :mod:`unpaired.inference.scale`), translated,
+            and the translation resized back to the image's own size; ``"native"``: translated at
+            its own size. A run whose recipe does not say how it resized translates natively.
         tile: None (automatic: tiles of :data:`AUTO_TILE` pixels for images above
             :data:`AUTO_TILE_PIXELS` pixels), 0 (never tile), or a tile side in pixels
             (:mod:`unpaired.tiling`).
@@ -88,8 +97,11 @@ class Translator:
     """
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
-                 precision: str = "fp32", tile: int | None = None, overlap: int = 64, weights: str | None = None):
+                 precision: str = "fp32", tile: int | None = None, overlap: int = 64, weights: str | None = None,
+                 scale: str = "train"):
         self._options(precision, tile, overlap)
+        if scale not in SCALES:
+            raise RecipeError(f"scale: '{scale}' is not one of {', '.join(SCALES)}.", key="scale", code="bad-value")
         loaded = load(run, weights=weights)
         why = checkpoint.source(loaded.checkpoint).get("unavailable", {}).get(direction)
         if why:  # an imported model without this direction's generator says why
@@ -98,6 +110,7 @@ class Translator:
         # the run's recipe was checked when it trained: only the networks' plugins are needed now
         self._plan(resolve(loaded.recipe, registry, checked=False), direction, pick_device(device))
         self.weights = loaded.weight_set
+        self.resize = training_resize(self.recipe) if scale == "train" else None
         self.nets = load_networks(self.recipe, self.names, loaded.weights, run, self.device)
         self._finish()
 
@@ -105,7 +118,8 @@ class Translator:
     def from_networks(cls, recipe: ResolvedRecipe, nets: dict, direction: str, device: torch.device) -> "Translator":
         """A translator over networks in memory (e.g. a training run's, for evaluation): ``nets``
         maps recipe names to modules on ``device``; they are used as they are (their train/eval
-        mode is the caller's business), and only the ones the direction needs are kept.
+        mode is the caller's business), and only the ones the direction needs are kept. Images are
+        translated at their own size (the evaluation's are preprocessed already).
 
         Raises:
             RecipeError: unknown direction.
@@ -117,7 +131,7 @@ class Translator:
         if missing:
             raise RecipeError(f"direction {direction} needs the networks {', '.join(self.names)}; "
                               f"missing: {', '.join(missing)}.", key=direction, code="missing-network")
-        self.weights = None
+        self.weights, self.resize = None, None
         self.nets = {name: nets[name] for name in self.names}
         self._finish()
         return self
@@ -195,10 +209,11 @@ class Translator:
             A tensor of the input's shape in [-1, 1] on the CPU (the channels of the output
             domain); a PIL image for a PIL image; (C, H, W) for a path.
 
-        The output has the input's height and width. Sides that are not multiples of the
-        networks' ``size_divisor`` are padded (reflection, or replication where the image is too
-        small to reflect) for the pass and cropped back; large images go through in overlapping
-        tiles (see ``tile``).
+        The output has the input's height and width. At ``scale="train"`` the images are resized to
+        the training scale first (:meth:`size_for`; bicubic, antialiased) and the translations
+        back. Sides that are not multiples of the networks' ``size_divisor`` are padded
+        (reflection, or replication where the image is too small to reflect) for the pass and
+        cropped back; large images go through in overlapping tiles (see ``tile``).
 
         Raises:
             DataError: integer tensors (convert with ``x.float() / 127.5 - 1``), a channel count
@@ -220,8 +235,9 @@ class Translator:
             raise DataError(f"{self.net_name} translates images of {self.in_channels} channel(s), (N, C, H, W) or "
                             f"(C, H, W); got shape {tuple(images.shape)}. Give {'grey' if self.in_channels == 1 else 'RGB'} "
                             "images (files are converted on reading).", code="channels")
+        size = tuple(x.shape[-2:])
+        x = _resize(x.to(self.device, torch.float32), self.size_for(*size))
         h, w = x.shape[-2:]
-        x = x.to(self.device, torch.float32)
         tile = self.tile if self.tile is not None else (AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0)
         try:
             if tile and max(h, w) > tile:
@@ -236,41 +252,66 @@ class Translator:
                             f"{self.net_name}, whose feature maps shrink {self.size_divisor}x: give images of "
                             f"at least {2 * self.size_divisor} pixels a side ({str(err).splitlines()[0]}).",
                             code="too-small") from err
+        y = _resize(y, size)
         return y[0] if single else y
+
+    def size_for(self, h: int, w: int) -> tuple[int, int]:
+        """The size an h x w image is translated at: the training scale's (``scale="train"``, when
+        the run's recipe says how it resized), else its own."""
+        return tuple(self.resize(h, w)) if self.resize is not None else (h, w)
 
     def translate_file(self, src: Path, dst: Path) -> Path:
         """Translate one image file into ``dst`` (PNG, or JPEG for .jpg/.jpeg); returns the path."""
         return write_image(self(Path(src)), Path(dst))
 
 
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images (N, C, H, W) in [-1, 1] at ``size`` (bicubic, antialiased, as the preprocessing
+    resizes), clamped to [-1, 1]; unchanged when they have it."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return v2.functional.resize(x, list(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True).clamp(-1, 1)
+
+
 def write_image(image: Tensor, dst: Path) -> Path:
     """Write an image (C, H, W) in [-1, 1] as JPEG (quality 95) for .jpg/.jpeg names, else PNG.
 
+    The file is encoded in memory, written to a temporary file beside ``dst``, flushed to disk and
+    renamed: a write that fails (a full disk, an I/O error) leaves no partial file behind.
+
     Raises:
-        DataError: the file cannot be written (names it).
+        DataError: the file cannot be written (names it and the free space), code ``write-failed``.
     """
     u8 = to_uint8(image)
+    tmp = dst.with_name(f".{dst.name}.tmp")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.suffix.lower() in (".jpg", ".jpeg"):
-            write_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, str(dst), quality=95)
+            data = encode_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, quality=95)
         else:
-            write_png(u8, str(dst))
+            data = encode_png(u8)
+        with open(tmp, "wb") as f:
+            f.write(data.numpy().tobytes())
+            f.flush()
+            os.fsync(f.fileno())  # a full disk shows here at the latest, not in a truncated image later
+        os.replace(tmp, dst)
     except (OSError, RuntimeError) as err:
-        raise DataError(f"{dst}: cannot write the image ({err}). Choose another --out.",
-                        key=str(dst), code="write-failed") from err
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{dst}: cannot write the image ({err}; {free_space(dst.parent)}). Free some space or choose "
+                        "another --out.", key=str(dst), code="write-failed") from err
     return dst
 
 
-def translate(run: str | Path, images, direction: str = "AtoB", device: str = "auto"):
+def translate(run: str | Path, images, direction: str = "AtoB", device: str = "auto", scale: str = "train"):
     """One-call API: translate with a run (or checkpoint) directory. For many calls, build a
     :class:`Translator` once.
 
     Args:
         images: a tensor (C, H, W) or (N, C, H, W) in [-1, 1], a PIL image, or an image file's path.
+        scale: "train" (at the training scale) or "native", as :class:`Translator`.
 
     Returns:
         The translation: a tensor of the input's shape in [-1, 1] on the CPU ((C, H, W) for a
         path), or a PIL image for a PIL image.
     """
-    return Translator(run, direction, device)(images)
+    return Translator(run, direction, device, scale=scale)(images)

@@ -1,8 +1,13 @@
-"""Which recipe changes a resumed run can take."""
+"""Which recipe changes a resumed run can take, and what a resumed run checks of its run directory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
+
+from unpaired.errors import UnpairedError
+from unpaired.recipe.load import from_yaml
 
 
 def _changed(a, b, prefix: str = "") -> list[str]:
@@ -20,14 +25,32 @@ def _fixed(key: str) -> bool:
         return len(p) == 2 or p[2] in ("type", "role", "args")
     if p[0] == "steps":
         return len(p) == 2 or p[2] == "networks" or p[2:4] == ["optimizer", "type"]
-    return p[0] in ("images", "init_from") or key == "train.scheduler.interval"
+    # the seed drew the data order, the image pools' choices and every random draw since
+    return p[0] in ("images", "init_from", "seed") or key == "train.scheduler.interval"
 
 
 def fixed_changes(saved: DictConfig, recipe: DictConfig) -> list[str]:
     """The keys ``recipe`` changes from a run's ``saved`` recipe that a resumed run cannot take:
     a network's ``type``, ``role`` or ``args`` (or a network added or removed), ``images``, a step
-    added or removed or its ``networks`` or ``optimizer.type``, ``train.scheduler.interval`` and
-    ``init_from``. Everything else (optimizer args, the schedule, epochs, data, loss weights, ...)
-    applies on resume."""
-    plain = [OmegaConf.to_container(r, resolve=True) for r in (saved, recipe)]
-    return [k for k in _changed(*plain) if _fixed(k)]
+    added or removed or its ``networks`` or ``optimizer.type``, ``train.scheduler.interval``,
+    ``init_from`` and ``seed``. Everything else (optimizer args, the schedule, epochs, data, loss
+    weights, ...) applies on resume."""
+    return [k for k in changes(saved, recipe) if _fixed(k)]
+
+
+def changes(a: DictConfig, b: DictConfig) -> list[str]:
+    """The dotted keys whose values differ between two recipes."""
+    return _changed(*(OmegaConf.to_container(r, resolve=True) for r in (a, b)))
+
+
+def edited_recipe(recipe_file: Path, saved: DictConfig, recipe: DictConfig) -> list[str]:
+    """The keys of an edit of a run directory's ``recipe.yaml`` that a resume would not apply: where
+    the file differs from the checkpoint's recipe (``saved``) and the overrides do not give it the
+    file's value (``recipe``: the checkpoint's with the overrides). An unreadable file counts as no
+    edit (it is written again)."""
+    try:
+        written = from_yaml(recipe_file.read_text())
+    except (OSError, UnpairedError):
+        return []
+    edits = changes(written, saved)
+    return [k for k in changes(written, recipe) if k in edits] if edits else []

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from unpaired.engine.schedule import schedule_warning
 from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
 from unpaired.loop.hooks import (Evaluation, Events, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids,
                                  TensorBoardLog)
-from unpaired.loop.resume import fixed_changes
+from unpaired.loop.resume import edited_recipe, fixed_changes
 from unpaired.loop.timing import STEP, LoopTimer
 from unpaired.plugin.diagnostics import collecting
 from unpaired.plugin.registry import Registry
@@ -40,8 +43,9 @@ from unpaired.recipe.load import apply_overrides
 from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
 from unpaired.runs import checkpoint
 from unpaired.runs.init_from import init_weights
-from unpaired.runs.rundir import RunDir, is_checkpoint, load
+from unpaired.runs.rundir import RunDir, RunLock, is_checkpoint, load
 from unpaired.runtime import distributed
+from unpaired.runtime.terminal import interactive
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged"]
 
@@ -123,6 +127,7 @@ class Trainer:
         self.history: list[dict] = []  # the log records, also written to log.jsonl
         self.bar = self.loader = None
         self._stop_signal: int | None = None
+        self._lock = None  # the run directory's lock, held by the main rank while it writes there
         self._saved_iteration = 0
         self._evaluated_iteration = -1
         tr = self.recipe.train
@@ -188,7 +193,13 @@ class Trainer:
         mismatch = schedule_warning(self.recipe) if self.is_main else None
         if mismatch:
             warn(mismatch)
-        self._prepare_out_dir()
+        self._refuse_out_dir()  # before the lock, which creates the folder
+        self._hold_lock()
+        try:
+            self._prepare_out_dir()
+        except BaseException:
+            self._release_lock()
+            raise
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         error = None
         self.session_start = self.iteration
@@ -229,8 +240,11 @@ class Trainer:
                 signal.signal(s, h)
             result = FitResult(self.iteration, self.epoch, self._stop_signal, self.history, self.out_dir,
                                None if error is None else f"{type(error).__name__}: {error}")
-            self.hook.unpaired_train_end(trainer=self, result=result)
-            self.timer.stop()
+            try:
+                self.hook.unpaired_train_end(trainer=self, result=result)
+            finally:
+                self.timer.stop()
+                self._release_lock()
         return result
 
     def timing_table(self) -> str:
@@ -258,7 +272,7 @@ class Trainer:
         loader = self.loader
         # updated by hand after each iteration: a bar wrapping the loader misses the last one when
         # max_iterations breaks out
-        self.bar = tqdm(desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not self.is_main,
+        self.bar = tqdm(desc=f"epoch {self.epoch + 1}/{tr.epochs}", disable=not (self.is_main and interactive()),
                         initial=self.epoch_iteration, total=self.epoch_iteration + len(loader), dynamic_ncols=True)
         try:
             for batch in self.timer.iterate(loader):
@@ -278,6 +292,8 @@ class Trainer:
                 if self._done():
                     break
         finally:
+            if self.bar.disable and self.is_main:  # a log, not a terminal: one line for the epoch's pass
+                tqdm.write(self._epoch_line(self.bar.total), file=sys.stderr)
             self.bar.close()
             self.bar = None
         if not self.epoch_complete:  # stopped early: the epoch goes on after a resume
@@ -289,6 +305,15 @@ class Trainer:
         self.save_checkpoint()
         if tr.eval_every is not None and self.epoch % tr.eval_every == 0:
             self.evaluate()
+
+    def _epoch_line(self, total: int) -> str:
+        """``epoch 2/16: 125/125 iterations (iteration 250), 38.1 s; D_A 0.41, ...``: the epoch's
+        pass as a progress bar would end, with the last logged losses."""
+        last = next((r for r in reversed(self.history) if any(k.count("/") == 1 for k in r)), {})
+        losses = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in last.items()
+                           if k.count("/") == 1 and not k.startswith(("lr/", "eval/")))
+        return (f"{self.epoch_label}: {self.epoch_iteration}/{total} iterations (iteration {self.iteration}), "
+                f"{self.timer.wall:.1f} s" + (f"; {losses}" if losses else ""))
 
     def evaluate(self) -> dict[str, float]:
         """Run the ``unpaired_evaluate`` handlers now and log their metrics (``eval/<name>``)."""
@@ -315,7 +340,41 @@ class Trainer:
             if state:
                 self.nets[name].load_state_dict(state)
 
+    def _hold_lock(self) -> None:
+        """Become the run directory's one writer (the main rank); a second process is refused."""
+        if self.is_main and self._lock is None:
+            try:
+                self._lock = self.run.lock()
+            except OSError as err:
+                raise CheckpointError(f"{self.out_dir}: cannot write to the run directory ({err}). Fix its "
+                                      "permissions, or pass another --out directory.", key=str(self.out_dir),
+                                      code="not-writable") from err
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _refuse_out_dir(self) -> None:
+        """Refuse a run directory that holds files no run wrote, or that lies inside the training
+        data (its sample grids would become training images); nothing is created."""
+        if not self.is_main:
+            return
+        foreign = self.run.foreign_files() if self.iteration == 0 else []
+        if foreign:
+            raise CheckpointError(
+                f"{self.out_dir} holds {', '.join(foreign)}, which no run wrote (there is no run.json): training "
+                "would replace them. Pass another --out directory (e.g. runs/NAME).", key=str(self.out_dir),
+                code="user-files")
+        root = self.recipe.data.args.get("root")
+        if isinstance(root, str) and self.out_dir.resolve().is_relative_to(Path(root).resolve()):
+            raise CheckpointError(
+                f"{self.out_dir} is inside the dataset {root}: its sample grids and translations would become "
+                "training images of later runs. Pass a --out outside the dataset.", key=str(self.out_dir),
+                code="inside-data")
+
     def _prepare_out_dir(self) -> None:
+        """Refuse a run directory that holds another run (checked under the lock); write the recipe."""
         if not self.is_main:
             return
         existing = self.run.latest(missing_ok=True) if self.out_dir.is_dir() else None
@@ -329,7 +388,7 @@ class Trainer:
             probe = self.out_dir / ".write-test"
             probe.write_bytes(b"\0" * 1024 * 1024)
             probe.unlink()
-            self.run.recipe_file.write_text(self.recipe.yaml)
+            checkpoint.atomic_write_text(self.run.recipe_file, self.recipe.yaml)
             if self.iteration == 0:  # a run killed before its first checkpoint, trained again: its log goes
                 self.run.cut_log(0)
         except OSError as err:
@@ -344,7 +403,7 @@ class Trainer:
         np_state = np.random.get_state()
         return {
             "counters": {"epoch": self.epoch, "iteration": self.iteration, "epoch_iteration": self.epoch_iteration,
-                         "epoch_samples": self.epoch_samples},
+                         "epoch_samples": self.epoch_samples, "epoch_length": self.sampler.epoch_length},
             "executor": self.executor.state_dict(),
             "rng": {
                 "python": random.getstate(),
@@ -372,6 +431,7 @@ class Trainer:
         self.epoch_samples = c["epoch_samples"]
         self._saved_iteration = self.iteration  # this state is on disk already
         self.executor.load_state_dict(state["executor"])
+        self._follow_the_data(c.get("epoch_length"))
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:]))
@@ -379,6 +439,27 @@ class Trainer:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.events.load_state_dicts(self, state.get("handlers", {}))
+
+    def _follow_the_data(self, saved_length: int | None) -> None:
+        """A resume on more or fewer training pairs than the checkpoint's epoch had (images added
+        or removed): the epoch in progress ends here (its schedules step) and the next one draws
+        from the data as it is now, with a note. (Checkpoints before format unpaired/2 do not
+        record the length: a position past the new epoch's end is how they show it.)"""
+        length = self.sampler.epoch_length
+        if saved_length == length or (saved_length is None and self.epoch_samples <= length):
+            return
+        was = f"{saved_length} pairs" if saved_length is not None else f"at least {self.epoch_samples} pairs"
+        note = f"the training data now gives {length} pairs an epoch{' per rank' if self.dist.enabled else ''}, the run's had {was}"
+        if self.epoch_samples == 0:
+            warn(f"{note}: epoch {self.epoch + 1} uses the data as it is now.")
+            return
+        warn(f"{note}: epoch {self.epoch + 1} ends at iteration {self.iteration} and training goes on with epoch "
+             f"{self.epoch + 2} on the data as it is now.")
+        with warnings.catch_warnings():  # the optimizers stepped in the session that saved the state
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            self.executor.end_epoch(self.epoch_iteration)
+        self.epoch += 1
+        self.epoch_iteration = self.epoch_samples = 0
 
     def save_checkpoint(self, name: str | None = None, extra: dict[str, str] | None = None) -> Path | None:
         """Write a checkpoint of the current state: the one writer of every checkpoint.
@@ -395,7 +476,11 @@ class Trainer:
             extra: file name -> text written inside the checkpoint (``best``'s ``eval.json``).
 
         Returns:
-            The checkpoint written (rank 0), or None. A failed write warns and returns None.
+            The checkpoint written (rank 0), or None.
+
+        Raises:
+            CheckpointError: the write failed (a full disk, say): it names the checkpoint and the free
+                space, and the previous checkpoint stays ``latest``.
         """
         iteration_checkpoint = name is None
         if iteration_checkpoint:
@@ -410,15 +495,11 @@ class Trainer:
         if pools is not None:
             state["executor"]["pools_by_rank"] = pools
         state["handlers"] = self.events.state_dicts(self)
-        try:
-            with self.timer.section("checkpoint (write)"):
-                path = checkpoint.write(self.run.checkpoints, name or checkpoint.iteration_name(self.iteration),
-                                        self.executor.modules(), state, self.recipe.yaml,
-                                        self.recipe.train.keep_checkpoints, make_latest=iteration_checkpoint,
-                                        extra=extra, weight_sets=self.events.weight_sets(self))
-        except CheckpointError as err:
-            warn(f"{err} Training goes on.")
-            return None
+        with self.timer.section("checkpoint (write)"):  # a write that fails stops training (CheckpointError)
+            path = checkpoint.write(self.run.checkpoints, name or checkpoint.iteration_name(self.iteration),
+                                    self.executor.modules(), state, self.recipe.yaml,
+                                    self.recipe.train.keep_checkpoints, make_latest=iteration_checkpoint,
+                                    extra=extra, weight_sets=self.events.weight_sets(self))
         self.hook.unpaired_checkpoint_saved(trainer=self, path=path)
         return path
 
@@ -458,6 +539,8 @@ class Trainer:
             raise CheckpointError(f"{out_dir} already holds a run; a fork of {run_dir} needs a new directory: "
                                   "pass another --out.", key=str(out_dir), code="run-exists")
         source = RunDir(run_dir)
+        if not fork and distributed.setup().is_main:
+            RunLock.refuse_if_held(run_dir)  # a run another process writes is named before anything of it is read
         if not is_ckpt and source.latest(missing_ok=True) is None and source.recipe_file.is_file():
             raise CheckpointError(f"{run_dir} stopped before its first checkpoint: there is nothing to resume. "
                                   f"Train it again from the start: unpaired train {source.recipe_file} --out {run_dir}",
@@ -480,8 +563,15 @@ class Trainer:
         if fixed:
             raise RecipeError(
                 f"cannot change {', '.join(fixed)} when resuming {run_dir}: a restored run keeps its networks, "
-                f"images and steps. Start a new run from its weights instead (init_from.path={run_dir}).",
+                f"images, steps and seed. Start a new run from its weights instead (init_from.path={run_dir}).",
                 key=fixed[0], code="fixed-on-resume")
+        edited = edited_recipe(source.recipe_file, saved, recipe) if not is_ckpt else []
+        if edited:  # resume trains the checkpoint's recipe: an edit of the file would be lost, then overwritten
+            raise RecipeError(
+                f"{source.recipe_file} was edited since its checkpoint ({', '.join(edited[:5])}"
+                f"{' ...' if len(edited) > 5 else ''}); resume trains the checkpoint's recipe with key=value overrides. "
+                f"Give the changes as overrides, e.g. 'unpaired train --resume {run_dir} "
+                f"{edited[0]}=VALUE', or undo the edit.", key=str(source.recipe_file), code="edited-recipe")
         if fork and recipe.out_dir is not None:
             recipe.out_dir = str(out_dir)
         dist = distributed.setup()  # the recipe is resolved for this rank's device, without init_from
@@ -497,6 +587,7 @@ class Trainer:
                 f"{'' if tr.max_iterations is None else f' of train.max_iterations={tr.max_iterations}'}); to train "
                 "longer, resume with a larger train.epochs=N (or train.max_iterations=N, or train.max_iterations=null).",
                 key="train.epochs", code="finished")
+        trainer._hold_lock()  # before touching the run directory: its log is cut, a fork written
         if fork and trainer.is_main:
             trainer.run.fork_from(loaded.checkpoint, trainer.iteration)
         elif trainer.is_main:  # what a killed run logged after its last checkpoint is logged again

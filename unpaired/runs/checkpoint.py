@@ -17,9 +17,11 @@ whole layout)::
 Weights are safetensors (no code can run on load); the training state is loaded with
 ``torch.load(weights_only=True)``, which refuses pickles that would import or call anything.
 
-The layout's format is ``unpaired/2``: iteration counters (``iteration``, ``epoch_iteration``),
-checkpoints named ``iter_*``, handlers' states and weight sets. Checkpoints of format
-``unpaired/1`` (counters ``step``, ``epoch_step``; names ``step_*``) load as well.
+The layout's format is ``unpaired/2``: iteration counters (``iteration``, ``epoch_iteration``,
+``epoch_length``), checkpoints named ``iter_*``, handlers' states and weight sets. Checkpoints of
+format ``unpaired/1`` (counters ``step``, ``epoch_step``; names ``step_*``) load as well, and so
+do the earliest ones, whose optimizers, schedules and pools sat beside the counters (before the
+executor held them).
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def iterations(root: Path) -> list[Path]:
     found = [p for p in root.glob("*_*") if ITERATION_NAME.fullmatch(p.name) and (p / WEIGHTS).is_file()
              and (p / STATE).is_file()]
     return sorted(found, key=lambda p: int(ITERATION_NAME.fullmatch(p.name).group(1)))
+
+
+def free_space(folder: Path) -> str:
+    """``"N MiB free on <folder>"``: what a failed write reports."""
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free on {folder}"
+    except OSError:
+        return f"the free space on {folder} unknown"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -157,8 +167,9 @@ def write(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe
         shutil.rmtree(tmp, ignore_errors=True)
         prev = latest(ckpt_root.parent, missing_ok=True)
         raise CheckpointError(
-            f"writing checkpoint {final} failed ({err}); "
-            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists."),
+            f"writing checkpoint {final} failed ({str(err).splitlines()[0]}; {free_space(ckpt_root)}); "
+            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
+            + " Free some space (or fix the folder's permissions), then resume.",
             key=str(final), code="write-failed",
         ) from err
     if make_latest:  # a side checkpoint leaves the iteration ones alone
@@ -256,13 +267,22 @@ def source(ckpt: Path) -> dict:
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
+#: What the executor's state holds (the earliest layout kept these at the top level).
+EXECUTOR_STATE = ("optimizers", "schedulers", "scalers", "pools", "epoch_loss")
+
+
 def upgrade_state(state: dict) -> dict:
-    """A training state of format ``unpaired/1`` in the current layout (in place): its counters
-    ``step``/``epoch_step`` become ``iteration``/``epoch_iteration``; no handlers' states."""
-    counters = state.get("counters", {})
+    """An older training state in the current layout (in place): format ``unpaired/1``'s counters
+    ``step``/``epoch_step`` become ``iteration``/``epoch_iteration``; the earliest layout's
+    optimizers, schedules, scalers, pools and the non-finite count move into ``executor``; no
+    handlers' states."""
+    counters = state.setdefault("counters", {})
     for old, new in (("step", "iteration"), ("epoch_step", "epoch_iteration")):
         if old in counters:
             counters[new] = counters.pop(old)
+    if "executor" not in state:
+        state["executor"] = {k: state.pop(k, {}) for k in EXECUTOR_STATE}
+        state["executor"]["nonfinite_total"] = counters.pop("nonfinite_total", 0)
     state.setdefault("handlers", {})
     return state
 

@@ -11,6 +11,7 @@ Layout (the one place that knows it)::
     tb/                     TensorBoard events
     export/                 exported translations (ONNX, TorchScript)
     report.html             the run's report
+    .lock                   held by the process writing the run (:meth:`RunDir.lock`)
 
 The load chain — the checkpoint (latest, or the one named), its weights (or a weight set), its
 recipe, the overrides — is :meth:`RunDir.load`; resume, evaluate, translate, export, ``init_from``
@@ -23,16 +24,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a run directory is then not guarded
+    fcntl = None
 
 from omegaconf import DictConfig
 from torch import Tensor
 
+from unpaired.errors import CheckpointError
 from unpaired.recipe.load import apply_overrides, from_yaml
 from unpaired.runs import checkpoint
 
 BEST = "best"
+#: What a run writes at the top of its directory: a folder holding any of these and no run.json
+#: holds someone else's files, which a run must not replace.
+RUN_FILES = ("recipe.yaml", "log.jsonl", "report.html", "checkpoints", "samples", "eval", "tb")
 #: The scores that made ``checkpoints/best`` the best, inside it.
 BEST_FILE = "eval.json"
 
@@ -100,6 +112,20 @@ class RunDir:
     def export(self, name: str) -> Path:
         return self.path / "export" / name
 
+    def lock(self) -> "RunLock":
+        """Become the one writer of this run directory (created if need be).
+
+        Raises:
+            CheckpointError: another process writes it (names its pid, host and start), code ``locked``.
+        """
+        return RunLock(self.path)
+
+    def foreign_files(self) -> list[str]:
+        """Files of :data:`RUN_FILES` here that no run wrote (the folder has no run.json)."""
+        if self.info.exists():
+            return []
+        return [name for name in RUN_FILES if (self.path / name).exists()]
+
     def latest(self, missing_ok: bool = False) -> Path | None:
         """The newest complete checkpoint (:func:`unpaired.runs.checkpoint.latest`)."""
         return checkpoint.latest(self.path, missing_ok=missing_ok)
@@ -145,6 +171,59 @@ class RunDir:
     def load(self, overrides=(), weights: str | None = None) -> "LoadedRun":
         """The latest checkpoint's recipe (with ``overrides``) and weights: :func:`load`."""
         return load(self.path, overrides, weights)
+
+
+class RunLock:
+    """An exclusive lock on ``<run>/.lock`` (``flock``), with the holder's pid, host and start time
+    written in the file for the message a second process gets. The operating system drops the lock
+    when its process ends, however it ends, so a lock never outlives a killed run (no stale lock).
+
+    Raises:
+        CheckpointError: held by another process (code ``locked``).
+    """
+
+    def __init__(self, run: Path):
+        run.mkdir(parents=True, exist_ok=True)
+        self.file = open(run / ".lock", "a+")
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise _locked(run, holder) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.file.flush()
+
+    def release(self) -> None:
+        """Let another process write the run (closing the file drops the lock)."""
+        self.file.close()
+
+    @staticmethod
+    def refuse_if_held(run: Path) -> None:
+        """Raise if another process writes ``run`` now; a look that writes nothing (for a command
+        that must leave the run as it is when it is refused, such as a resume with bad overrides).
+
+        Raises:
+            CheckpointError: held by another process (code ``locked``).
+        """
+        file = Path(run) / ".lock"
+        if fcntl is None or not file.is_file():
+            return
+        with open(file) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # dropped when the file closes
+            except OSError:
+                raise _locked(Path(run), f.read().strip() or "another process") from None
+
+
+def _locked(run: Path, holder: str) -> CheckpointError:
+    return CheckpointError(f"{run} is being written by {holder}: one run directory has one writer. Wait for it to "
+                           "finish, or train into another --out.", key=str(run), code="locked")
 
 
 def read_record(line: str) -> dict:

@@ -30,8 +30,8 @@ from unpaired.evaluation.entry import evaluate_run
 from unpaired.evaluation.evaluator import require_metrics
 from unpaired.inference.translator import Translator
 from unpaired.evaluation.metrics import ARROWS
-from unpaired.recipe.load import _read, find_recipe, load_recipe
-from unpaired.plugin.registry import Registry, closest
+from unpaired.recipe.load import _read, find_recipe, load_recipe, plugin_args
+from unpaired.plugin.registry import Registry, closest, default_registry
 from unpaired.loop.trainer import Trainer
 
 __all__ = ["AblationResult", "PAPER_VARIANTS", "resolve_variant", "run_ablation", "variant_recipe"]
@@ -155,8 +155,9 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
             and/or recipe files whose keys are applied to ``base``.
         out: the ablation's folder; one run directory per variant inside.
         overrides: ``key=value`` for every variant (the shared budget, e.g. ``train.epochs=4``).
-        metrics: output keys shown in the Markdown table (all rankable keys by default); the JSON
-            has every value.
+        metrics: output keys shown in the Markdown table (default: each of the recipe's eval metrics
+            by its first rankable output, e.g. ``target_accuracy``, ``fid``, ``cycle_l1``); the
+            JSON has every value.
         images: test inputs per direction in the figure.
 
     Returns:
@@ -180,10 +181,25 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         stopped = _train(recipe, out / name, registry, label)
         if stopped:
             print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
-            return AblationResult(results, _write_table(out, results, metrics, ""), None, stopped)
+            keys = metrics or headline_keys(next(iter(recipes.values())), registry)
+            return AblationResult(results, _write_table(out, results, keys, ""), None, stopped)
         results[name] = _scores(out / name, device, registry)
     figure, caption = _write_figure(out, recipes, images, device)
-    return AblationResult(results, _write_table(out, results, metrics, caption), figure)
+    keys = metrics or headline_keys(next(iter(recipes.values())), registry)
+    return AblationResult(results, _write_table(out, results, keys, caption), figure)
+
+
+def headline_keys(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
+    """One output per eval metric of ``recipe``: its first rankable key (the metric plugin's
+    ``better``), or its first output when none ranks."""
+    reg = (registry or default_registry()).for_recipe(recipe)
+    keys = []
+    for name, spec in recipe.eval.metrics.items():
+        metric = reg.create("metric", spec.type or name, f"eval.metrics.{name}", **plugin_args(spec.args))
+        better = list(getattr(metric, "better", {}))
+        if better:
+            keys.append(better[0])
+    return keys
 
 
 def _write_table(out: Path, results: dict[str, EvalResult | None], keys: list[str] | None, caption: str) -> Path:
@@ -218,6 +234,7 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
     count = min(count, *(len(ds) for ds in domains.values()))
     inputs = {d: torch.stack([ds[i][0] for i in range(count)]) for d, ds in domains.items()}
     rows = [torch.cat([inputs[d] for d in directions])]
+    heads = [f"{d[0]} \u2192 {d[-1]}" for d in directions]  # A -> B over the AtoB columns
     for name in recipes:
         rows.append(torch.cat([Translator(out / name, d, device)(inputs[d]) for d in directions]))
     grid = torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
@@ -226,7 +243,7 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
         grid = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="nearest")
     path = out / "ablation.png"
     sheet = make_grid(grid, nrow=len(rows[0]), normalize=True, value_range=(-1, 1), pad_value=1.0)
-    _labelled(sheet, ["input", *recipes], rows=len(rows)).save(path)
+    _labelled(sheet, ["input", *recipes], rows=len(rows), columns=heads).save(path)
     caption = (f"Figure {path.name}: rows = the test inputs, then {', '.join(recipes)}; columns = "
                + ", then ".join(f"{count} {d} translations" for d in directions) + ".")
     return path, caption
@@ -236,15 +253,24 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
 LABEL_WIDTH = 150
 
 
-def _labelled(sheet: torch.Tensor, labels: list[str], rows: int):
-    """The grid (3, H, W) in [0, 1] as a PIL image with a white column of row labels on its left."""
+#: Height in pixels of the figure's heading row (the directions).
+HEADING_HEIGHT = 26
+
+
+def _labelled(sheet: torch.Tensor, labels: list[str], rows: int, columns: list[str]):
+    """The grid (3, H, W) in [0, 1] as a PIL image with a white column of row labels on its left and
+    a heading over each equal group of columns (one per direction)."""
     from PIL import Image, ImageDraw, ImageFont
 
     grid = to_pil_image(sheet)
-    page = Image.new("RGB", (LABEL_WIDTH + grid.width, grid.height), "white")
-    page.paste(grid, (LABEL_WIDTH, 0))
+    page = Image.new("RGB", (LABEL_WIDTH + grid.width, HEADING_HEIGHT + grid.height), "white")
+    page.paste(grid, (LABEL_WIDTH, HEADING_HEIGHT))
     draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=15)
     row_height = grid.height / rows
     for i, label in enumerate(labels):
-        draw.text((LABEL_WIDTH - 8, (i + 0.5) * row_height), label, fill="black", font=font, anchor="rm")
+        draw.text((LABEL_WIDTH - 8, HEADING_HEIGHT + (i + 0.5) * row_height), label, fill="black", font=font,
+                  anchor="rm")
+    group = grid.width / max(1, len(columns))
+    for i, heading in enumerate(columns):
+        draw.text((LABEL_WIDTH + (i + 0.5) * group, HEADING_HEIGHT / 2), heading, fill="black", font=font, anchor="mm")
     return page

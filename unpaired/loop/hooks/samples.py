@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from unpaired.errors import DataError, warn
 from unpaired.plugin.hookspecs import hookimpl
 from unpaired.inference.grid import fixed_inputs, save_grid
 
@@ -17,7 +18,14 @@ class SampleGrids:
     def save(self, trainer):
         path = trainer.run.sample(trainer.iteration)
         ex = trainer.executor
-        grid = save_grid(trainer.recipe, ex.graph, ex.fwd, self.inputs, path)
+        try:
+            grid = save_grid(trainer.recipe, ex.graph, ex.fwd, self.inputs, path)
+        except DataError as err:
+            if err.code != "write-failed":
+                raise
+            # a picture is not worth the run: a full disk stops training at the next checkpoint, which says so
+            warn(f"no sample grid at iteration {trainer.iteration}: {err}")
+            return None
         trainer.hook.unpaired_samples_saved(trainer=trainer, path=path, grid=grid)
         return path
 
