@@ -2,7 +2,7 @@
 
 Unlike ``train_step.py`` (one iteration on a synthetic batch), this runs ``Trainer.fit``: the data
 pipeline, the steps, logging, sample grids, checkpoints and evaluation, as ``unpaired train``
-does. It prints the trainer's loop timings (:class:`unpaired.timing.LoopTimer`): seconds, ms per
+does. It prints the trainer's loop timings (:class:`unpaired.loop.timing.LoopTimer`): seconds, ms per
 iteration and share of the wall time of each part, and training pairs per second. The run goes
 to a temporary directory unless ``--out`` keeps it.
 

@@ -199,7 +199,7 @@ def build(recipe, config: str, args, dev: torch.device) -> dict:
 
 
 def iteration_times(executor: Executor, batch: dict, iters: int, dev: torch.device) -> list[float]:
-    """Seconds of each of ``iters`` calls of ``train_step``."""
+    """Seconds of each of ``iters`` calls of ``Executor.run_iteration``."""
     times = []
     for _ in range(iters):
         start = time.perf_counter()

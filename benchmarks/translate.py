@@ -5,7 +5,7 @@ Usage: python benchmarks/translate.py [--sizes 256,1024] [--batch 1] [--precisio
 Each configuration runs in a fresh process (peak memory is the process's peak resident set size,
 VmHWM, over the run, minus the size before the first image), with the `cyclegan` recipe's
 generator (resnet_9blocks, ngf 64, 3 channels, weights as initialised: speed does not depend on
-them) through :class:`unpaired.inference.Translator` on the CPU, untiled unless --tile is given.
+them) through :class:`unpaired.inference.translator.Translator` on the CPU, untiled unless --tile is given.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import sys
 CHILD = """
 import json, re, time, torch
 from pathlib import Path
-from unpaired.build import build_network
-from unpaired.inference import Translator
-from unpaired.recipe import load_recipe
-from unpaired.registry import default_registry
+from unpaired.engine.build import build_network
+from unpaired.inference.translator import Translator
+from unpaired.recipe import load_recipe, resolve
 size, batch, precision, repeats, tile = {size}, {batch}, {precision!r}, {repeats}, {tile}
-recipe = load_recipe("cyclegan", ["data.args.root=unused"])
+recipe = resolve(load_recipe("cyclegan", ["data.args.root=unused"]), checked=False)
 torch.manual_seed(0)
-net = build_network(recipe, "G_AB", default_registry()).eval()
+net = build_network(recipe, recipe.networks["G_AB"]).eval()
 t = Translator.from_networks(recipe, {{"G_AB": net}}, "AtoB", torch.device("cpu"))
 t.tile, t.autocast_dtype = tile, {{"bf16": torch.bfloat16, "fp32": None}}[precision]
 x = torch.rand(batch, 3, size, size) * 2 - 1

@@ -256,6 +256,19 @@ def test_a_package_adds_a_component_kind():
     assert reg.names("augmentation") == ["hflip"] and reg.kinds["augmentation"].startswith("callable")
 
 
+def test_plugins_lists_a_kind_a_recipes_plugin_adds(tmp_path, monkeypatch, capsys):
+    plugin = types.ModuleType("augment_plugin")
+    plugin.unpaired_component_kinds = hookimpl(lambda: {"augmentation": "callable(images) -> images"})
+    plugin.unpaired_components = hookimpl(lambda: [Component("augmentation", "hflip", lambda: torch.fliplr)])
+    monkeypatch.setitem(sys.modules, "augment_plugin", plugin)
+    recipe = tmp_path / "aug.yaml"
+    recipe.write_text("base: cyclegan-fashion\nplugins: [augment_plugin]\n")
+    assert main(["plugins", "--recipe", str(recipe), "--kind", "augmentation"]) == 0
+    assert "hflip" in capsys.readouterr().out
+    assert main(["plugins", "--kind", "augmentation"]) == 2  # without the recipe's plugins, no such kind
+    assert "unknown kind 'augmentation'" in capsys.readouterr().err
+
+
 def test_a_renamed_component_keeps_its_old_name(capsys):
     reg = registry_with(Component("generator", "tiny_resnet_v2", nn.Identity, aliases=("tiny_resnet",)))
     assert reg.get("generator", "tiny_resnet", "networks.G_AB").name == "tiny_resnet_v2"

@@ -182,17 +182,17 @@ def _data(args) -> int:
 def _plugins(args) -> int:
     from unpaired.plugin.registry import default_registry
 
-    from unpaired.plugin.hookspecs import KINDS
     from unpaired.plugin.registry import closest
 
-    if args.kind and args.kind not in KINDS:
-        raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, KINDS)} Kinds: {', '.join(KINDS)}.",
-                            key="--kind", code="unknown-kind")
     registry = default_registry()
     if args.recipe:  # with the recipe's own plugin modules
         from unpaired.recipe.load import load_recipe
 
         registry = registry.for_recipe(load_recipe(args.recipe))
+    kinds = list(registry.kinds)  # the built-in kinds and those plugins add
+    if args.kind and args.kind not in kinds:
+        raise UnpairedError(f"unknown kind '{args.kind}'.{closest(args.kind, kinds)} Kinds: {', '.join(kinds)}.",
+                            key="--kind", code="unknown-kind")
     comps = [c for c in registry.components() if not args.kind or c.kind == args.kind]
     kind = None
     for c in comps:

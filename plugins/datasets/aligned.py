@@ -146,7 +146,7 @@ class AlignedFolder:
         channels: 3 (RGB) or 1 (grey), or a pair [C_A, C_B]; a side-by-side file is read as RGB
             when either half is RGB, and a grey half is converted from it (ITU-R 601 luma).
         load_size, crop_size, flip, preprocess: as ``unaligned_folder``
-            (:mod:`unpaired.preprocess`), with one crop and one flip for both images of a pair.
+            (:mod:`unpaired.data.preprocess`), with one crop and one flip for both images of a pair.
 
     Split of a side-by-side file: w2 = W // 2, left = [:, :, :w2], right = [:, :, w2:2*w2]. The
     reference gives the right half all remaining columns (one more for an odd width); here an odd

@@ -14,7 +14,7 @@ from unpaired.data.preprocess import check_preprocess, image_transform
 
 
 def folder_images(folder: Path, layout: str) -> list[Path]:
-    """The images under ``folder`` (:func:`unpaired.data.list_images`), warning once about the other files.
+    """The images under ``folder`` (:func:`unpaired.data.io.list_images`), warning once about the other files.
 
     Raises:
         DataError: the folder is missing (names the expected ``layout``) or holds no image.
@@ -43,7 +43,7 @@ class FolderDomain(Dataset):
     ``(image (C, h, w) in [-1, 1], relative path)``.
 
     Attributes:
-        files: the image paths (:func:`unpaired.data.list_images`); the training data check
+        files: the image paths (:func:`unpaired.data.io.list_images`); the training data check
             (:mod:`unpaired.datacheck`) removes unreadable ones from it when told to skip them.
 
     Raises:
@@ -78,9 +78,9 @@ class UnalignedFolder:
         root: dataset folder (e.g. ``datasets/horse2zebra``).
         channels: 3 (RGB) or 1 (grey), or a pair [C_A, C_B]; files of other kinds are converted
             (grey to RGB, RGBA without its alpha; 16-bit and float keep their precision).
-        load_size, crop_size: pixels, one number or ``[H, W]`` (see :mod:`unpaired.preprocess`).
+        load_size, crop_size: pixels, one number or ``[H, W]`` (see :mod:`unpaired.data.preprocess`).
         flip: random horizontal flip when training.
-        preprocess: one of :data:`unpaired.preprocess.PREPROCESS`; the default keeps the aspect
+        preprocess: one of :data:`unpaired.data.preprocess.PREPROCESS`; the default keeps the aspect
             ratio (shorter side to load_size); ``resize_and_crop`` is the reference's square resize.
 
     Source: Zhu et al., ICCV 2017; the reference's ``unaligned_dataset.py``.

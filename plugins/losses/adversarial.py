@@ -1,7 +1,7 @@
 """Adversarial losses (kind ``adversarial_loss``): LSGAN, vanilla GAN (BCE), hinge and WGAN-GP.
 
 Each loss exists as plain functions on one logit map and as a thin
-:class:`unpaired.losses.AdversarialLoss` subclass, which averages over the scales of a multi-scale
+:class:`unpaired.plugin.losses.AdversarialLoss` subclass, which averages over the scales of a multi-scale
 discriminator and adds any discriminator-side penalty.
 
 Conventions shared by every function here:

@@ -5,7 +5,7 @@ Two depths:
 - :func:`probe` is cheap: it reads the header (size, mode, bit depth, through Pillow or tifffile)
   and, for JPEG and PNG, checks the end marker, which catches the usual damage (a copy or a
   download cut short). ``unpaired train`` probes every training file before it builds a network.
-- :func:`inspect` also decodes the whole image as training would (:func:`unpaired.data.read_image`).
+- :func:`inspect` also decodes the whole image as training would (:func:`unpaired.data.io.read_image`).
   ``unpaired data check`` does this for every file of every split.
 """
 

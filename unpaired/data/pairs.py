@@ -6,7 +6,7 @@ domains with :class:`UnalignedPairs` the way the reference implementation does (
 
 Paired ("aligned") data, as pix2pix uses it (Isola et al., CVPR 2017), is a plugin that also has
 ``aligned = True`` and a ``pairs(split, seed)`` method (:class:`PairedData`); its pairs are an
-:class:`AlignedPairs`, whose two images get one shared crop and flip (:func:`unpaired.preprocess.paired_transform`).
+:class:`AlignedPairs`, whose two images get one shared crop and flip (:func:`unpaired.data.preprocess.paired_transform`).
 
 Randomness is a pure function of (seed, epoch, index): the B index, the crop and the flip of
 sample i in epoch e are the same whatever the number of workers or ranks, and after a resume.
@@ -61,7 +61,7 @@ class TensorDomain(Dataset):
     Args:
         images: uint8 (N, C, H, W); C 1 is expanded to ``channels`` 3 when asked.
         names: N file names.
-        transform: e.g. :func:`unpaired.preprocess.image_transform`.
+        transform: e.g. :func:`unpaired.data.preprocess.image_transform`.
         channels: channels of the items (1 or 3); None keeps C.
     """
 
@@ -176,8 +176,8 @@ class AlignedPairs(Dataset):
     """Paired samples ``{"real_A", "real_B", "name_A", "name_B"}``, the pix2pix way.
 
     Item i is pair i: ``load(i) -> (img_a uint8 (C_A, H, W), img_b uint8 (C_B, H, W), name_a,
-    name_b)`` passed through ``transform`` (a :class:`~unpaired.preprocess.PairedTransform`, e.g.
-    :func:`~unpaired.preprocess.paired_transform`), so both images get the same crop and the same flip; ``real_A`` is
+    name_b)`` passed through ``transform`` (a :class:`~unpaired.data.preprocess.PairedTransform`, e.g.
+    :func:`~unpaired.data.preprocess.paired_transform`), so both images get the same crop and the same flip; ``real_A`` is
     float (C_A, crop, crop) and ``real_B`` float (C_B, crop, crop), in [-1, 1]. As in
     :class:`UnalignedPairs`, the random draws of item i in epoch e are seeded by (seed, e, i): the
     same item whatever the number of workers or ranks, and after a resume; another epoch draws

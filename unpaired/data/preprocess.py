@@ -182,7 +182,7 @@ def image_transform(load_size, crop_size, flip: bool, train: bool,
                     preprocess: str = "scale_shorter_side_and_crop") -> v2.Compose:
     """The preprocessing ``preprocess`` (see the module docstring) for one image.
 
-    Takes uint8 (C, H, W), or float (C, H, W) in [0, 1] (what :func:`unpaired.data.read_image`
+    Takes uint8 (C, H, W), or float (C, H, W) in [0, 1] (what :func:`unpaired.data.io.read_image`
     gives for 16-bit and float files); returns float32 (C, h, w) in [-1, 1]: (crop H, crop W) for
     the cropping options, otherwise a size that follows the image's.
 
@@ -216,7 +216,7 @@ class PairedTransform:
     ``tv_tensors.Image`` so that torchvision's v2 transforms treat both as images (given two plain
     tensors, v2 transforms only the first and passes the second through untouched) and share the
     random parameters (crop position, flip) of the call. Draws come from torch's global generator:
-    seed it (as :class:`unpaired.data.AlignedPairs` does) for reproducible output.
+    seed it (as :class:`unpaired.data.pairs.AlignedPairs` does) for reproducible output.
 
     Raises:
         ValueError: the two images differ in height or width.

@@ -87,7 +87,7 @@ class Translator:
             its own size. A run whose recipe does not say how it resized translates natively.
         tile: None (automatic: tiles of :data:`AUTO_TILE` pixels for images above
             :data:`AUTO_TILE_PIXELS` pixels), 0 (never tile), or a tile side in pixels
-            (:mod:`unpaired.tiling`).
+            (:mod:`unpaired.inference.tiling`).
         overlap: pixels shared by neighbouring tiles.
 
     Raises:

@@ -3,7 +3,7 @@
 Two kinds of hooks: :func:`unpaired_components` provides parts (networks, losses, datasets, ...);
 the ``unpaired_*`` training events let a plugin act during training (log, save, evaluate, keep an
 EMA of a generator...) without touching the loop. The built-in logging, sample grids and
-checkpoint cadence are implementations of these events (:mod:`unpaired.hooks`).
+checkpoint cadence are implementations of these events (:mod:`unpaired.loop.hooks`).
 
 A plugin is a plain module (or object) with functions marked ``@hookimpl``. Plugins are found
 through the ``unpaired`` entry-point group — the built-ins in ``unpaired_plugins`` arrive exactly
@@ -41,14 +41,14 @@ KINDS = {
     "generator": "nn.Module mapping images (N, C_in, H, W) in [-1, 1] to (N, C_out, H, W) in [-1, 1]",
     "discriminator": "nn.Module mapping images (N, C, H, W) to a logit map (N, 1, h, w) "
     "or a list of such maps (multi-scale)",
-    "adversarial_loss": "unpaired.losses.AdversarialLoss: generator_loss(D, fake) and "
+    "adversarial_loss": "unpaired.plugin.losses.AdversarialLoss: generator_loss(D, fake) and "
     "discriminator_loss(D, real, fake), both scalar tensors",
     "consistency_loss": "nn.Module: forward(input, target, [network, images, batch]) -> scalar tensor; "
     "a constructor or forward parameter named 'network' receives the term's network",
     "init": "function(module, gain) initialising a network's weights in place",
     "optimizer": "function(params, **args) -> torch.optim.Optimizer",
     "scheduler": "function(optimizer, **args) -> LR scheduler stepped once per epoch (or per iteration)",
-    "dataset": "unpaired.data.DomainData: domain(name, split) -> Dataset of (image, name)",
+    "dataset": "unpaired.data.pairs.DomainData: domain(name, split) -> Dataset of (image, name)",
     "classifier": "nn.Module: images (N, C, H, W) in [-1, 1] -> logits (N, K); features(x) -> (N, D); "
     "attribute classes (K names); a judge of translations",
     "feature_extractor": "nn.Module: images (N, C, H, W) in [-1, 1] -> features (N, D); the space of FID/KID "
@@ -65,7 +65,7 @@ def unpaired_components():
     """Return the components this plugin provides.
 
     Returns:
-        An iterable of :class:`unpaired.registry.Component`, each naming its ``kind`` (a key of
+        An iterable of :class:`unpaired.plugin.registry.Component`, each naming its ``kind`` (a key of
         :data:`KINDS`), its ``name`` (what recipes write) and its ``factory`` (a class or function
         whose keyword arguments are the component's recipe ``args``).
 
