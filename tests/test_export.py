@@ -70,7 +70,8 @@ def expected_metadata(run: Path, direction: str, network: str) -> dict[str, str]
         "input": "images (N, in_channels, H, W) float32 in value_range, H and W multiples of size_divisor: "
                  "pad the bottom and right (reflect) and crop the output back",
         "output": "(N, out_channels, H, W) float32 in value_range",
-        "training_scale": "resize_and_crop: 32x32: resize inputs so (bicubic), translate, resize the output back",
+        "training_scale": "resize_and_crop: 32x32; resize inputs to it (bicubic, antialiased), translate, resize the "
+                          "output back to the input's size",
         "recipe": "cyclegan-fashion",
         "checkpoint": str(ckpt),
         "weights": "raw",

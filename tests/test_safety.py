@@ -311,3 +311,16 @@ def test_init_reaches_the_weight_under_spectral_norm(spectral_norm):
     normal(layer, gain=0.02)
     assert not torch.equal(trained, before)
     assert abs(trained.std().item() - 0.02) < 0.002 and layer.bias.abs().max() == 0
+
+
+@pytest.mark.slow
+def test_the_epoch_line_in_a_log_shows_the_epochs_last_losses(tiny_recipe, capsys):
+    # 8 iterations an epoch, a record every 3: the epoch's last record (iteration 8) is written by
+    # the checkpoint that ends the epoch, and the epoch's line carries its losses
+    trainer = Trainer(tiny_recipe("train.log_every=3"))
+    trainer.fit()
+    err = capsys.readouterr().err
+    ends = {r["iteration"]: r["discriminators/D_A"] for r in trainer.history if "discriminators/D_A" in r}
+    assert sorted(ends) == [3, 6, 8, 9, 12, 15, 16]
+    assert f"epoch 1/2: 8/8 iterations (iteration 8), " in err and f"; D_A {ends[8]:.3f}, " in err
+    assert f"epoch 2/2: 8/8 iterations (iteration 16), " in err and f"; D_A {ends[16]:.3f}, " in err

@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a recipe, or resume a run")
-    t.add_argument("recipe", nargs="?", help="recipe file or built-in name (cyclegan, cyclegan-fashion)")
+    t.add_argument("recipe", nargs="?", help="recipe file or built-in name (cyclegan, cyclegan-fashion, pix2pix, cut, ablations/gan-alone...: see recipes/)")
     t.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. train.epochs=5")
     t.add_argument("--out", help="run directory (default: recipe out_dir or runs/<name>); with --resume, a new "
                    "directory forks the run there (RUN_DIR is only read)")

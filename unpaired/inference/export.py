@@ -223,8 +223,9 @@ def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str,
         "input": "images (N, in_channels, H, W) float32 in value_range, H and W multiples of size_divisor: "
                  "pad the bottom and right (reflect) and crop the output back",
         "output": "(N, out_channels, H, W) float32 in value_range",
-        "training_scale": (f"{translator.resize.describe()}: resize inputs so (bicubic), translate, resize the "
-                           "output back" if translator.resize is not None else "not recorded: translate at any size"),
+        "training_scale": (f"{translator.resize.describe()}; resize inputs to it (bicubic, antialiased), translate, "
+                           "resize the output back to the input's size" if translator.resize is not None
+                           else "not recorded: translate at any size"),
         "recipe": str(translator.recipe.name),
         "checkpoint": str(ckpt),
         "weights": translator.weights or "raw",

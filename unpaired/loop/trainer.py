@@ -127,6 +127,7 @@ class Trainer:
         self.history: list[dict] = []  # the log records, also written to log.jsonl
         self.bar = self.loader = None
         self._stop_signal: int | None = None
+        self._epoch_head: str | None = None  # the epoch's line for a log, until its losses are flushed
         self._lock = None  # the run directory's lock, held by the main rank while it writes there
         self._saved_iteration = 0
         self._evaluated_iteration = -1
@@ -209,6 +210,7 @@ class Trainer:
             while self.epoch < tr.epochs and not self._done():
                 self._run_epoch()
             self.save_checkpoint()
+            self._say_epoch()  # an epoch stopped early (max_iterations, a signal)
             if self.executor.nonfinite_in_row and self.run.latest(missing_ok=True) is None:
                 raise TrainingDiverged(f"training ended in a run of {self.executor.nonfinite_in_row} iteration(s) "
                                        "with non-finite values (warnings above name the terms), so nothing was saved.",
@@ -292,8 +294,10 @@ class Trainer:
                 if self._done():
                     break
         finally:
-            if self.bar.disable and self.is_main:  # a log, not a terminal: one line for the epoch's pass
-                tqdm.write(self._epoch_line(self.bar.total), file=sys.stderr)
+            if self.bar.disable and self.is_main:  # a log, not a terminal: one line for the epoch's pass,
+                # said once the checkpoint that ends it has flushed the losses (fit() says a stopped one's)
+                self._epoch_head = (f"{self.epoch_label}: {self.epoch_iteration}/{self.bar.total} iterations "
+                                    f"(iteration {self.iteration}), {self.timer.wall:.1f} s")
             self.bar.close()
             self.bar = None
         if not self.epoch_complete:  # stopped early: the epoch goes on after a resume
@@ -303,17 +307,20 @@ class Trainer:
         self.epoch_iteration = self.epoch_samples = 0
         self.hook.unpaired_epoch_end(trainer=self, epoch=self.epoch)
         self.save_checkpoint()
+        self._say_epoch()
         if tr.eval_every is not None and self.epoch % tr.eval_every == 0:
             self.evaluate()
 
-    def _epoch_line(self, total: int) -> str:
+    def _say_epoch(self) -> None:
         """``epoch 2/16: 125/125 iterations (iteration 250), 38.1 s; D_A 0.41, ...``: the epoch's
-        pass as a progress bar would end, with the last logged losses."""
+        pass as a progress bar would end, with the losses logged last (in a log file only)."""
+        if self._epoch_head is None:
+            return
         last = next((r for r in reversed(self.history) if any(k.count("/") == 1 for k in r)), {})
         losses = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in last.items()
                            if k.count("/") == 1 and not k.startswith(("lr/", "eval/")))
-        return (f"{self.epoch_label}: {self.epoch_iteration}/{total} iterations (iteration {self.iteration}), "
-                f"{self.timer.wall:.1f} s" + (f"; {losses}" if losses else ""))
+        tqdm.write(self._epoch_head + (f"; {losses}" if losses else ""), file=sys.stderr)
+        self._epoch_head = None
 
     def evaluate(self) -> dict[str, float]:
         """Run the ``unpaired_evaluate`` handlers now and log their metrics (``eval/<name>``)."""
