@@ -324,3 +324,71 @@ def test_the_epoch_line_in_a_log_shows_the_epochs_last_losses(tiny_recipe, capsy
     assert sorted(ends) == [3, 6, 8, 9, 12, 15, 16]
     assert f"epoch 1/2: 8/8 iterations (iteration 8), " in err and f"; D_A {ends[8]:.3f}, " in err
     assert f"epoch 2/2: 8/8 iterations (iteration 16), " in err and f"; D_A {ends[16]:.3f}, " in err
+
+
+@pytest.mark.slow
+def test_a_fork_into_a_folder_of_the_users_files_is_refused_before_copying(tiny_recipe, tmp_path):
+    run = Trainer(tiny_recipe("train.max_iterations=2")).fit().out_dir
+    mine = tmp_path / "proj"
+    mine.mkdir()
+    (mine / "recipe.yaml").write_text("# my notes\nbase: cyclegan-fashion\n")
+    with raises(CheckpointError, "user-files", says=("recipe.yaml",)):
+        Trainer.resume(run, ["train.max_iterations=4"], out_dir=mine)
+    assert os.listdir(mine) == ["recipe.yaml"] and (mine / "recipe.yaml").read_text().startswith("# my notes")
+
+
+class Fails:
+    """A handler that stops training with ``error`` at its first iteration (or before it starts)
+    and whose end of training fails too, as a full disk makes every write fail."""
+
+    def __init__(self, error: Exception, at_start: bool = False):
+        self.error, self.at_start = error, at_start
+
+    @hookimpl
+    def unpaired_train_start(self, trainer):
+        if self.at_start:
+            raise self.error
+
+    @hookimpl
+    def unpaired_after_step(self, trainer):
+        raise self.error
+
+    @hookimpl
+    def unpaired_train_end(self, trainer, result):
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.slow
+def test_a_resume_stopped_before_its_first_checkpoint_resumes_again(tiny_recipe):
+    # recipe.yaml takes a resume's overrides with its first checkpoint: a resume killed before it
+    # leaves the file as its checkpoint's, not as an edit that blocks the next resume
+    run = Trainer(tiny_recipe("train.max_iterations=2")).fit().out_dir
+    before = (run / "recipe.yaml").read_text()
+    resumed = Trainer.resume(run, ["train.log_every=3", "train.max_iterations=6"], hooks=[Fails(KeyboardInterrupt(), True)])
+    with pytest.raises(KeyboardInterrupt):
+        resumed.fit()
+    assert (run / "recipe.yaml").read_text() == before
+    again = Trainer.resume(run, ["train.max_iterations=4"])
+    assert again.fit().iteration == 4 and "max_iterations: 4" in (run / "recipe.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_the_error_that_stopped_training_is_not_masked_by_a_failing_end(tiny_recipe, capsys):
+    trainer = Trainer(tiny_recipe("train.max_iterations=4"), hooks=[Fails(RuntimeError("the first failure"))])
+    with pytest.raises(RuntimeError, match="the first failure"):
+        trainer.fit()
+    assert "ending the run after the error below failed too: [Errno 28] No space left on device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_recipe_yaml_that_no_longer_parses_is_named_on_resume(tiny_recipe):
+    run = Trainer(tiny_recipe("train.max_iterations=2")).fit().out_dir
+    with open(run / "recipe.yaml", "a") as f:
+        f.write("  bad: [unclosed\n")
+    with raises(RecipeError, "edited-recipe", key=str(run / "recipe.yaml"), says=("no longer reads as YAML",)):
+        Trainer.resume(run, ["train.max_iterations=4"])
+
+
+def test_a_negative_image_limit_is_refused(capsys):
+    assert main(["recipe", "check", "cyclegan-fashion", "data.args.limit=-5", "device=cpu"]) == 1
+    assert "limit: 0 (every image) or a positive count of images per domain, got -5" in capsys.readouterr().out

@@ -127,6 +127,8 @@ class FashionEdges:
         if limit < 0:
             raise ValueError(f"limit must be >= 0 (0 = all), got {limit}")
         self.source, self.classes, self.aligned, self.channels = source, classes, bool(aligned), channels
+        if limit < 0:
+            raise ValueError(f"limit: 0 (every image) or a positive count of images per domain, got {limit}")
         self.load_size, self.crop_size, self.flip, self.limit = load_size, crop_size, flip, limit
         self.low_threshold, self.high_threshold = low_threshold, high_threshold
         self._cache: dict[str, tuple[Tensor, Tensor, list[str]]] = {}

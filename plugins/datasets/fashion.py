@@ -113,6 +113,8 @@ class FashionMNIST:
             if not 0 <= label < len(CLASSES):
                 raise ValueError(f"class labels are 0..9, got {label}")
         self.source, self.labels, self.channels = source, {"A": class_A, "B": class_B}, channels
+        if limit < 0:
+            raise ValueError(f"limit: 0 (every image) or a positive count of images per domain, got {limit}")
         self.load_size, self.crop_size, self.flip, self.limit = load_size, crop_size, flip, limit
 
     def domain(self, name: str, split: str) -> Dataset:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from unpaired.errors import UnpairedError
+from unpaired.errors import RecipeError, UnpairedError
 from unpaired.recipe.load import from_yaml
 
 
@@ -46,11 +47,19 @@ def changes(a: DictConfig, b: DictConfig) -> list[str]:
 def edited_recipe(recipe_file: Path, saved: DictConfig, recipe: DictConfig) -> list[str]:
     """The keys of an edit of a run directory's ``recipe.yaml`` that a resume would not apply: where
     the file differs from the checkpoint's recipe (``saved``) and the overrides do not give it the
-    file's value (``recipe``: the checkpoint's with the overrides). An unreadable file counts as no
-    edit (it is written again)."""
+    file's value (``recipe``: the checkpoint's with the overrides). A missing or unreadable file
+    counts as no edit (the next checkpoint writes it again).
+
+    Raises:
+        RecipeError: the file no longer parses (code ``edited-recipe``)."""
     try:
         written = from_yaml(recipe_file.read_text())
-    except (OSError, UnpairedError):
+    except OSError:
         return []
+    except (UnpairedError, yaml.YAMLError) as err:  # an edit that broke the file
+        raise RecipeError(f"{recipe_file} was edited since its checkpoint and no longer reads as YAML "
+                          f"({str(err).splitlines()[0]}); resume trains the checkpoint's recipe with key=value "
+                          "overrides: undo the edit (or delete the file, which the next checkpoint writes again).",
+                          key=str(recipe_file), code="edited-recipe") from err
     edits = changes(written, saved)
     return [k for k in changes(written, recipe) if k in edits] if edits else []

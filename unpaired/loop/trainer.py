@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -244,6 +245,11 @@ class Trainer:
                                None if error is None else f"{type(error).__name__}: {error}")
             try:
                 self.hook.unpaired_train_end(trainer=self, result=result)
+            except Exception as end_error:
+                if error is None:
+                    raise
+                # the error that stopped training is the one to show; a full disk fails both
+                warn(f"ending the run after the error below failed too: {end_error}")
             finally:
                 self.timer.stop()
                 self._release_lock()
@@ -353,7 +359,8 @@ class Trainer:
             try:
                 self._lock = self.run.lock()
             except OSError as err:
-                raise CheckpointError(f"{self.out_dir}: cannot write to the run directory ({err}). Fix its "
+                raise CheckpointError(f"{self.out_dir}: cannot write to the run directory ({err}; "
+                                      f"{checkpoint.free_space(self.out_dir.parent)}). Free some space, fix its "
                                       "permissions, or pass another --out directory.", key=str(self.out_dir),
                                       code="not-writable") from err
 
@@ -362,12 +369,13 @@ class Trainer:
             self._lock.release()
             self._lock = None
 
-    def _refuse_out_dir(self) -> None:
-        """Refuse a run directory that holds files no run wrote, or that lies inside the training
-        data (its sample grids would become training images); nothing is created."""
+    def _refuse_out_dir(self, new_dir: bool = False) -> None:
+        """Refuse a run directory that holds files no run wrote (a new run's, or a fork's:
+        ``new_dir``), or that lies inside the training data (its sample grids would become training
+        images); nothing is created."""
         if not self.is_main:
             return
-        foreign = self.run.foreign_files() if self.iteration == 0 else []
+        foreign = self.run.foreign_files() if self.iteration == 0 or new_dir else []
         if foreign:
             raise CheckpointError(
                 f"{self.out_dir} holds {', '.join(foreign)}, which no run wrote (there is no run.json): training "
@@ -395,9 +403,9 @@ class Trainer:
             probe = self.out_dir / ".write-test"
             probe.write_bytes(b"\0" * 1024 * 1024)
             probe.unlink()
-            checkpoint.atomic_write_text(self.run.recipe_file, self.recipe.yaml)
-            if self.iteration == 0:  # a run killed before its first checkpoint, trained again: its log goes
-                self.run.cut_log(0)
+            if self.iteration == 0:  # a resumed run's recipe.yaml follows its checkpoints (_write_recipe_file)
+                checkpoint.atomic_write_text(self.run.recipe_file, self.recipe.yaml)
+                self.run.cut_log(0)  # a run killed before its first checkpoint, trained again: its log goes
         except OSError as err:
             raise CheckpointError(
                 f"{self.out_dir}: cannot write to the run directory ({err}). Free disk space, fix its "
@@ -507,8 +515,24 @@ class Trainer:
                                     self.executor.modules(), state, self.recipe.yaml,
                                     self.recipe.train.keep_checkpoints, make_latest=iteration_checkpoint,
                                     extra=extra, weight_sets=self.events.weight_sets(self))
+        if iteration_checkpoint:
+            self._write_recipe_file()
         self.hook.unpaired_checkpoint_saved(trainer=self, path=path)
         return path
+
+    def _write_recipe_file(self) -> None:
+        """recipe.yaml as the latest checkpoint's recipe: a resume's overrides reach it with the
+        resumed run's first checkpoint, so a run killed before that resumes as it was (its file
+        still matches its checkpoint, and is not taken for the user's edit)."""
+        if self.run.recipe_file.is_file() and self.run.recipe_file.read_text() == self.recipe.yaml:
+            return
+        try:
+            checkpoint.atomic_write_text(self.run.recipe_file, self.recipe.yaml)
+        except OSError as err:
+            raise CheckpointError(f"{self.run.recipe_file}: cannot write the recipe ({err}; "
+                                  f"{checkpoint.free_space(self.out_dir)}). The checkpoint before it is complete: "
+                                  "free some space, then resume.", key=str(self.run.recipe_file),
+                                  code="write-failed") from err
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides=(), registry: Registry | None = None, hooks=(),
@@ -594,9 +618,17 @@ class Trainer:
                 f"{'' if tr.max_iterations is None else f' of train.max_iterations={tr.max_iterations}'}); to train "
                 "longer, resume with a larger train.epochs=N (or train.max_iterations=N, or train.max_iterations=null).",
                 key="train.epochs", code="finished")
+        if fork:
+            trainer._refuse_out_dir(new_dir=True)  # before anything is copied there
         trainer._hold_lock()  # before touching the run directory: its log is cut, a fork written
         if fork and trainer.is_main:
-            trainer.run.fork_from(loaded.checkpoint, trainer.iteration)
+            try:
+                trainer.run.fork_from(loaded.checkpoint, trainer.iteration)
+            except OSError as err:  # shutil.Error (an OSError) lists every file: say the first reason
+                reason = err.args[0][0][-1] if isinstance(err, shutil.Error) and err.args and err.args[0] else err
+                raise CheckpointError(f"forking {loaded.checkpoint} into {out_dir} failed ({reason}; "
+                                      f"{checkpoint.free_space(out_dir)}). Free some space, then fork again.",
+                                      key=str(out_dir), code="write-failed") from err
         elif trainer.is_main:  # what a killed run logged after its last checkpoint is logged again
             trainer.run.cut_log(trainer.iteration)
         return trainer

@@ -168,8 +168,9 @@ def write(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe
         prev = latest(ckpt_root.parent, missing_ok=True)
         raise CheckpointError(
             f"writing checkpoint {final} failed ({str(err).splitlines()[0]}; {free_space(ckpt_root)}); "
-            + (f"the previous checkpoint {prev} is intact." if prev else "no earlier checkpoint exists.")
-            + " Free some space (or fix the folder's permissions), then resume.",
+            + (f"the previous checkpoint {prev} is intact. Free some space (or fix the folder's permissions), "
+               "then resume." if prev else "no earlier checkpoint exists. Free some space (or fix the folder's "
+               "permissions), then train the run again."),
             key=str(final), code="write-failed",
         ) from err
     if make_latest:  # a side checkpoint leaves the iteration ones alone

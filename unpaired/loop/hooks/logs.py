@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from unpaired.errors import CheckpointError
+from unpaired.runs.checkpoint import free_space
 from unpaired.runtime import distributed
 from unpaired.plugin.hookspecs import hookimpl
 
@@ -57,8 +59,13 @@ class JsonlLog:
     def unpaired_log(self, trainer, record):
         trainer.history.append(record)
         if trainer.is_main:
-            with open(trainer.run.log, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(trainer.run.log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:
+                raise CheckpointError(f"{trainer.run.log}: cannot append to the log ({err}; "
+                                      f"{free_space(trainer.out_dir)}). Free some space, then resume from the last "
+                                      "checkpoint.", key=str(trainer.run.log), code="write-failed") from err
 
 
 class TensorBoardLog:
