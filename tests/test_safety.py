@@ -392,3 +392,11 @@ def test_a_recipe_yaml_that_no_longer_parses_is_named_on_resume(tiny_recipe):
 def test_a_negative_image_limit_is_refused(capsys):
     assert main(["recipe", "check", "cyclegan-fashion", "data.args.limit=-5", "device=cpu"]) == 1
     assert "limit: 0 (every image) or a positive count of images per domain, got -5" in capsys.readouterr().out
+
+
+def test_an_override_that_misspells_a_network_says_which_it_meant(image_root):
+    from unpaired.recipe.validate import validate
+
+    problems = validate(load_recipe("cyclegan", [f"data.args.root={image_root}", "networks.G_Ab.args.ngf=8"]))
+    assert [(p.key, p.code) for p in problems] == [("networks.G_Ab.type", "missing")]
+    assert "('G_Ab' is a new network here: the recipe's are G_AB, G_BA, D_A, D_B. Did you mean 'G_AB'?)" in problems[0]

@@ -88,7 +88,15 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
     problems = Problems()
     missing = sorted(OmegaConf.missing_keys(recipe))
     for key in missing:
-        problems.add(key, "missing", f"required value is missing (???); set it in the recipe or as {key}=VALUE.")
+        parts = key.split(".")
+        hint = ""
+        if parts[0] == "networks" and len(parts) == 3 and parts[2] == "type":  # an override that misspelt a network
+            others = [n for n in recipe.networks if n != parts[1] and not OmegaConf.is_missing(recipe.networks[n], "type")]
+            lower = {n.lower(): n for n in others}  # G_Ab is G_AB misspelt, whatever difflib thinks of G_BA
+            guess = lower.get(parts[1].lower())
+            hint = f" Did you mean '{guess}'?" if guess else closest(parts[1], others)
+            hint = f" ('{parts[1]}' is a new network here: the recipe's are {', '.join(others)}.{hint})" if hint else ""
+        problems.add(key, "missing", f"required value is missing (???); set it in the recipe or as {key}=VALUE.{hint}")
     if any(".args." not in key for key in missing):  # the recipe's structure is incomplete
         return problems
     _check_numbers(recipe, problems)
