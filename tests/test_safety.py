@@ -400,3 +400,15 @@ def test_an_override_that_misspells_a_network_says_which_it_meant(image_root):
     problems = validate(load_recipe("cyclegan", [f"data.args.root={image_root}", "networks.G_Ab.args.ngf=8"]))
     assert [(p.key, p.code) for p in problems] == [("networks.G_Ab.type", "missing")]
     assert "('G_Ab' is a new network here: the recipe's are G_AB, G_BA, D_A, D_B. Did you mean 'G_AB'?)" in problems[0]
+
+
+@pytest.mark.slow
+def test_a_fork_onto_a_full_disk_says_so_and_can_be_tried_again(tiny_recipe, small_disk):
+    run = Trainer(tiny_recipe("train.max_iterations=2")).fit().out_dir
+    disk = small_disk(8 * 1024)
+    fill(disk, 64 * 1024)
+    with raises(CheckpointError, "write-failed", key=str(disk / "fork"), says=("No space left on device", "MiB free on")):
+        Trainer.resume(run, ["train.max_iterations=4"], out_dir=disk / "fork")
+    assert sorted(os.listdir(disk / "fork")) == [".lock"]  # no partial copy
+    (disk / "filler").unlink()
+    assert Trainer.resume(run, ["train.max_iterations=4"], out_dir=disk / "fork").fit().iteration == 4

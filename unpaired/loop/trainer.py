@@ -625,6 +625,7 @@ class Trainer:
             try:
                 trainer.run.fork_from(loaded.checkpoint, trainer.iteration)
             except OSError as err:  # shutil.Error (an OSError) lists every file: say the first reason
+                trainer._release_lock()  # the trainer is not returned: nothing else would release it
                 reason = err.args[0][0][-1] if isinstance(err, shutil.Error) and err.args and err.args[0] else err
                 raise CheckpointError(f"forking {loaded.checkpoint} into {out_dir} failed ({reason}; "
                                       f"{checkpoint.free_space(out_dir)}). Free some space, then fork again.",

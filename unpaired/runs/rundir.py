@@ -158,12 +158,20 @@ class RunDir:
         The other run is only read.
 
         Raises:
-            OSError: the copy failed (a partial copy is left as ``.tmp-*``, which no run reads).
+            OSError: the copy failed (a full disk): the partial copy is removed, and the folder is left
+                as it was before (so the fork can be tried again).
         """
+        made = not self.checkpoints.exists()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoints / f".tmp-{ckpt.name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(ckpt, tmp)
+        try:
+            shutil.copytree(ckpt, tmp)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if made:
+                self.checkpoints.rmdir()
+            raise
         os.replace(tmp, self.checkpoints / ckpt.name)
         checkpoint.atomic_write_text(self.checkpoints / checkpoint.LATEST, ckpt.name + "\n")
         self.cut_log(iteration, RunDir(ckpt.parent.parent).log)
