@@ -282,7 +282,7 @@ def test_nan_in_a_float_tiff_and_a_decompression_bomb_are_named(tmp_path):
     from unpaired.data.io import read_image
 
     tifffile.imwrite(tmp_path / "nan.tif", np.array([[0.0, np.nan], [0.5, 1.0]], dtype=np.float32))
-    with raises(DataError, "cannot-decode", key=str(tmp_path / "nan.tif"), says=("1 pixel value(s) are NaN",)):
+    with raises(DataError, "non-finite", key=str(tmp_path / "nan.tif"), says=("1 pixel value(s) are NaN",)):
         read_image(tmp_path / "nan.tif", 1)
     bomb = _png(tmp_path / "bomb.png", 20000, 20000, 8, 0, b"\0" * 10)
     assert "exceeds limit" in probe(bomb).error and "cut it into tiles" in probe(bomb).error

@@ -73,13 +73,17 @@ def skipped_note(folder: Path, others: list[Path]) -> str:
     return f"{folder}: {len(others)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) are skipped, e.g. {names}."
 
 
+class _NonFinite(ValueError):
+    """A float image with NaN or infinite pixels: decoded fine, unusable."""
+
+
 def _unit_range(arr: np.ndarray, bits: int) -> Tensor:
     """A decoded array of more than 8 bits as float32 in [0, 1]: unsigned integers divided by
     2**bits - 1 (the file's bits per sample: 65535 for 16 bits), floats already in [0, 1] kept,
     anything else (signed, 32-bit integers, other float ranges) mapped from the image's own
     minimum and maximum."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{int((~np.isfinite(arr)).sum())} pixel value(s) are NaN or infinite; fix or mask them in the file")
+        raise _NonFinite(f"{int((~np.isfinite(arr)).sum())} pixel value(s) are NaN or infinite; fix or mask them in the file")
     if arr.dtype.kind == "u" and bits <= 16:
         out = arr.astype(np.float32) / float(2**bits - 1)
     else:
@@ -227,8 +231,8 @@ def read_image(path: Path, channels: int) -> Tensor:
     to 8 bits, goes to torchvision only after its chunks' CRCs and its compressed data check out.
 
     Raises:
-        DataError: the file is missing, empty, a multi-page TIFF (code ``multi-page``) or cannot be
-            decoded; names the file.
+        DataError: the file is missing, empty, a multi-page TIFF (code ``multi-page``), a float
+            image with NaN or infinite pixels (code ``non-finite``) or cannot be decoded; names the file.
     """
     if not path.is_file():
         raise DataError(f"{path}: not a readable file (missing, a folder, or a broken link).",
@@ -255,6 +259,8 @@ def read_image(path: Path, channels: int) -> Tensor:
     except (RuntimeError, ValueError, OSError, zlib.error, PIL.UnidentifiedImageError, tifffile.TiffFileError) as err:
         if isinstance(err, DataError):
             raise
+        if isinstance(err, _NonFinite):  # the file decodes: its pixels are what is wrong
+            raise DataError(f"{path}: {err}.", key=str(path), code="non-finite") from err
         reason = str(err).strip().splitlines()[0]
         if "/__w/" in reason:  # torchvision's C++ location first, its reason last
             reason = str(err).strip().splitlines()[-1].strip()
