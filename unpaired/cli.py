@@ -180,9 +180,7 @@ def _data(args) -> int:
 
 
 def _plugins(args) -> int:
-    from unpaired.plugin.registry import default_registry
-
-    from unpaired.plugin.registry import closest
+    from unpaired.plugin.registry import closest, default_registry
 
     registry = default_registry()
     if args.recipe:  # with the recipe's own plugin modules

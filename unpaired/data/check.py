@@ -15,11 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import tifffile
 
-from unpaired.data.io import JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC, list_images, multi_page, read_image, tiff_pages
+from unpaired.data.io import JPEG_MAGIC, PNG_MAGIC, TIFF_MAGIC, list_images, multi_page, non_finite, read_image, tiff_pages
 from unpaired.data.pairs import AlignedPairs, UnalignedPairs
 from unpaired.errors import DataError, RecipeError, UnpairedError, warn
 
@@ -115,14 +114,12 @@ def probe(path: Path) -> ImageInfo:
             with tifffile.TiffFile(info.path) as tif:
                 page = tif.pages[0]
                 info.bits = page.bitspersample
+                pages = tiff_pages(tif)
                 # float pixels can be NaN or infinite: the one kind of bad content a header cannot show
-                bad = int((~np.isfinite(page.asarray())).sum()) if page.dtype is not None and page.dtype.kind == "f" else 0
-            pages = tiff_pages(info.path)
-            if pages > 1:
-                info.error = multi_page(info.path, pages).split(": ", 1)[1]
-                return info
-            if bad:
-                info.error = f"{bad} pixel value(s) are NaN or infinite; fix or mask them in the file"
+                float_pixels = pages == 1 and page.dtype is not None and page.dtype.kind == "f"
+                bad = non_finite(page.asarray()) if float_pixels else None
+            if pages > 1 or bad:
+                info.error = multi_page(pages) if pages > 1 else bad
                 return info
         info.error = _cut_short(info.path, head)
     except PIL.Image.DecompressionBombError as err:

@@ -77,13 +77,20 @@ class _NonFinite(ValueError):
     """A float image with NaN or infinite pixels: decoded fine, unusable."""
 
 
+def non_finite(arr: np.ndarray) -> str | None:
+    """What is wrong with a float image's NaN or infinite pixels, or None (also for integer images)."""
+    if arr.dtype.kind != "f" or np.isfinite(arr).all():
+        return None
+    return f"{int((~np.isfinite(arr)).sum())} pixel value(s) are NaN or infinite; fix or mask them in the file"
+
+
 def _unit_range(arr: np.ndarray, bits: int) -> Tensor:
     """A decoded array of more than 8 bits as float32 in [0, 1]: unsigned integers divided by
     2**bits - 1 (the file's bits per sample: 65535 for 16 bits), floats already in [0, 1] kept,
     anything else (signed, 32-bit integers, other float ranges) mapped from the image's own
     minimum and maximum."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise _NonFinite(f"{int((~np.isfinite(arr)).sum())} pixel value(s) are NaN or infinite; fix or mask them in the file")
+    if bad := non_finite(arr):
+        raise _NonFinite(bad)
     if arr.dtype.kind == "u" and bits <= 16:
         out = arr.astype(np.float32) / float(2**bits - 1)
     else:
@@ -197,20 +204,16 @@ def to_float(image: Tensor) -> Tensor:
     return v2.functional.to_dtype(image, torch.float32, scale=True) * 2 - 1
 
 
-def tiff_pages(path: Path) -> int:
-    """The images a TIFF holds: its pages that are not reduced-resolution copies of another.
-
-    Raises:
-        tifffile.TiffFileError: not a readable TIFF.
-    """
-    with tifffile.TiffFile(path) as tif:
-        return sum(1 for page in tif.pages if not page.is_reduced)
+def tiff_pages(tif: tifffile.TiffFile) -> int:
+    """The images an open TIFF holds: its pages that are not reduced-resolution copies of another
+    (a thumbnail, a pyramid's levels)."""
+    return sum(1 for page in tif.pages if not page.is_reduced)
 
 
-def multi_page(path: Path, pages: int) -> str:
-    """The message for a TIFF of several images: what it is and what to do."""
-    return (f"{path}: a TIFF of {pages} pages (an image stack); a file is one image here. Save each page as its "
-            f"own file (e.g. tifffile.imwrite per page), or keep only the page to train on.")
+def multi_page(pages: int) -> str:
+    """What is wrong with a TIFF of several images, and what to do."""
+    return (f"a TIFF of {pages} pages (an image stack); a file is one image here. Save each page as its own file "
+            "(e.g. tifffile.imwrite per page), or keep only the page to train on")
 
 
 def read_image(path: Path, channels: int) -> Tensor:
@@ -243,8 +246,11 @@ def read_image(path: Path, channels: int) -> Tensor:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-        if head[:4] in TIFF_MAGIC and (pages := tiff_pages(path)) > 1:
-            raise DataError(multi_page(path, pages), key=str(path), code="multi-page")
+        if head[:4] in TIFF_MAGIC:
+            with tifffile.TiffFile(path) as tif:
+                pages = tiff_pages(tif)
+            if pages > 1:
+                raise DataError(f"{path}: {multi_page(pages)}.", key=str(path), code="multi-page")
         if not sniff_torchvision(head):  # by content: a PNG named .jpg goes to Pillow too
             img = _tifffile_decode(path) if head[:4] in TIFF_MAGIC else None
             img = _pillow_decode(path) if img is None else img

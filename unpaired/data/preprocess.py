@@ -170,7 +170,7 @@ class TrainingResize:
         return h, w
 
     def describe(self) -> str:
-        """``resize_and_crop to 286x286``, as summaries and export metadata say it."""
+        """``resize_and_crop: 286x286``, as summaries and export metadata say it."""
         size = {"scale_shorter_side_and_crop": f"the shorter side to {self.load[0]}",
                 "resize_and_crop": f"{self.load[0]}x{self.load[1]}", "scale_width": f"the width to {self.load[1]}",
                 "scale_width_and_crop": f"the width to {self.load[1]}", "none": "sides to multiples of 4",

@@ -23,7 +23,6 @@ from unpaired.inference.tiling import pad_to, translate_tiled
 from unpaired.plugin.registry import Registry, closest
 from unpaired.recipe.resolved import ResolvedRecipe, resolve
 from unpaired.runs import checkpoint
-from unpaired.runs.checkpoint import free_space
 from unpaired.runs.rundir import load
 from unpaired.runtime.device import pick_device, resolve_precision
 
@@ -297,7 +296,7 @@ def write_image(image: Tensor, dst: Path) -> Path:
         os.replace(tmp, dst)
     except (OSError, RuntimeError) as err:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"{dst}: cannot write the image ({err}; {free_space(dst.parent)}). Free some space or choose "
+        raise DataError(f"{dst}: cannot write the image ({err}; {checkpoint.free_space(dst.parent)}). Free some space or choose "
                         "another --out.", key=str(dst), code="write-failed") from err
     return dst
 

@@ -175,23 +175,22 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
                           key="--variants", code="duplicate")
     require_metrics(next(iter(recipes.values())), str(base))
     _check_same_ablation(out, {"base": str(base), "variants": list(variants), "overrides": list(overrides)})
+    keys = metrics or headline_keys(next(iter(recipes.values())), registry)  # the table's columns
     results: dict[str, EvalResult | None] = dict.fromkeys(recipes)
     for i, (name, recipe) in enumerate(recipes.items(), 1):
         label = f"[{i}/{len(recipes)}] {name}"
         stopped = _train(recipe, out / name, registry, label)
         if stopped:
             print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
-            keys = metrics or headline_keys(next(iter(recipes.values())), registry)
             return AblationResult(results, _write_table(out, results, keys, ""), None, stopped)
         results[name] = _scores(out / name, device, registry)
     figure, caption = _write_figure(out, recipes, images, device)
-    keys = metrics or headline_keys(next(iter(recipes.values())), registry)
     return AblationResult(results, _write_table(out, results, keys, caption), figure)
 
 
 def headline_keys(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
-    """One output per eval metric of ``recipe``: its first rankable key (the metric plugin's
-    ``better``), or its first output when none ranks."""
+    """One output per eval metric of ``recipe``: its first rankable key (the first of the metric
+    plugin's ``better``); a metric that ranks nothing is left out."""
     reg = (registry or default_registry()).for_recipe(recipe)
     keys = []
     for name, spec in recipe.eval.metrics.items():
