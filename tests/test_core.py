@@ -95,7 +95,7 @@ def test_the_recipe_is_resolved_once_and_read_only(tiny_recipe):
         "G_AB": "generator", "G_BA": "generator", "D_A": "discriminator", "D_B": "discriminator"}
     gen, disc = resolved.steps
     assert gen.terms["gan_AB"].side == "generator" and disc.terms["D_A"].side == "discriminator"
-    assert disc.terms["D_A"].weight == 0.5 and disc.terms["D_A"].pool == 50
+    assert disc.terms["D_A"].weight.at(0) == 0.5 and disc.terms["D_A"].pool == 50
     assert (resolved.device, resolved.precision) == (torch.device("cpu"), "fp32")
     with pytest.raises(ReadonlyConfigError):
         resolved.config.train.epochs = 3

@@ -46,7 +46,7 @@ def test_registered_names():
     reg.register_plugin(adversarial)
     reg.register_plugin(consistency)
     assert reg.names("adversarial_loss") == ["bce", "hinge", "lsgan", "wgan_gp"]
-    assert reg.names("consistency_loss") == ["l1", "l2", "perceptual", "ssim"]
+    assert reg.names("consistency_loss") == ["diversity", "l1", "l2", "perceptual", "ssim"]
     assert isinstance(reg.create("adversarial_loss", "lsgan", real_label=0.9), LSGANLoss)
     assert isinstance(reg.create("consistency_loss", "l1"), L1Loss)
 

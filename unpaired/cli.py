@@ -72,22 +72,33 @@ def _translate(args) -> int:
     from unpaired.inference.translator import Translator
     from unpaired.inference.batch import translate_folder, translate_split
 
+    if args.styles < 1:
+        raise UnpairedError(f"--styles: 1 or more outputs per input, got {args.styles}.", key="--styles",
+                            code="bad-arguments")
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
-                            tile=args.tile, overlap=args.overlap, weights=args.weights, scale=args.scale)
-    out = Path(args.out or Path(args.run) / f"translated_{args.direction}")
+                            tile=args.tile, overlap=args.overlap, weights=args.weights, scale=args.scale,
+                            to=args.to, seed=args.seed, reference=args.style_from)
+    out = Path(args.out or Path(args.run) / (f"translated_{args.direction}" + (f"_{args.to}" if args.to else "")))
     options = dict(batch_size=args.batch_size, workers=args.workers)
-    if args.input:
-        summary = translate_folder(translator, Path(args.input), out, flatten=args.flatten, **options)
-    else:
-        summary = translate_split(translator, args.split, out, **options)
-    print(f"{args.direction} with {translator.net_name}: " + summary.text(), end="")
-    return 1 if summary.failed else 0
+    failed = False
+    for k in range(args.styles):  # several styles: one folder each, seeds seed, seed + 1, ...
+        translator.condition(args.to, args.seed + k, args.style_from)
+        dst = out / f"style{k}" if args.styles > 1 else out
+        if args.input:
+            summary = translate_folder(translator, Path(args.input), dst, flatten=args.flatten, **options)
+        else:
+            summary = translate_split(translator, args.split, dst, **options)
+        style = f" (seed {args.seed + k})" if translator.domain_values and not translator.reference_value else ""
+        print(f"{args.direction} with {translator.net_name}{style}: " + summary.text(), end="")
+        failed = failed or bool(summary.failed)
+    return 1 if failed else 0
 
 
 def _export(args) -> int:
     from unpaired.inference.export import export
 
-    print(export(args.run, args.direction, args.format, args.out, args.tolerance, weights=args.weights).text(), end="")
+    print(export(args.run, args.direction, args.format, args.out, args.tolerance, weights=args.weights, to=args.to,
+                 seed=args.seed, reference=args.style_from).text(), end="")
     return 0
 
 
@@ -255,6 +266,11 @@ def parser() -> argparse.ArgumentParser:
                     "the translation back to the image's size; native: translate at the image's own size")
     tr.add_argument("--weights", help="a weight set of the checkpoint to translate with, e.g. ema (the average a "
                     "recipe's ema handler keeps); default: the trained weights")
+    tr.add_argument("--to", help="the target domain of a multi-domain run (its name or label)")
+    tr.add_argument("--seed", type=int, default=0, help="the seed of a multimodal run's random style codes (default 0)")
+    tr.add_argument("--styles", type=int, default=1, help="outputs per input, each with its own style (seeds "
+                    "SEED, SEED+1, ...; written to OUT/style0, OUT/style1, ...)")
+    tr.add_argument("--style-from", help="a reference image whose style a reference-guided entry takes")
     tr.add_argument("--flatten", action="store_true", help="write every output into --out itself (subfolder names "
                     "joined with _), not under the input's relative paths")
     tr.set_defaults(func=_translate)
@@ -265,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="onnx", help="onnx (default; needs onnx, onnxscript, onnxruntime) or torchscript")
     ex.add_argument("--out", help="the file (default RUN/export/<direction>.onnx or .pt)")
     ex.add_argument("--weights", help="a weight set of the checkpoint to export, e.g. ema; default: the trained weights")
+    ex.add_argument("--to", help="a multi-domain run's target domain (name or label), fixed in the file")
+    ex.add_argument("--seed", type=int, default=0, help="the style seed of a latent-guided entry, fixed in the file")
+    ex.add_argument("--style-from", help="the reference image of a reference-guided entry; its style is fixed in the file")
     ex.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference to PyTorch accepted "
                     "when the file is checked (default 1e-4)")
     ex.set_defaults(func=_export)

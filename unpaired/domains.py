@@ -15,7 +15,11 @@ import re
 DATA_IMAGES = ("real_A", "real_B")
 
 
-DOMAIN_OF = {"real_A": "A", "real_B": "B"}
+#: With ``data.second_sample``: a second image of each domain, drawn independently.
+SECOND_SAMPLES = ("real_A2", "real_B2")
+
+
+DOMAIN_OF = {"real_A": "A", "real_B": "B", "real_A2": "A", "real_B2": "B"}
 
 
 #: A direction between the two data domains, e.g. ``AtoB``.

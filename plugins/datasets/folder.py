@@ -1,5 +1,6 @@
-"""Folder datasets: ``unaligned_folder`` (the CycleGAN layout trainA/, trainB/, testA/, testB/) and
-``single_folder`` (one folder of images of one domain, for translation)."""
+"""Folder datasets: ``unaligned_folder`` (the CycleGAN layout trainA/, trainB/, testA/, testB/),
+``domain_folders`` (N domains, one folder each: StarGAN v2's AFHQ layout train/cat/, train/dog/,
+...) and ``single_folder`` (one folder of images of one domain, for translation)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from unpaired.data.multidomain import MultiDomainData
 from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, skipped_note
 from unpaired.domains import domain_channels
 from unpaired.errors import DataError, warn
@@ -98,6 +100,42 @@ class UnalignedFolder:
     def domain(self, name: str, split: str) -> Dataset:
         transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
         return FolderDomain(self.root / f"{split}{name}", domain_channels(self.channels, name), transform, self.layout)
+
+
+class DomainFolders(MultiDomainData):
+    """N image domains, one folder each, as StarGAN v2's AFHQ and CelebA-HQ ship:
+    ``root/train/<domain>/`` and ``root/test/<domain>/`` (the authors call the test split ``val``:
+    ``test_split: val``). The domains are the training split's subfolders, sorted by name; labels
+    follow that order. Samples and labels: :mod:`unpaired.data.multidomain`.
+
+    Args:
+        root: dataset folder (e.g. ``data/afhq``).
+        channels: 3 (RGB) or 1 (grey).
+        load_size, crop_size, flip, preprocess: as ``unaligned_folder``; the default resizes to
+            256x256 and flips, as the authors' loader does (without its random resized crop).
+        test_split: the folder name of the test split.
+
+    Raises:
+        DataError: no ``root/train`` folder, or fewer than two domain folders in it.
+    """
+
+    def __init__(self, root: str = "???", channels: int = 3, load_size: int | list = 256, crop_size: int | list = 256,
+                 flip: bool = True, preprocess: str = "resize_and_crop", test_split: str = "test"):
+        domain_channels(channels, "A")
+        check_preprocess(preprocess, load_size, crop_size)
+        self.root, self.channels, self.test_split = Path(root), channels, test_split
+        self.load_size, self.crop_size, self.flip, self.preprocess = load_size, crop_size, flip, preprocess
+        train = self.root / "train"
+        self.domain_names = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+        if len(self.domain_names) < 2:
+            raise DataError(f"{train}: expected one folder per domain (at least two), e.g. {train}/cat and {train}/dog.",
+                            key=str(train), code="no-domains")
+
+    def domain(self, name, split: str) -> Dataset:
+        k = self.label(name)
+        folder = self.root / (self.test_split if split == "test" else split) / self.domain_names[k]
+        transform = image_transform(self.load_size, self.crop_size, self.flip, split == "train", self.preprocess)
+        return FolderDomain(folder, self.channels, transform, "root/train/<domain>, root/test/<domain>")
 
 
 class SingleFolder:

@@ -123,12 +123,13 @@ def wgan_loss(pred: Tensor, target_is_real: bool) -> Tensor:
 
 
 def gradient_penalty(
-    discriminator: nn.Module, real: Tensor, fake: Tensor, eps: Tensor | None = None
+    discriminator: nn.Module, real: Tensor, fake: Tensor, eps: Tensor | None = None, center: float = 1.0
 ) -> Tensor:
     """WGAN-GP gradient penalty, without its weight λ (Gulrajani et al., "Improved Training of
-    Wasserstein GANs", NeurIPS 2017, eq. 3).
+    Wasserstein GANs", NeurIPS 2017, eq. 3); with ``center`` 0 the zero-centred penalty on
+    interpolates (Thanh-Tung et al., "Improving Generalization and Stability of GANs", ICLR 2019).
 
-    ``mean_n((‖∇_x D(x̂_n)‖₂ − 1)²)`` with ``x̂ = ε·real + (1−ε)·fake``, ``ε ~ U(0, 1)`` per sample.
+    ``mean_n((‖∇_x D(x̂_n)‖₂ − center)²)`` with ``x̂ = ε·real + (1−ε)·fake``, ``ε ~ U(0, 1)`` per sample.
     The norm of each sample is taken over all its non-batch dimensions. The gradient is of the sum
     of every output element of every scale (a multi-scale discriminator returns a list of maps),
     computed with ``create_graph=True`` so the penalty is differentiable with respect to the
@@ -164,7 +165,7 @@ def gradient_penalty(
     total = sum(p.sum() for p in as_scales(discriminator(x_hat)))
     (grad,) = torch.autograd.grad(total, x_hat, create_graph=True)
     norm = grad.flatten(1).float().norm(2, dim=1)
-    return ((norm - 1.0) ** 2).mean()
+    return ((norm - center) ** 2).mean()
 
 
 # -- modules ------------------------------------------------------------------------------------

@@ -93,6 +93,23 @@ class L1Loss(nn.Module):
         return l1_loss(input, target)
 
 
+class DiversitySensitiveLoss(nn.Module):
+    """The diversity-sensitive loss, negated to be minimised: ``-mean(|input − target|)`` with the
+    target detached (Choi et al., StarGAN v2, CVPR 2020, eq. 4; clovaai/stargan-v2
+    ``core/solver.py``: ``loss_ds = mean(|x_fake − x_fake2.detach()|)``, subtracted with weight
+    λ_ds). Its weight stays positive in a recipe (usually a schedule decaying to 0); the term
+    pushes two translations of one input with different style codes apart.
+
+    ``forward(input, target)``: two translations (N, C, H, W) in [-1, 1] of equal shape -> scalar in [-2, 0].
+
+    Raises:
+        ValueError: (in ``forward``) the shapes differ.
+    """
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return -l1_loss(input, target.detach())
+
+
 class L2Loss(nn.Module):
     """Mean squared error, ``mean((input − target)²)``.
 
@@ -276,6 +293,7 @@ def unpaired_components():
     return [
         Component(kind, "l1", L1Loss),
         Component(kind, "l2", L2Loss),
+        Component(kind, "diversity", DiversitySensitiveLoss),
         Component(kind, "ssim", SSIMLoss),
         Component(kind, "perceptual", PerceptualLoss),
     ]

@@ -122,19 +122,22 @@ class UnalignedPairs(Dataset):
     """Unpaired samples ``{"real_A", "real_B", "name_A", "name_B"}`` from two domain datasets.
 
     Item i of epoch e is A[i mod |A|] with B[random]; the random draws (B index, crops, flips) are
-    seeded by (seed, e, i). The index is ``i`` (epoch set by :meth:`set_epoch`) or ``(e, i)``, as
+    seeded by (seed, e, i). With ``second_sample``, also ``real_A2`` and ``real_B2``: another
+    random image of each domain (UNSB's second sample; Kim et al., ICLR 2024), drawn after the first
+    so that the first pair is the same with or without it. The index is ``i`` (epoch set by :meth:`set_epoch`) or ``(e, i)``, as
     :class:`EpochSampler` gives it, so that persistent worker processes need no epoch update.
 
     Raises:
         DataError: either domain is empty.
     """
 
-    def __init__(self, domain_a: Dataset, domain_b: Dataset, seed: int = 0):
+    def __init__(self, domain_a: Dataset, domain_b: Dataset, seed: int = 0, second_sample: bool = False):
         for name, ds in (("A", domain_a), ("B", domain_b)):
             if len(ds) == 0:
                 raise DataError(f"domain {name} has no images; check the dataset root and split.",
                                 key=name, code="no-images")
         self.a, self.b, self.seed, self.epoch = domain_a, domain_b, seed, 0
+        self.second_sample = second_sample
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -148,7 +151,16 @@ class UnalignedPairs(Dataset):
             torch.manual_seed(_seed(self.seed, epoch, i))
             img_a, name_a = self.a[i % len(self.a)]
             img_b, name_b = self.b[int(torch.randint(len(self.b), ()))]
-        return {"real_A": img_a, "real_B": img_b, "name_A": name_a, "name_B": name_b}
+            item = {"real_A": img_a, "real_B": img_b, "name_A": name_a, "name_B": name_b}
+            if self.second_sample:
+                item["real_A2"] = self.a[int(torch.randint(len(self.a), ()))][0]
+                item["real_B2"] = self.b[int(torch.randint(len(self.b), ()))][0]
+        return item
+
+
+def batch_size(batch: dict) -> int:
+    """The number of samples N of a collated batch (its first tensor's length)."""
+    return len(next(v for v in batch.values() if isinstance(v, Tensor)))
 
 
 def collate_pairs(items: list[dict]) -> dict:

@@ -11,7 +11,7 @@ from unpaired.recipe.plan import Term
 from unpaired.recipe.resolved import Network, ResolvedRecipe
 
 #: What a consistency loss may ask for by parameter name, besides ``input`` and ``target``.
-CONTEXT = ("network", "images", "batch")
+CONTEXT = ("network", "networks", "images", "batch")
 
 
 def build_network(recipe: ResolvedRecipe, net: Network, init: bool = True) -> nn.Module:
@@ -35,13 +35,15 @@ def build_network(recipe: ResolvedRecipe, net: Network, init: bool = True) -> nn
 
 
 def build_loss(recipe: ResolvedRecipe, term: Term, nets: dict[str, nn.Module]) -> nn.Module:
-    """The loss module of a term; a constructor parameter ``network`` receives ``nets[term.network]``.
+    """The loss module of a term; a constructor parameter ``network`` receives ``nets[term.network]``,
+    one named ``networks`` the term's ``networks`` as a dict by name (DCLGAN's dual PatchNCE).
 
     Raises:
         RecipeError: unknown loss, bad arguments, or a loss that needs a network the term does not name.
     """
-    param = inspect.signature(recipe.registry.get(term.spec.kind, term.spec.type, term.where).factory).parameters.get("network")
-    injected = {}
+    params = inspect.signature(recipe.registry.get(term.spec.kind, term.spec.type, term.where).factory).parameters
+    param = params.get("network")
+    injected = {"networks": {n: nets[n] for n in term.networks}} if "networks" in params else {}
     if param is not None:
         if term.network is not None:
             injected["network"] = nets[term.network]
@@ -58,7 +60,8 @@ def context_names(loss: nn.Module) -> list[str]:
 
 def loss_context(names, term: Term, nets: dict, images: dict, batch: dict) -> dict:
     """The keyword arguments ``names`` (from :func:`context_names`) of a consistency term's loss."""
-    context = {"network": nets.get(term.network), "images": images, "batch": batch}
+    context = {"network": nets.get(term.network), "networks": {n: nets[n] for n in term.networks},
+               "images": images, "batch": batch}
     return {k: context[k] for k in names}
 
 

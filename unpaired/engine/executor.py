@@ -29,7 +29,6 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from unpaired.domains import DATA_IMAGES
 from unpaired.engine.build import build_loss, build_network, context_names, loss_context, trainable
 from unpaired.engine.pool import ImagePool
 from unpaired.engine.schedule import advance
@@ -84,6 +83,10 @@ class Executor:
         # dynamo recompile it with symbolic sizes (slower kernels, and an inductor error on some shapes)
         self.fwd = {n: torch.compile(net, dynamic=False) if tr.compile else net for n, net in self.nets.items()}
         self.graph = self.recipe.graph
+        # the random nodes' draws: on the CPU (the same on every device), another stream per rank
+        self.generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + self.dist.rank)
+        self.epochs_done = 0  # epochs completed: the unit of ``per: epoch`` weight schedules
+        self.iteration = 0  # the iteration being run: the unit of weight schedules
         self.plans: tuple[StepPlan, ...] = self.recipe.steps
         batched = frozenset(n for n, net in self.nets.items() if tr.batch_passes and getattr(net, "per_sample", False))
         self.calls = {p.name: group_calls(p, self.graph, batched) for p in self.plans}
@@ -104,10 +107,20 @@ class Executor:
 
         self.optimizers, self.schedulers = {}, {}
         for plan in self.plans:
-            params = [p for n in plan.networks for p in self.nets[n].parameters()]
+            if plan.share:  # one optimizer for both steps, as StarGAN v2 steps G's Adam twice per iteration
+                self.optimizers[plan.name] = self.optimizers[plan.share]
+                self.schedulers[plan.name] = self.schedulers[plan.share]
+                continue
+            params = [p for n in plan.networks if n not in plan.groups for p in self.nets[n].parameters()]
             params += [p for t in plan.terms for p in self.losses[plan.name, t].parameters() if p.requires_grad]
-            self.optimizers[plan.name] = self.recipe.build(plan.optimizer, params=list(dict.fromkeys(params)))
+            params = list(dict.fromkeys(params))
+            if plan.groups:  # a network with optimizer args of its own (StarGAN v2's mapping network: lr 1e-6)
+                params = [{"params": params}, *({"params": list(self.nets[n].parameters()), **args}
+                                                for n, args in plan.groups.items())]
+            self.optimizers[plan.name] = self.recipe.build(plan.optimizer, params=params)
             self.schedulers[plan.name] = self.recipe.build(self.recipe.scheduler, optimizer=self.optimizers[plan.name])
+        #: the steps that own their optimizer (a shared one is saved, restored and scheduled once)
+        self.owners = [p.name for p in self.plans if not p.share]
         self.per_iteration = tr.scheduler.interval == "iteration"
         same = self.recipe.device is not None and self.device == self.recipe.device
         self.precision = self.recipe.precision if same else resolve_precision(tr.precision, self.device)
@@ -146,12 +159,14 @@ class Executor:
     def state_dict(self) -> dict:
         """Everything but the weights that continuing exactly needs (safe for weights_only loading)."""
         return {
-            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "optimizers": {n: self.optimizers[n].state_dict() for n in self.owners},
+            "schedulers": {n: self.schedulers[n].state_dict() for n in self.owners},
             "scalers": {n: s.state_dict() for n, s in self.scalers.items() if s.is_enabled()},
             "pools": {n: p.state_dict() for n, p in self.pools.items()},
             "epoch_loss": {n: v.cpu() for n, v in self.epoch_loss.items()},
             "nonfinite_total": self.nonfinite_total,
+            "generator": self.generator.get_state(),
+            "epochs_done": self.epochs_done,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -164,6 +179,9 @@ class Executor:
         for n, v in state["epoch_loss"].items():
             self.epoch_loss[n] = v.to(self.device)
         self.nonfinite_total = state["nonfinite_total"]
+        if "generator" in state:  # absent in checkpoints from before random nodes: nothing was drawn
+            self.generator.set_state(state["generator"])
+        self.epochs_done = state.get("epochs_done", 0)
 
     def follow_recipe(self, saved: ResolvedRecipe) -> None:
         """After :meth:`load_state_dict`: apply to the restored optimizers and schedules what this
@@ -182,6 +200,8 @@ class Executor:
         schedule_changed = self.recipe.scheduler != saved.scheduler
         before = {p.name: p.optimizer for p in saved.steps}
         for plan in self.plans:
+            if plan.share:
+                continue
             opt, args, old_args = self.optimizers[plan.name], dict(plan.optimizer.args), dict(before[plan.name].args)
             old = self.schedulers[plan.name]
             lr_changed = args.get("lr") != old_args.get("lr")
@@ -211,7 +231,7 @@ class Executor:
         ``live`` names cached images that still hold their autograd graph (made with gradients by
         an earlier step for this one, their networks not updated since): a fresh image among them
         is reused instead of recomputed. Images are made call by call (:func:`group_calls`)."""
-        images = {name: cache[name] for name in DATA_IMAGES}
+        images = {name: cache[name] for name in self.graph.data}
         for call in self.calls[plan.name]:
             if call[0] in plan.fresh:
                 self._make([n for n in call if n not in live], images, cache)
@@ -228,7 +248,7 @@ class Executor:
     def _make(self, names: list[str], inputs: dict, cache: dict) -> None:
         """Make ``names`` (one call's images) from ``inputs`` into ``cache``."""
         if names:
-            cache.update(zip(names, self.graph.make_batch(names, self.fwd, inputs)))
+            cache.update(zip(names, self.graph.make_batch(names, self.fwd, inputs, self.generator)))
 
     def _make_with_graph(self, names: list[str], cache: dict, plan: StepPlan) -> None:
         """Images ``names`` with gradients to the networks that make them, though this step freezes them."""
@@ -242,19 +262,32 @@ class Executor:
                 self.nets[net].requires_grad_(net in plan.networks)
 
     def term_value(self, plan: StepPlan, term: Term, images: dict, batch: dict) -> Tensor:
-        """The unweighted loss of ``term`` of ``plan`` on the step's ``images``."""
+        """The unweighted loss of ``term`` of ``plan`` on the step's ``images``.
+
+        A discriminator given ``real_label``/``fake_label`` is called ``D(image, label)``; the
+        loss plugin sees a one-input function either way. A gradient penalty runs in fp32 with
+        autocast off (its double backward is where reduced precision hurts)."""
         loss = self.losses[plan.name, term.name]
-        if not term.adversarial:
+        if not (term.adversarial or term.penalty):
             extra = loss_context(self.context[plan.name, term.name], term, self.nets, images, batch)
             return loss(images[term.input], images[term.target], **extra)
-        disc = self.fwd[term.discriminator]
+        real_disc = _with_label(self.fwd[term.discriminator], images.get(term.real_label))
+        fake_disc = _with_label(self.fwd[term.discriminator], images.get(term.fake_label))
+        if term.penalty:
+            with torch.autocast(self.device.type, enabled=False):
+                fake = images[term.fake].detach().float() if term.fake else None
+                return loss(real_disc, images[term.real].detach().float(), fake)
         if term.side == "generator":
-            return loss.generator_loss(disc, images[term.fake])
+            return loss.generator_loss(fake_disc, images[term.fake])
         fake = images[term.fake].detach()
         pool = self.pools.get(f"{plan.name}.{term.name}")
         if pool is not None:
             fake = pool.query(fake)
-        return loss.discriminator_loss(disc, images[term.real], fake)
+        real = images[term.real]
+        if real_disc is fake_disc:
+            return loss.discriminator_loss(real_disc, real, fake)
+        # a labelled D scores the reals with their labels and everything else with the fakes'
+        return loss.discriminator_loss(_Split(real_disc, fake_disc, real), real, fake)
 
     def checked_value(self, plan: StepPlan, term: Term, images: dict, batch: dict, reports: dict) -> Tensor:
         """:meth:`term_value`, which must be a scalar tensor; what it reports goes into ``reports``.
@@ -281,51 +314,72 @@ class Executor:
         """Run the recipe's steps due at ``iteration`` (0-based) on one batch.
 
         Args:
-            batch: ``real_A`` and ``real_B``, (N, C, H, W) in [-1, 1] (any other entries reach
-                losses that ask for ``batch``).
+            batch: the data's values: ``real_A`` and ``real_B``, (N, C, H, W) in [-1, 1], or what
+                the dataset ``provides`` (images, labels (N,) int64); other entries reach losses
+                that ask for ``batch``.
             iteration: iterations done before this one; a step with ``every: k`` runs on every k-th
                 iteration (``iteration + 1`` a multiple of k), one with ``repeat: k`` k times.
 
         Returns:
-            Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}``, and what the
+            Each run term's unweighted loss, ``{"<step>/<term>": 0-dim tensor}``, what the
             terms reported, ``{"<step>/<term>/<name>": 0-dim tensor}`` (detached, on the device:
-            reading one waits for the device).
+            reading one waits for the device), and each scheduled weight, ``{"weights/<step>/<term>": w}``.
 
         Raises:
             TrainingDiverged: ``train.max_nonfinite`` iterations in a row had non-finite values
                 (with ``train.nan_guard``, a non-finite step is skipped and counted).
         """
         on_device = {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        cache = {k: on_device[k].contiguous(memory_format=self.memory_format) for k in DATA_IMAGES}
-        values, bad, live = {}, [], set()
+        cache = {k: _contiguous(on_device[k], self.memory_format) for k in self.graph.data}
+        values, bad, live, updated = {}, [], set(), set()
+        self.iteration = iteration
         amp = torch.autocast(self.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
         for plan in self.plans:
             if (iteration + 1) % plan.every:
                 continue
             for _ in range(plan.repeat):
+                if plan.refresh:
+                    self._refresh(cache, live, updated)
                 self._run(plan, cache, on_device, amp, values, bad, live)
+                updated.update(plan.networks)
                 # a graph is spent once backpropagated through, or stale once its networks changed
                 live -= {n for n in live if n in plan.fresh or self.graph.networks(n) & set(plan.networks)}
         if self.per_iteration:
-            for sch in self.schedulers.values():
-                sch.step()
+            for name in self.owners:
+                self.schedulers[name].step()
         self._check_finite(bad, iteration)
         return values
 
-    def step_losses(self, plan: StepPlan, cache: dict, batch: dict, amp, live: set) -> tuple[dict, Tensor, dict]:
-        """A step's images, loss terms and their weighted sum, with what the terms reported."""
+    def _refresh(self, cache: dict, live: set, updated: set) -> None:
+        """Forget the images made by networks in ``updated`` (data and random draws stay)."""
+        for name in [n for n in cache if n in self.graph.nodes and self.graph.nodes[n].random is None]:
+            if self.graph.networks(name) & updated:
+                del cache[name]
+                live.discard(name)
+
+    def step_losses(self, plan: StepPlan, cache: dict, batch: dict, amp, live: set,
+                    due=lambda term: True) -> tuple[dict, Tensor, dict]:
+        """A step's images, its ``due`` loss terms and their weighted sum (weights at the current
+        iteration), with what the terms reported."""
         self._set_trainable(plan.networks)
         reports: dict[str, Tensor] = {}
         with amp:
             images = self._images(plan, cache, live)
-            terms = {t: self.checked_value(plan, term, images, batch, reports) for t, term in plan.terms.items()}
-            total = sum(plan.terms[t].weight * v for t, v in terms.items())
+            terms = {t: self.checked_value(plan, term, images, batch, reports) for t, term in plan.terms.items()
+                     if due(term)}
+            total = sum(self.weight(plan.terms[t]) * v for t, v in terms.items())
         return terms, total, reports
+
+    def weight(self, term: Term) -> float:
+        """``term``'s weight at this iteration (its schedule's value, times a lazy term's ``every``)."""
+        return term.weight_at(self.iteration, self.epochs_done)
 
     def _run(self, plan: StepPlan, cache: dict, batch: dict, amp, values: dict, bad: list, live: set) -> None:
         opt, scaler = self.optimizers[plan.name], self.scalers[plan.name]
         opt.zero_grad(set_to_none=True)
-        terms, total, reports = self.step_losses(plan, cache, batch, amp, live)
+        terms, total, reports = self.step_losses(plan, cache, batch, amp, live, lambda t: t.due(self.iteration))
+        if not terms:  # every term of the step is lazy and none is due: no update
+            return
         scaler.scale(total).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
         if self.dist.enabled:
@@ -343,6 +397,8 @@ class Executor:
         scaler.update()
         self.epoch_loss[plan.name] += total.detach().float()
         values.update({f"{plan.name}/{t}": v.detach().float() for t, v in terms.items()})
+        values.update({f"weights/{plan.name}/{t}": torch.tensor(self.weight(plan.terms[t]), device=self.device)
+                       for t in terms if plan.terms[t].weight.scheduled})
         values.update(reports)
 
     def _check_finite(self, bad: list[str], iteration: int) -> None:
@@ -360,13 +416,49 @@ class Executor:
                 code="diverged")
 
     def end_epoch(self, iterations: int) -> None:
-        """Step the per-epoch LR schedules (plateau with the epoch's mean step loss over ``iterations``)."""
-        for name, sch in self.schedulers.items():
+        """Step the per-epoch LR schedules (plateau with the epoch's mean step loss over
+        ``iterations``) and count the epoch for ``per: epoch`` weight schedules."""
+        self.epochs_done += 1
+        for name in self.owners:
+            sch = self.schedulers[name]
             if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sch.step(float(self.epoch_loss[name]) / max(1, iterations))
             elif not self.per_iteration:
                 sch.step()
-            self.epoch_loss[name].zero_()
+        for value in self.epoch_loss.values():
+            value.zero_()
 
     def learning_rates(self) -> dict[str, float]:
         return {n: o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
+
+
+def _contiguous(value: Tensor, memory_format) -> Tensor:
+    """An image batch in the training memory format; labels and codes as they are."""
+    return value.contiguous(memory_format=memory_format) if value.ndim == 4 else value
+
+
+def _with_label(disc, label: Tensor | None):
+    """The discriminator as a function of the image alone: ``D(x, label)`` when a label is given."""
+    return disc if label is None else _Labelled(disc, label)
+
+
+class _Labelled:
+    """``D(x, label)`` as ``f(x)``: a multi-domain discriminator's output for each sample's domain."""
+
+    def __init__(self, disc, label: Tensor):
+        self.disc, self.label = disc, label
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.disc(x, self.label)
+
+
+class _Split:
+    """One function for a loss that scores reals and fakes: the real batch (the very tensor) goes to
+    the discriminator with the reals' labels, any other input (the fakes, a penalty's
+    interpolates) to the one with the fakes' labels."""
+
+    def __init__(self, real, fake, real_batch: Tensor):
+        self.real, self.fake, self.real_batch = real, fake, real_batch
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.real(x) if x is self.real_batch else self.fake(x)

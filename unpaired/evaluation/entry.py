@@ -12,7 +12,8 @@ from torch import Tensor
 from unpaired.domains import DIRECTION, domain_channels
 from unpaired.errors import DataError, RecipeError
 from unpaired.evaluation.result import EvalResult
-from unpaired.evaluation.evaluator import Evaluator, Scorer, require_metrics
+from unpaired.evaluation.evaluator import Evaluator, require_metrics
+from unpaired.evaluation.scorer import Scorer
 from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float
 from unpaired.plugin.registry import Registry, default_registry
 from unpaired.evaluation.metrics import TranslationSet
@@ -35,7 +36,8 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
         overrides: ``key=value`` changes to the saved recipe, e.g. ``eval.num_images=100``.
         out: folder for metrics.json and metrics.md (default ``RUN/eval/<checkpoint name>``,
             ``-<weights>`` added for a weight set, and a hash of the overrides for overrides).
-        weights: a weight set of the checkpoint to evaluate (``"ema"``); None: the trained weights.
+        weights: a weight set of the checkpoint to evaluate (``"ema"``); ``"raw"``: the trained
+            weights; None: the EMA when the recipe's ``ema`` section keeps one, else the trained weights.
 
     Returns:
         The result and the path of its metrics.json.
@@ -53,11 +55,11 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
     nets = load_networks(recipe, recipe.generators(), loaded.weights, loaded.checkpoint, device)
     counters = loaded.counters()
     about = {"checkpoint": str(loaded.checkpoint), "iteration": counters.get("iteration"), "epoch": counters.get("epoch"),
-             **({"weights": weights} if loaded.weight_set else {}),
+             **({"weights": loaded.weight_set} if loaded.weight_set else {}),
              **({"overrides": list(overrides)} if overrides else {})}
     result = evaluator(nets, about)
     # the recipe's own settings go to eval/<checkpoint>; other settings never replace them
-    name = loaded.checkpoint.name + (f"-{weights}" if loaded.weight_set else "") + (
+    name = loaded.checkpoint.name + (f"-{loaded.weight_set}" if loaded.weight_set else "") + (
         f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
     folder = loaded.run.evaluation(name) if loaded.run else loaded.checkpoint / "eval" / name
     return result, result.write(Path(out) if out else folder)

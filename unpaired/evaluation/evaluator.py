@@ -14,132 +14,28 @@ reproduced, and is written as JSON and as a Markdown table.
 
 from __future__ import annotations
 
-import platform
 import time
-from functools import cached_property
-from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from unpaired.data.build import build_dataset
 from unpaired.domains import DIRECTION
 from unpaired.errors import DataError, RecipeError
+from unpaired.evaluation.domains import score_domains
 from unpaired.evaluation.metrics import Judge, TranslationSet
 from unpaired.evaluation.result import EvalResult
+from unpaired.evaluation.scorer import Scorer
 from unpaired.inference.translator import Translator
 from unpaired.plugin.registry import closest
-from unpaired.recipe.load import plugin_args
-from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
-from unpaired.runs import checkpoint
+from unpaired.recipe.resolved import ResolvedRecipe, resolve
 from unpaired.runtime.device import pick_device
-
-
-def _describe(spec: DictConfig | None, module: nn.Module | None) -> dict | None:
-    if spec is None:
-        return None
-    info = {"type": spec.type, "args": plugin_args(spec.args)}
-    path = getattr(module, "weights_path", None)
-    if path:
-        info.update(weights=str(path), sha256=checkpoint.file_sha256(Path(path)))
-    if getattr(module, "preprocess", None):
-        info["preprocess"] = module.preprocess
-    return info
 
 
 @torch.no_grad()
 def _translate(translator: Translator, images: Tensor, batch_size: int) -> Tensor:
     return torch.cat([translator(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
-class Scorer:
-    """The eval section's judge and metrics, without data: scores :class:`TranslationSet` parts.
-
-    Args:
-        recipe: a resolved recipe; its ``eval`` section is used, its plugins built.
-        device: where the feature extractor and classifier run.
-
-    Raises:
-        RecipeError: a plugin that cannot be created (e.g. a missing weights file: the message
-            says which file is needed), or a class name the classifier does not have.
-    """
-
-    def __init__(self, recipe: ResolvedRecipe, device: torch.device):
-        ev = recipe.eval
-        self.eval, self.device = ev, device
-        self.metrics = {name: recipe.build(spec("metric", {"type": m.type or name, "args": m.args}, f"eval.metrics.{name}"))
-                        for name, m in ev.metrics.items()}
-        features = recipe.build(spec("feature_extractor", ev.features, "eval.features")) if ev.features else None
-        classifier = recipe.build(spec("classifier", ev.classifier, "eval.classifier")) if ev.classifier else None
-        for module in (features, classifier):
-            if module is not None:
-                module.to(device).eval()
-        self.features, self.classifier = features, classifier
-        self.classes = {d: self._class_index(d, v) for d, v in ev.classes.items()}
-        self.better = {k: v for m in self.metrics.values() for k, v in getattr(m, "better", {}).items()}
-
-    def _class_index(self, domain: str, value) -> int:
-        names = list(getattr(self.classifier, "classes", None) or [])
-        if isinstance(value, int):
-            if names and not 0 <= value < len(names):
-                raise RecipeError(f"eval.classes.{domain}: class {value} is out of range (0..{len(names) - 1}).",
-                                  key=f'eval.classes.{domain}', code="out-of-range")
-            return value
-        if str(value) not in names:
-            raise RecipeError(f"eval.classes.{domain}: '{value}' is not a class of the classifier.{closest(str(value), names)} "
-                              f"Classes: {', '.join(names) or '(unnamed: give an index)'}.",
-                              key=f'eval.classes.{domain}', code="unknown-class")
-        return names.index(str(value))
-
-    def judge(self) -> Judge:
-        """A fresh judge (its feature cache lives for one evaluation)."""
-        return Judge(self.features, self.classifier, self.device, self.eval.batch_size)
-
-    def score(self, ts: TranslationSet) -> tuple[dict[str, float], dict[str, str]]:
-        """``(values, skipped)``: every metric's outputs, and why the others did not run.
-
-        Raises:
-            RecipeError: two metrics produce the same output key.
-        """
-        values, skipped = {}, {}
-        for name, metric in self.metrics.items():
-            if self.eval.metrics[name].directions and ts.direction not in self.eval.metrics[name].directions:
-                continue
-            missing = ts.missing(getattr(metric, "needs", ()))
-            if missing:
-                skipped[name] = "needs " + ", ".join(missing)
-                continue
-            try:
-                scores = metric(ts)
-            except ValueError as err:  # the data does not allow it (e.g. one image): a note, never a lost run
-                skipped[name] = f"failed: {err}"
-                continue
-            for key, value in scores.items():
-                if key in values:
-                    raise RecipeError(f"eval.metrics.{name}: output '{key}' is also produced by another metric; "
-                                      "remove one of them.", key=f'eval.metrics.{name}', code="duplicate-output")
-                values[key] = float(value)
-        return values, skipped
-
-    @cached_property
-    def protocol(self) -> dict:
-        """The judge and metric settings, with the weights' SHA-256 and the library versions
-        (computed once: hashing an Inception file at every evaluation would be wasted I/O)."""
-        import torch_fidelity
-
-        ev = self.eval
-        return {
-            "features": _describe(ev.features, self.features),
-            "classifier": _describe(ev.classifier, self.classifier),
-            "classes": dict(self.classes),
-            "metrics": {n: {"type": s.type or n, "args": plugin_args(s.args), **({"directions": list(s.directions)}
-                                                                              if s.directions else {})}
-                        for n, s in ev.metrics.items()},
-            "device": str(self.device),
-            "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
-                         "python": platform.python_version()},
-        }
 
 
 class Evaluator:
@@ -166,6 +62,13 @@ class Evaluator:
         self.recipe, ev = recipe, recipe.eval
         self.device = pick_device(device) if isinstance(device, str) else device
         self.scorer = Scorer(recipe, self.device)
+        # a multi-domain recipe (inference entries {image, domain, ...}, no AtoB/BtoA) is scored per domain
+        self.multi_domain = not any(DIRECTION.fullmatch(d) for d in recipe.inference) and any(
+            OmegaConf.is_dict(e) for e in recipe.inference.values())
+        if self.multi_domain:
+            self.data = data if data is not None else build_dataset(recipe)
+            self.directions = []
+            return
         self.directions = list(ev.directions) or [d for d in recipe.inference if DIRECTION.fullmatch(d)]
         for d in self.directions:
             if not DIRECTION.fullmatch(d) or d not in recipe.inference:
@@ -233,6 +136,14 @@ class Evaluator:
         modes = {name: net.training for name, net in nets.items()}
         for net in nets.values():
             net.eval()
+        if self.multi_domain:
+            try:
+                result = score_domains(self.recipe, nets, self.device, self.data)
+            finally:
+                for name, net in nets.items():
+                    net.train(modes[name])
+            result.protocol = {**(about or {}), **result.protocol}
+            return result
         try:
             wanted = {*self.directions, *(f"{d[-1]}to{d[0]}" for d in self.directions)}
             translators = {d: Translator.from_networks(self.recipe, nets, d, self.device)

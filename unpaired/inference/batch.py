@@ -17,7 +17,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
 from unpaired.data.build import build_dataset
@@ -212,6 +212,10 @@ def translate_split(translator: Translator, split: str, dst: str | Path, batch_s
     """
     recipe, dst = translator.recipe, Path(dst)
     domain = translator.source_domain
+    if translator.domain_values:  # a multi-domain run: every other domain's images, into the target
+        data = build_dataset(recipe)
+        others = [_Split(data.domain(k, split)) for k in range(len(data.domain_names)) if k != translator.target]
+        return _translate_all(translator, ConcatDataset(others), dst, TranslateSummary(dst), batch_size, workers)
     if domain not in ("A", "B"):
         raise RecipeError("translating a dataset split needs a direction named <source>to<target>, e.g. AtoB, "
                           "or an inference image made from real_A or real_B.",

@@ -76,6 +76,37 @@ class TranslationModule(nn.Module):
         return self.translate(images)
 
 
+class ConditionedTranslation(nn.Module):
+    """A multi-domain entry's translation with its condition fixed: the target domain, the style
+    drawn with the seed (or taken from the reference image) computed once and kept as constants,
+    so the exported model is deterministic and its parity with PyTorch is checked on the same
+    draw. Shapes as :class:`TranslationModule`.
+
+    Args:
+        translator: a :class:`~unpaired.inference.Translator` with its condition set
+            (:meth:`~unpaired.inference.Translator.condition`).
+    """
+
+    def __init__(self, translator: Translator, size: tuple[int, int]):
+        super().__init__()
+        self.nets = nn.ModuleDict(translator.nets)
+        self.graph, self.image, self.source = translator.graph, translator.image, translator.source
+        with torch.no_grad():  # one sample: every value that does not depend on the input image's pixels
+            values = translator.values(torch.zeros(1, translator.in_channels, *size))
+        fixed = [n for n in values if n != self.source and not self.graph.reads_pixels(n, self.source)
+                 and n != self.image]
+        self.fixed = list(fixed)
+        for i, name in enumerate(fixed):
+            self.register_buffer(f"fixed_{i}", values[name])
+
+    def forward(self, images: Tensor) -> Tensor:
+        inputs = {self.source: images}
+        for i, name in enumerate(self.fixed):
+            value = getattr(self, f"fixed_{i}")
+            inputs[name] = value.expand(images.shape[0], *value.shape[1:])
+        return self.graph.compute([self.image], self.nets, inputs)[self.image]
+
+
 @dataclass
 class Check:
     """One run of the exported file against PyTorch: what went in and the largest difference."""
@@ -110,7 +141,8 @@ class ExportResult:
 
 
 def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: str | Path | None = None,
-           tolerance: float = TOLERANCE, registry: Registry | None = None, weights: str | None = None) -> ExportResult:
+           tolerance: float = TOLERANCE, registry: Registry | None = None, weights: str | None = None,
+           to=None, seed: int = 0, reference=None) -> ExportResult:
     """Export a run's translation for ``direction`` and check the file against PyTorch.
 
     Args:
@@ -122,6 +154,8 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         tolerance: the largest absolute difference to PyTorch accepted.
         registry: the plugin registry (default: the installed plugins and the run's own).
         weights: a weight set of the checkpoint (``"ema"``) to export instead of the trained weights.
+        to, seed, reference: a multi-domain entry's target domain, style seed and reference image:
+            the style is computed once and fixed in the file (:class:`ConditionedTranslation`).
 
     Returns:
         The :class:`ExportResult`: path, metadata as read back from the file, checks.
@@ -145,9 +179,10 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
     if path.is_dir():
         raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.",
                             key=str(path), code="is-a-folder")
-    translator = Translator(run, direction, "cpu", registry, weights=weights)
-    module = TranslationModule(translator).eval().float()
+    translator = Translator(run, direction, "cpu", registry, weights=weights, to=to, seed=seed, reference=reference)
     real_label, real = _real_image(translator)
+    module = (ConditionedTranslation(translator, tuple(real.shape[-2:])) if translator.domain_values
+              else TranslationModule(translator)).eval().float()
     example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
     gen = torch.Generator().manual_seed(0)
     channels = translator.in_channels
@@ -226,6 +261,7 @@ def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str,
         "training_scale": (f"{translator.resize.describe()}; resize inputs to it (bicubic, antialiased), translate, "
                            "resize the output back to the input's size" if translator.resize is not None
                            else "not recorded: translate at any size"),
+        **({"condition": _condition(translator)} if translator.domain_values else {}),
         "recipe": str(translator.recipe.name),
         "checkpoint": str(ckpt),
         "weights": translator.weights or "raw",
@@ -233,6 +269,11 @@ def _metadata(translator: Translator, run: Path, out_channels: int) -> dict[str,
         "unpaired_version": __version__,
         "torch_version": torch.__version__,
     }
+
+
+def _condition(translator: Translator) -> str:
+    style = "the style of a reference image" if translator.reference_value else f"style seed {translator.seed}"
+    return f"target domain {translator.target}, {style} (fixed in the file)"
 
 
 def _real_image(translator: Translator) -> tuple[str, Tensor]:

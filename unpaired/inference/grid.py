@@ -20,12 +20,14 @@ def compute_images(graph: ImageGraph, nets: dict, names, inputs: dict) -> dict:
     """The named images (and the images they are made from), networks in eval mode.
 
     ``inputs`` maps data image names (``real_A``, ``real_B``) to batches (N, C, H, W) in [-1, 1].
+    Random values (style codes) are drawn from a generator seeded 0: every grid of a run shows the
+    same draws, so grids over training compare.
     """
     modes = {n: net.training for n, net in nets.items()}
     for net in nets.values():
         net.eval()
     try:
-        return graph.compute(names, nets, inputs)
+        return graph.compute(names, nets, inputs, torch.Generator().manual_seed(0))
     finally:
         for n, net in nets.items():
             net.train(modes[n])
@@ -35,7 +37,9 @@ def fixed_inputs(data, count: int) -> dict:
     """The first ``count`` test images of each domain (the training images of a domain that has
     no test split, with a warning), as CPU batches (N, C, H, W) in [-1, 1]. Images of different
     sizes (``preprocess: scale_width`` or ``none``) are centre-cropped to the smallest height and
-    width among them."""
+    width among them. A dataset with ``sample_inputs(count)`` (a multi-domain one) gives its own."""
+    if hasattr(data, "sample_inputs"):
+        return data.sample_inputs(count)
     images = {}
     for key in DATA_IMAGES:
         try:

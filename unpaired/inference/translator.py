@@ -10,14 +10,16 @@ from pathlib import Path
 
 import PIL.Image
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 from torchvision.io import encode_jpeg, encode_png
 from torchvision.transforms import v2
 
+from unpaired.data.build import build_dataset
 from unpaired.data.io import read_image, to_float, to_uint8
 from unpaired.domains import domain_channels
 from unpaired.engine.build import build_network
-from unpaired.errors import CheckpointError, DataError, RecipeError
+from unpaired.errors import CheckpointError, DataError, RecipeError, UnpairedError
 from unpaired.inference.scale import training_resize
 from unpaired.inference.tiling import pad_to, translate_tiled
 from unpaired.plugin.registry import Registry, closest
@@ -74,6 +76,11 @@ class Translator:
     image (e.g. ``fake_B``). Only the networks it needs are built and loaded, so a run trained
     with a custom loss plugin translates where that plugin is not installed.
 
+    A multi-domain, multimodal model's entry is a mapping, ``{image: fake_lat, domain: [ref_domain],
+    reference: ref}``: the graph value to make, the label values the target domain (``to``) sets,
+    and the image value a reference image (``reference``) sets; random values (style codes) are
+    drawn once from a generator seeded by ``seed`` and shared by every image: one seed, one style.
+
     Args:
         run: a run directory (its latest checkpoint is used) or a checkpoint directory.
         direction: a key of the recipe's ``inference`` section, e.g. ``"AtoB"`` or ``"BtoA"``.
@@ -88,6 +95,10 @@ class Translator:
             :data:`AUTO_TILE_PIXELS` pixels), 0 (never tile), or a tile side in pixels
             (:mod:`unpaired.inference.tiling`).
         overlap: pixels shared by neighbouring tiles.
+        to: the target domain of a multi-domain entry: its name (case-insensitive) or label.
+        seed: the seed of the random values (style codes) of a multimodal entry.
+        reference: the reference image whose style a reference-guided entry takes: (C, H, W) in
+            [-1, 1] or an image file's path.
 
     Raises:
         CheckpointError: no usable checkpoint, or weights that do not fit.
@@ -97,7 +108,7 @@ class Translator:
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
                  precision: str = "fp32", tile: int | None = None, overlap: int = 64, weights: str | None = None,
-                 scale: str = "train"):
+                 scale: str = "train", to: str | int | None = None, seed: int = 0, reference=None):
         self._options(precision, tile, overlap)
         if scale not in SCALES:
             raise RecipeError(f"scale: '{scale}' is not one of {', '.join(SCALES)}.", key="scale", code="bad-value")
@@ -112,6 +123,7 @@ class Translator:
         self.resize = training_resize(self.recipe) if scale == "train" else None
         self.nets = load_networks(self.recipe, self.names, loaded.weights, run, self.device)
         self._finish()
+        self.condition(to, seed, reference)
 
     @classmethod
     def from_networks(cls, recipe: ResolvedRecipe, nets: dict, direction: str, device: torch.device) -> "Translator":
@@ -133,6 +145,7 @@ class Translator:
         self.weights, self.resize = None, None
         self.nets = {name: nets[name] for name in self.names}
         self._finish()
+        self.seed, self.target, self.reference = 0, None, None  # set by condition() before a call
         return self
 
     def _options(self, precision: str, tile: int | None, overlap: int) -> None:
@@ -154,13 +167,21 @@ class Translator:
         self.direction, target = direction, recipe.inference[direction]
         self.device = device
         self.graph = recipe.graph
-        if isinstance(target, str) and target not in recipe.networks:  # an image of the graph
+        self.domain_values, self.reference_value = (), None
+        if OmegaConf.is_dict(target):  # a multi-domain entry: the image, what --to and --style-from set
+            self.domain_values = tuple(target.get("domain") or ())
+            self.reference_value = target.get("reference")
+            given = {*self.domain_values, self.reference_value}
+            self.image, self.chain = target.image, None
+            self.source = (self.graph.sources(target.image) - given).pop()
+            self.names = sorted(self.graph.networks(target.image))
+        elif isinstance(target, str) and target not in recipe.networks:  # an image of the graph
             self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
             self.names = sorted(self.graph.networks(target))
         else:  # a network, or networks applied in order
             self.image, self.source = None, None
             self.chain = self.names = [target] if isinstance(target, str) else list(target)
-        self.net_name = target if isinstance(target, str) else " -> ".join(target)
+        self.net_name = target if isinstance(target, str) else self.image if self.domain_values else " -> ".join(target)
 
     def _finish(self) -> None:
         domain = self.source[-1] if self.source else (self.direction.split("to")[0] if "to" in self.direction else None)
@@ -181,7 +202,60 @@ class Translator:
             if "in_channels" in args or hasattr(first, "in_channels"):
                 return args.get("in_channels", getattr(first, "in_channels", 3))
         value = self.recipe.data.args.get("channels", 3)
+        if isinstance(value, int):
+            return value
         return domain_channels(value, domain) if domain in ("A", "B") else 3
+
+    def condition(self, to=None, seed: int = 0, reference=None) -> None:
+        """Set what a multi-domain, multimodal entry translates to: the target domain ``to`` (name
+        or label), the ``seed`` of its random style codes, the ``reference`` image (a tensor
+        (C, H, W) in [-1, 1] or a path) whose style it takes.
+
+        Raises:
+            RecipeError: the entry needs a target domain or a reference that is not given, or
+                ``to`` is no domain of the run's dataset (lists them).
+            DataError: the reference image cannot be read.
+        """
+        if to is not None and not self.domain_values:
+            raise RecipeError(f"direction '{self.direction}' has no target domain to choose; --to is for a "
+                              "multi-domain entry of the recipe's inference section.", key="--to", code="no-domain")
+        self.seed = int(seed)
+        self.target = None if to is None else self._label(to)
+        if self.domain_values and self.target is None:
+            raise RecipeError(f"direction '{self.direction}' translates into a domain: give it (--to NAME or LABEL; "
+                              f"{self._domains_text()}).", key="--to", code="needs-domain")
+        self.reference = None
+        if reference is not None:
+            if not self.reference_value:
+                raise RecipeError(f"direction '{self.direction}' takes no reference image; use a reference-guided "
+                                  "entry of the recipe's inference section.", key="--style-from", code="no-reference")
+            ref = to_float(read_image(Path(reference), self.in_channels)) if isinstance(reference, (str, Path)) else reference
+            self.reference = ref[None] if ref.ndim == 3 else ref
+        elif self.reference_value:
+            raise RecipeError(f"direction '{self.direction}' takes the style of a reference image: give one "
+                              "(--style-from IMAGE).", key="--style-from", code="needs-reference")
+
+    def domain_names(self) -> list[str] | None:
+        """The names of the run's domains (its dataset's ``domain_names``), or None when its dataset
+        has none or cannot be opened here."""
+        try:
+            data = build_dataset(self.recipe)
+        except (UnpairedError, ValueError, TypeError):
+            return None
+        return list(getattr(data, "domain_names", None) or []) or None
+
+    def _domains_text(self) -> str:
+        names = self.domain_names()
+        return "domains: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else "a label 0, 1, ..."
+
+    def _label(self, to) -> int:
+        names = self.domain_names()
+        if isinstance(to, int) or str(to).isdigit():
+            if names is None or 0 <= int(to) < len(names):
+                return int(to)
+        elif names and str(to).lower() in [n.lower() for n in names]:
+            return [n.lower() for n in names].index(str(to).lower())
+        raise RecipeError(f"no domain '{to}' in this run ({self._domains_text()}).", key="--to", code="unknown-domain")
 
     def _pass(self, x: Tensor) -> Tensor:
         """One forward pass of a padded batch, under the precision's autocast; float32 out."""
@@ -194,7 +268,28 @@ class Translator:
             for name in self.chain:
                 x = self.nets[name](x)
             return x
-        return self.graph.compute([self.image], self.nets, {self.source: x})[self.image]
+        return self.values(x)[self.image]
+
+    def values(self, x: Tensor) -> dict[str, Tensor]:
+        """Every value of the graph the direction's image needs, from images ``x`` (N, C, H, W) at
+        the networks' scale and the condition (target domain, seed, reference)."""
+        inputs = {self.source: x}
+        if (self.domain_values and self.target is None) or (self.reference_value and self.reference is None):
+            raise RecipeError(f"direction '{self.direction}' needs its target domain and reference: call "
+                              "condition(to=..., reference=...) first.", key=self.direction, code="needs-condition")
+        for value in self.domain_values:
+            inputs[value] = torch.full((len(x),), self.target, dtype=torch.long, device=x.device)
+        if self.reference_value:
+            ref = _resize(self.reference.to(x.device, torch.float32), tuple(x.shape[-2:]))
+            inputs[self.reference_value] = ref.expand(len(x), -1, -1, -1)
+        # one seed, one style: each random value drawn once and shared by every image, batch and tile
+        generator = torch.Generator().manual_seed(self.seed)
+        for name in self.graph.order([self.image]):
+            node = self.graph.nodes[name]
+            if node.random is not None and name not in inputs:
+                value = node.random.draw(1, generator, x.device)
+                inputs[name] = value.expand(len(x), *value.shape[1:])
+        return self.graph.compute([self.image], self.nets, inputs)
 
     @torch.no_grad()
     def __call__(self, images):

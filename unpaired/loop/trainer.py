@@ -21,6 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -30,16 +31,17 @@ from tqdm import tqdm
 
 from unpaired.data.build import build_dataset, training_pairs
 from unpaired.data.check import check_training_files
-from unpaired.data.pairs import EpochSampler, collate_pairs
+from unpaired.data.pairs import EpochSampler, batch_size, collate_pairs
 from unpaired.engine.executor import Executor
 from unpaired.engine.schedule import schedule_warning
 from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
 from unpaired.loop.hooks import (Evaluation, Events, JsonlLog, LossLog, ProgressPostfix, Report, RunInfo, SampleGrids,
                                  TensorBoardLog)
+from unpaired.loop.hooks.logs import term_losses
 from unpaired.loop.resume import edited_recipe, fixed_changes
 from unpaired.loop.timing import STEP, LoopTimer
 from unpaired.plugin.diagnostics import collecting
-from unpaired.plugin.registry import Registry
+from unpaired.plugin.registry import Registry, Spec
 from unpaired.recipe.load import apply_overrides
 from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
 from unpaired.runs import checkpoint
@@ -114,7 +116,7 @@ class Trainer:
         self.registry, self.device = self.recipe.registry, self.recipe.device
         # The data before the networks: a recipe mistake or a bad image file stops in seconds.
         self.data = build_dataset(self.recipe)
-        self.pairs = training_pairs(self.data, self.recipe.seed)
+        self.pairs = training_pairs(self.data, self.recipe.seed, self.recipe.data.second_sample)
         check_training_files(self.pairs, self.recipe.data.on_bad_file)
         self.executor = Executor(self.recipe, dist=self.dist)
         self.run = RunDir(out_dir or self.recipe.config.out_dir or f"runs/{self.recipe.name}")
@@ -143,6 +145,11 @@ class Trainer:
             handlers.append(self.sample_grids)
         named = {name: self.recipe.build(spec("handler", entry, f"handlers.{name}"))
                  for name, entry in self.recipe.config.handlers.items()}
+        if self.recipe.config.ema is not None:  # the recipe's averaged networks: the ema handler, state key "ema"
+            ema = self.recipe.config.ema
+            named["ema"] = self.recipe.build(Spec("handler", "ema", MappingProxyType(
+                {"networks": list(ema.networks), "decay": ema.decay, "start": ema.start, "warmup": ema.warmup}), "ema"))
+        self.ema = named.get("ema") if self.recipe.config.ema is not None else None
         self.events = Events(self.registry, [*handlers, *hooks], named, self.timer)
         self.hook = self.events.hook
 
@@ -155,6 +162,13 @@ class Trainer:
     def nets(self) -> dict:
         """The networks by recipe name (the executor's)."""
         return self.executor.nets
+
+    def inference_nets(self) -> dict:
+        """The networks that evaluation and sample grids use: the trained ones, with the averages
+        of the recipe's ``ema`` section in place of the networks it averages."""
+        if self.ema is None or not self.ema.averages:
+            return self.executor.fwd
+        return {**self.executor.fwd, **{n: a.module for n, a in self.ema.averages.items()}}
 
     @property
     def is_main(self) -> bool:
@@ -288,8 +302,9 @@ class Trainer:
                     losses = self.executor.run_iteration(batch, self.iteration)
                 self.iteration += 1
                 self.epoch_iteration += 1
-                self.epoch_samples += len(batch["real_A"])
-                self.samples += len(batch["real_A"])
+                n = batch_size(batch)
+                self.epoch_samples += n
+                self.samples += n
                 self.bar.update()
                 with collecting(losses, device=self.device):  # what handlers report is logged with the losses
                     self.hook.unpaired_after_step(trainer=self, losses=losses)
@@ -322,9 +337,8 @@ class Trainer:
         pass as a progress bar would end, with the losses logged last (in a log file only)."""
         if self._epoch_head is None:
             return
-        last = next((r for r in reversed(self.history) if any(k.count("/") == 1 for k in r)), {})
-        losses = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in last.items()
-                           if k.count("/") == 1 and not k.startswith(("lr/", "eval/")))
+        last = next((r for r in reversed(self.history) if term_losses(r)), {})
+        losses = ", ".join(f"{k} {v:.3f}" for k, v in term_losses(last).items())
         tqdm.write(self._epoch_head + (f"; {losses}" if losses else ""), file=sys.stderr)
         self._epoch_head = None
 

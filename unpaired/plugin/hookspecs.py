@@ -45,6 +45,8 @@ KINDS = {
     "discriminator_loss(D, real, fake), both scalar tensors",
     "consistency_loss": "nn.Module: forward(input, target, [network, images, batch]) -> scalar tensor; "
     "a constructor or forward parameter named 'network' receives the term's network",
+    "gradient_penalty": "nn.Module: forward(discriminator, real, fake) -> scalar tensor; discriminator a function "
+    "of the image (its label bound), real and fake detached fp32 images (fake None unless the term names one)",
     "init": "function(module, gain) initialising a network's weights in place",
     "optimizer": "function(params, **args) -> torch.optim.Optimizer",
     "scheduler": "function(optimizer, **args) -> LR scheduler stepped once per epoch (or per iteration)",

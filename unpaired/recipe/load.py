@@ -155,6 +155,30 @@ def _reset_args_on_new_type(merged: DictConfig, child: DictConfig) -> None:
             old.args = {}
 
 
+def _steps_in_order(merged: DictConfig, child: DictConfig, where: str) -> DictConfig:
+    """The steps in the order a derived recipe lists them when it lists them all (steps run in
+    recipe order, and a merge keeps the base's); a derived recipe that lists some steps in another
+    order than the base's is refused: it may mean a reordering it does not get.
+
+    Raises:
+        RecipeError: some steps listed, in another relative order than the merged recipe's.
+    """
+    listed = list((child.get("steps") or {}).keys())
+    order = list(merged.steps.keys())
+    if not listed or listed == [n for n in order if n in listed]:
+        return merged
+    if set(listed) != set(order):
+        raise RecipeError(f"{where}: steps {', '.join(listed)} are listed in another order than the base's "
+                          f"({', '.join(order)}); steps run in recipe order. List every step to reorder them, or "
+                          "keep the base's order.", key="steps", code="step-order")
+    nodes = {name: merged.steps[name] for name in listed}
+    for name in listed:
+        del merged.steps[name]
+    for name in listed:
+        merged.steps[name] = nodes[name]
+    return merged
+
+
 def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path | None = None) -> DictConfig:
     """Load a recipe with its ``base`` chain and ``key=value`` overrides, checked by schema.
 
@@ -192,7 +216,7 @@ def load_recipe(source, overrides: list[str] | tuple = (), base_dir: str | Path 
     for where, folder, cfg in chain:
         try:
             _reset_args_on_new_type(merged, cfg)
-            merged = OmegaConf.merge(merged, cfg)
+            merged = _steps_in_order(OmegaConf.merge(merged, cfg), cfg, where)
         except OmegaConfBaseException as err:
             raise _error(err, where) from err
         if cfg.get("plugins") and str(folder) not in dirs:
@@ -236,10 +260,10 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
 
 
 def drop_nulls(recipe: DictConfig) -> DictConfig:
-    """Delete networks, images, steps, loss terms, metrics, eval classes and handlers set to ``null``
-    (how a recipe removes them)."""
+    """Delete networks, images, steps, loss terms, metrics, eval classes, handlers and inference
+    entries set to ``null`` (how a recipe removes them)."""
     for section in (recipe.networks, recipe.images, recipe.steps, recipe.eval.metrics, recipe.eval.classes,
-                    recipe.handlers):
+                    recipe.handlers, recipe.inference):
         for key in [k for k, v in section.items() if v is None]:
             del section[key]
     for step in recipe.steps.values():

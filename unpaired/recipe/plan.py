@@ -13,7 +13,7 @@ generators' fakes, as in Zhu et al.'s reference implementation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from unpaired.plugin.registry import Spec
 from unpaired.recipe.graph import ImageGraph
 from unpaired.recipe.load import plugin_args
+from unpaired.recipe.scalar import Scalar, parse_scalar
 from unpaired.recipe.validate import active_terms, term_images, term_side
 
 
@@ -31,18 +32,23 @@ class Term:
 
     Attributes:
         step, name: where it is: ``steps.<step>.losses.<name>``.
-        spec: its loss plugin (kind ``adversarial_loss`` or ``consistency_loss``) and args.
-        weight: its weight in the step's sum (never 0: inactive terms are left out).
+        spec: its loss plugin (kind ``adversarial_loss``, ``consistency_loss`` or
+            ``gradient_penalty``) and args.
+        weight: its weight in the step's sum, a number or a schedule (:mod:`unpaired.recipe.scalar`;
+            never 0 throughout: inactive terms are left out).
         side: ``"generator"`` or ``"discriminator"`` for an adversarial term, else None.
-        discriminator, real, fake, pool: an adversarial term's network, images and image-pool size.
-        input, target, network: a consistency term's images and the network it reads itself.
+        discriminator, real, fake, pool: an adversarial (or penalty) term's network, images and
+            image-pool size.
+        real_label, fake_label: values given to the discriminator with the real and the fake image.
+        input, target, network, networks: a consistency term's images and the networks it reads itself.
         share: the term of the same step whose loss module (and parameters) it uses.
+        every: a lazy term runs on every k-th iteration only, its weight multiplied by k.
     """
 
     step: str
     name: str
     spec: Spec
-    weight: float
+    weight: Scalar
     side: str | None = None
     discriminator: str | None = None
     real: str | None = None
@@ -52,10 +58,27 @@ class Term:
     target: str | None = None
     network: str | None = None
     share: str | None = None
+    real_label: str | None = None
+    fake_label: str | None = None
+    networks: tuple[str, ...] = ()
+    every: int = 1
 
     @property
     def adversarial(self) -> bool:
         return self.spec.kind == "adversarial_loss"
+
+    @property
+    def penalty(self) -> bool:
+        return self.spec.kind == "gradient_penalty"
+
+    def due(self, iteration: int) -> bool:
+        """Whether a lazy term runs at ``iteration`` (0-based), as a step's ``every``."""
+        return (iteration + 1) % self.every == 0
+
+    def weight_at(self, iteration: int, epoch: int = 0) -> float:
+        """Its weight in the step's sum at ``iteration``: the schedule's value times ``every``
+        (a lazy penalty's weight, as StyleGAN2's lazy regularisation scales it)."""
+        return self.weight.at(iteration, epoch) * self.every
 
     @property
     def key(self) -> str:
@@ -87,6 +110,9 @@ class StepPlan:
         keep_graph: images not fresh here but computed with gradients for a later step.
         every: runs on iterations ``every - 1, 2 * every - 1, ...`` (0-based).
         repeat: times per iteration it runs.
+        groups: network -> optimizer args of its own parameter group (e.g. a lower lr).
+        share: the earlier step whose optimizer (and its state, and its LR schedule) this step uses.
+        refresh: images whose networks an earlier step of the iteration updated are made anew.
     """
 
     name: str
@@ -98,16 +124,20 @@ class StepPlan:
     keep_graph: frozenset[str] = frozenset()
     every: int = 1
     repeat: int = 1
+    groups: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
+    share: str | None = None
+    refresh: bool = False
 
 
 def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig) -> Term:
     """A recipe loss term as a :class:`Term` (its side decided by :func:`term_side`)."""
     adversarial = bool(term.adversarial)
-    kind = "adversarial_loss" if adversarial else "consistency_loss"
-    spec = Spec(kind, term.adversarial or term.consistency, MappingProxyType(plugin_args(term.args)),
+    kind = "adversarial_loss" if adversarial else "gradient_penalty" if term.penalty else "consistency_loss"
+    spec = Spec(kind, term.adversarial or term.penalty or term.consistency, MappingProxyType(plugin_args(term.args)),
                 f"steps.{sname}.losses.{tname}")
-    return Term(sname, tname, spec, float(term.weight), term_side(term, step) if adversarial else None,
-                term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share)
+    return Term(sname, tname, spec, parse_scalar(term.weight), term_side(term, step) if adversarial else None,
+                term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share,
+                term.real_label, term.fake_label, tuple(term.networks), term.every)
 
 
 def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepPlan]:
@@ -121,8 +151,9 @@ def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepP
         fresh = frozenset(img for img in needed if graph.networks(img) & optimised)
         optimizer = Spec("optimizer", step.optimizer.type, MappingProxyType(plugin_args(step.optimizer.args)),
                          f"steps.{name}.optimizer")
+        groups = MappingProxyType({n: MappingProxyType(plugin_args(a)) for n, a in step.optimizer.groups.items()})
         plans.append(StepPlan(name, tuple(step.networks), optimizer, MappingProxyType(terms), tuple(needed), fresh,
-                              frozenset(), step.every, step.repeat))
+                              frozenset(), step.every, step.repeat, groups, step.optimizer.share, step.refresh))
     return [replace(p, keep_graph=_keep_graph(plans, i, graph)) for i, p in enumerate(plans)]
 
 

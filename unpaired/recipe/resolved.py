@@ -24,7 +24,7 @@ from unpaired.plugin.registry import Registry, Spec, default_registry
 from unpaired.recipe.graph import ImageGraph
 from unpaired.recipe.load import plugin_args, to_yaml
 from unpaired.recipe.plan import StepPlan, make_plan
-from unpaired.recipe.validate import network_kind, raise_problems, validate
+from unpaired.recipe.validate import data_values, network_kind, raise_problems, validate
 from unpaired.runs import checkpoint
 from unpaired.runtime.device import pick_device, resolve_precision
 
@@ -170,7 +170,7 @@ def resolve(recipe: DictConfig | ResolvedRecipe, registry: Registry | None = Non
     networks = {name: Network(name, network_kind(config, name), spec(network_kind(config, name), net, f"networks.{name}"),
                               net.init, net.init_gain)
                 for name, net in config.networks.items()}
-    graph = ImageGraph(config.images)
+    graph = ImageGraph(config.images, data_values(config, registry))
     OmegaConf.set_readonly(config, True)
     return ResolvedRecipe(config, registry, MappingProxyType(networks), graph, tuple(make_plan(config, graph)),
                           device, precision, init, to_yaml(config), plugin_error)

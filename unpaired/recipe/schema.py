@@ -24,22 +24,34 @@ class NetworkSpec:
 class ImageSpec:
     net: Optional[str] = None  # network applied ...
     input: Any = None  # ... to this image, or to these images (a list: net(a, b))
+    output: Optional[str] = None  # the entry of the dict the network returns (named outputs)
     concat: Optional[List[str]] = None  # or: these images concatenated along channels
+    random: Optional[str] = None  # or: drawn at random: normal | uniform | integer
+    shape: List[int] = field(default_factory=list)  # random: each sample's shape ([] for a label)
+    low: Optional[float] = None  # random uniform / integer: [low, high); defaults 0 and 1
+    high: Optional[float] = None
+    like: Optional[str] = None  # random: as many samples as this value has (default: the data's first)
 
 
 @dataclass
 class LossTerm:
     adversarial: Optional[str] = None  # an adversarial_loss plugin name, or
-    consistency: Optional[str] = None  # a consistency_loss plugin name
+    consistency: Optional[str] = None  # a consistency_loss plugin name, or
+    penalty: Optional[str] = None  # a gradient_penalty plugin name (r1, gp, wgan_gp, zero_gp)
     args: Dict[str, Any] = field(default_factory=dict)
-    weight: float = 1.0
-    discriminator: Optional[str] = None  # adversarial: the discriminator network
-    real: Optional[str] = None  # adversarial, discriminator side: real image
-    fake: Optional[str] = None  # adversarial: generated image
+    # a number, or a schedule: {schedule: linear, start: 1, end: 0, length: 1000, per: iteration}
+    weight: Any = 1.0
+    every: int = 1  # a lazy term: computed on every k-th iteration only, its weight times k
+    discriminator: Optional[str] = None  # adversarial, penalty: the discriminator network
+    real: Optional[str] = None  # adversarial, discriminator side; penalty: real image
+    fake: Optional[str] = None  # adversarial; penalty on interpolates: generated image
+    real_label: Optional[str] = None  # a value passed to the discriminator with the real image: D(real, label)
+    fake_label: Optional[str] = None  # ... and with the fake one (a domain label)
     pool: int = 0  # adversarial, discriminator side: image-pool size (0 = off)
     input: Optional[str] = None  # consistency: compared image ...
     target: Optional[str] = None  # ... and its target
     network: Optional[str] = None  # a network the loss uses itself (e.g. PatchNCE: the generator's features)
+    networks: List[str] = field(default_factory=list)  # several networks the loss uses (a dict by name)
     share: Optional[str] = None  # use this other term's loss module (and its parameters) of the same step
     side: Optional[str] = None  # adversarial: generator | discriminator; unset: discriminator if the step trains it
 
@@ -48,6 +60,8 @@ class LossTerm:
 class OptimizerSpec:
     type: str = "adam"
     args: Dict[str, Any] = field(default_factory=dict)
+    groups: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # network -> args of its own (e.g. {M: {lr: 1e-6}})
+    share: Optional[str] = None  # use this earlier step's optimizer (one Adam state for both steps' updates)
 
 
 @dataclass
@@ -57,6 +71,10 @@ class StepSpec:
     losses: Dict[str, Optional[LossTerm]] = field(default_factory=dict)
     every: int = 1  # run on every k-th iteration only (e.g. a generator step every 5 critic steps)
     repeat: int = 1  # run k times per iteration on the same batch
+    # make anew the images whose networks an earlier step of this iteration updated (StarGAN v2's
+    # steps each run their own passes); off: reuse them as made (CycleGAN's D judges the fakes
+    # made before G's update, as the reference does)
+    refresh: bool = False
 
 
 @dataclass
@@ -66,6 +84,9 @@ class DataSpec:
     batch_size: int = 1
     num_workers: int = 2
     on_bad_file: str = "error"  # an unreadable training image stops training before it starts; "skip" drops it
+    # two-domain data: each sample also gives real_A2 and real_B2, a second random image of each
+    # domain drawn independently (UNSB's second sample)
+    second_sample: bool = False
 
 
 @dataclass
@@ -134,6 +155,16 @@ class InitFromSpec:
 
 
 @dataclass
+class EmaSpec:
+    # An exponential moving average of these networks (plugins/handlers/ema.py): saved, resumed
+    # exactly, and used by evaluation, sample grids, translate and export unless told otherwise.
+    networks: List[str] = MISSING
+    decay: float = 0.999
+    start: int = 0  # iterations before averaging begins (a copy until then)
+    warmup: bool = False  # ramp the decay up (timm's warm-up)
+
+
+@dataclass
 class Recipe:
     name: str = "run"
     base: Optional[str] = None
@@ -156,14 +187,15 @@ class Recipe:
     # training-event handlers built from plugins of kind handler (e.g. ema), by a name that keys
     # their state in checkpoints; entries set to null are deleted
     handlers: Dict[str, Optional[PluginSpec]] = field(default_factory=dict)
+    ema: Optional[EmaSpec] = None  # averaged networks (null: none)
 
 
 #: Keys whose value is a mapping ("*": every entry), checked before merging so that a wrong shape is
 #: named by its key rather than failing deep inside the merge; and the keys that are lists.
 MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "steps",
-            "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.losses", "steps.*.losses.*", "train",
+            "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.optimizer.groups", "steps.*.optimizer.groups.*", "steps.*.losses", "steps.*.losses.*", "train",
             "train.scheduler", "train.scheduler.args", "eval", "eval.metrics", "eval.metrics.*", "eval.features",
-            "eval.classifier", "eval.classes", "inference", "init_from", "handlers", "handlers.*", "handlers.*.args")
+            "eval.classifier", "eval.classes", "inference", "init_from", "handlers", "handlers.*", "handlers.*.args", "ema")
 
 
-LISTS = ("plugins", "samples")
+LISTS = ("plugins", "samples", "ema.networks")

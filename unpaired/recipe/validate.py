@@ -13,11 +13,12 @@ import inspect
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from unpaired.domains import DATA_IMAGES, DOMAIN_OF, domain_channels
+from unpaired.domains import DATA_IMAGES, DOMAIN_OF, SECOND_SAMPLES, domain_channels
 from unpaired.errors import Problem, RecipeError
 from unpaired.plugin.registry import Registry, check_args, closest, default_registry
-from unpaired.recipe.graph import ImageGraph
+from unpaired.recipe.graph import RANDOM, ImageGraph
 from unpaired.recipe.load import plugin_args
+from unpaired.recipe.scalar import parse_scalar, scalar_problems
 from unpaired.runtime.device import pick_device
 
 
@@ -35,13 +36,26 @@ class Problems(list):
 
 # -- the structure, decided once ---------------------------------------------------------------------
 def active_terms(step: DictConfig) -> dict[str, DictConfig]:
-    """Loss terms that take part: those of non-zero weight."""
-    return {n: t for n, t in step.losses.items() if t.weight != 0}
+    """Loss terms that take part: those whose weight is ever non-zero (a malformed weight counts,
+    so that its problem is reported)."""
+    return {n: t for n, t in step.losses.items() if scalar_problems(t.weight, "") or parse_scalar(t.weight).active}
 
 
 def term_images(term) -> list[str]:
-    """The image names a loss term reads."""
-    return [v for v in (term.real, term.fake, term.input, term.target) if v is not None]
+    """The values a loss term reads (images, and the labels it gives its discriminator)."""
+    return [v for v in (term.real, term.fake, term.input, term.target, term.real_label, term.fake_label) if v is not None]
+
+
+def data_values(recipe: DictConfig, registry: Registry) -> tuple[str, ...]:
+    """The names of the values the recipe's dataset gives each iteration: its plugin's ``provides``
+    (e.g. a multi-domain dataset's images, labels and references), else ``real_A`` and ``real_B``,
+    and ``real_A2`` and ``real_B2`` with ``data.second_sample``."""
+    try:
+        factory = registry.get("dataset", recipe.data.dataset).factory
+    except RecipeError:
+        return DATA_IMAGES
+    provides = tuple(getattr(factory, "provides", DATA_IMAGES))
+    return provides + SECOND_SAMPLES if recipe.data.second_sample and provides == DATA_IMAGES else provides
 
 
 def network_kind(recipe: DictConfig, name: str) -> str:
@@ -50,7 +64,8 @@ def network_kind(recipe: DictConfig, name: str) -> str:
     role = recipe.networks[name].get("role")
     if role:
         return role
-    judges = {t.discriminator for step in recipe.steps.values() for t in step.losses.values() if t.discriminator}
+    judges = {t.discriminator for step in recipe.steps.values() for t in step.losses.values()
+              if t is not None and t.discriminator}
     return "discriminator" if name in judges else "generator"
 
 
@@ -135,22 +150,26 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
     if not nets:
         problems.add("networks", "empty", "the recipe defines no networks.")
 
-    graph = ImageGraph({n: spec for n, spec in images.items() if not _image_problems(n, spec, problems)})
+    graph = ImageGraph({n: spec for n, spec in images.items() if not _image_problems(n, spec, problems)},
+                       data_values(recipe, reg))
 
     def net_arg(net: str, arg: str):
         spec = nets[net]
         return spec.args.get(arg, default_arg(reg, kinds.get(net, "generator"), spec.type, arg))
 
     def channels(image: str):
-        if image in DATA_IMAGES:
+        if image in graph.data:
             value = recipe.data.args.get("channels", default_arg(reg, "dataset", recipe.data.dataset, "channels"))
+            if image not in DOMAIN_OF:  # a multi-domain dataset's images: one channel count
+                return value if isinstance(value, int) and image in getattr(
+                    reg.get("dataset", recipe.data.dataset).factory, "image_values", ()) else None
             try:
                 return None if value is None else domain_channels(value, DOMAIN_OF[image])
             except ValueError as err:
                 problems.add("data.args.channels", "bad-value", str(err))
                 return None
         node = graph.nodes.get(image)
-        if node is None:
+        if node is None or node.random is not None or node.output is not None:
             return None
         if node.net is None:  # a concatenation
             parts = [channels(src) for src in node.inputs]
@@ -170,12 +189,13 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
         problems.add(loop.split(":")[0], "loop", loop)
     for name, node in graph.nodes.items():
         where = f"images.{name}"
-        if name in DATA_IMAGES:
+        if name in graph.data:
             problems.add(where, "data-image", f"'{name}' is provided by the data; choose another name.")
         if node.net is not None and node.net not in nets:
             problems.add(f"{where}.net", "unknown-network", f"network '{node.net}' is not defined.{closest(node.net, nets)}")
             continue
-        if not all(known_image(src, f"{where}.{'input' if node.net else 'concat'}") for src in node.inputs):
+        what = "like" if node.random else "input" if node.net else "concat"
+        if not all(known_image(src, f"{where}.{what}") for src in node.inputs):
             continue
         if node.net is not None and len(node.inputs) == 1 and not loops:
             want, have = net_arg(node.net, "in_channels"), channels(node.inputs[0])
@@ -194,16 +214,22 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
         for net in step.networks:
             if net not in nets:
                 problems.add(f"{where}.networks", "unknown-network", f"network '{net}' is not defined.{closest(net, nets)}")
-        check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer", injected=("params",))
+        _check_optimizer(sname, step, recipe.steps, problems)
+        if step.optimizer.share is None:
+            check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer",
+                            injected=("params",))
         lr = step.optimizer.args.get("lr")
         if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
             problems.add(f"{where}.optimizer.args.lr", "not-positive",
                          f"must be above 0, got {lr} (a network that should not learn is left out of {where}.networks).")
         for tname, term in step.losses.items():
-            if term.weight < 0:
-                problems.add(f"{where}.losses.{tname}.weight", "negative",
-                             f"must be 0 or more (0 switches the term off), got {term.weight}; a negative weight "
-                             "maximises the loss.")
+            at = f"{where}.losses.{tname}.weight"
+            if bad := scalar_problems(term.weight, at):
+                for key, code, text in bad:
+                    problems.add(key, code, text)
+            elif parse_scalar(term.weight).lowest < 0:
+                problems.add(at, "negative", f"must be 0 or more (0 switches the term off), got {term.weight}; a "
+                                             "negative weight maximises the loss.")
         if not active_terms(step):
             problems.add(f"{where}.losses", "no-term", f"no active loss term (all are of weight 0); delete the step "
                                                        f"with {where}=null.")
@@ -238,6 +264,11 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
                                             "written as 1- or 3-channel images.")
     for name, spec in recipe.handlers.items():
         check_component("handler", spec.type, spec.args, f"handlers.{name}")
+    if recipe.ema is not None:
+        _check_ema(recipe.ema, nets, kinds, problems)
+        if "ema" in recipe.handlers:
+            problems.add("handlers.ema", "duplicate", "the recipe's ema section is this handler already; keep one "
+                                                      "(handlers.ema=null, or ema=null).")
     _check_eval(recipe.eval, check_component, problems)
     return list(dict.fromkeys(problems))  # one message per problem, however often it was met
 
@@ -263,9 +294,51 @@ def _check_eval(ev: DictConfig, check_component, problems: Problems) -> None:
         problems.add("eval.classes", "needs-classifier", "set eval.classifier too (the classifier whose classes these are).")
 
 
+def _check_ema(ema: DictConfig, nets, kinds: dict, problems: Problems) -> None:
+    """The ``ema`` section: known generators, a decay in [0, 1), a start of 0 or more."""
+    if not ema.networks:
+        problems.add("ema.networks", "empty", "name the networks to average, e.g. ema.networks=[G_AB, G_BA].")
+    for n in ema.networks:
+        if n not in nets:
+            problems.add("ema.networks", "unknown-network", f"network '{n}' is not defined.{closest(n, nets)}")
+        elif kinds.get(n) == "discriminator":
+            problems.add("ema.networks", "discriminator", f"'{n}' is a discriminator; an average serves the networks "
+                                                          "that translate.")
+    if not 0 <= ema.decay < 1:
+        problems.add("ema.decay", "bad-value", f"must be in [0, 1) (0.999 is StarGAN v2's), got {ema.decay}.")
+    if ema.start < 0:
+        problems.add("ema.start", "negative", f"must be 0 or more, got {ema.start}.")
+
+
+def _random_problems(where: str, spec, problems: Problems) -> bool:
+    """Whether a random node's entry is malformed (the problems are added)."""
+    before = len(problems)
+    if spec.random not in RANDOM:
+        problems.add(f"{where}.random", "bad-value", f"'{spec.random}' is not one of {', '.join(RANDOM)}.")
+    if spec.net is not None or spec.input is not None or spec.concat is not None or spec.output is not None:
+        problems.add(where, "bad-image", "a random value is drawn, not made: remove net, input, output and concat.")
+    if any(not isinstance(d, int) or d < 1 for d in spec.shape):
+        problems.add(f"{where}.shape", "bad-value", f"each sample's shape: positive sizes, e.g. [16]; got {list(spec.shape)}.")
+    if spec.random == "integer" and spec.high is None:
+        problems.add(f"{where}.high", "missing", "integer labels are drawn from [low, high): set high (e.g. the "
+                                                 "number of domains).")
+    low, high = spec.low if spec.low is not None else 0, spec.high if spec.high is not None else 1
+    if spec.random in ("uniform", "integer") and not low < high:
+        problems.add(f"{where}.high", "bad-value", f"must be above low ({low}), got {high}.")
+    if spec.random == "integer" and any(v is not None and v != int(v) for v in (spec.low, spec.high)):
+        problems.add(f"{where}.low", "bad-value", "integer labels need whole low and high.")
+    return len(problems) > before
+
+
 def _image_problems(name: str, spec, problems: Problems) -> bool:
     """Whether an image entry is malformed (the problem is added)."""
     where = f"images.{name}"
+    if spec.random is not None:
+        return _random_problems(where, spec, problems)
+    if any(v is not None for v in (spec.low, spec.high, spec.like)) or spec.shape:
+        problems.add(where, "bad-image", "shape, low, high and like describe a random value; set random too, or "
+                                         "remove them.")
+        return True
     if spec.concat is not None:
         if spec.net is not None or spec.input is not None:
             problems.add(where, "bad-image", "give either 'concat' (a list of images) or 'net' with 'input', not both.")
@@ -283,9 +356,15 @@ def _image_problems(name: str, spec, problems: Problems) -> bool:
     return True
 
 
+INFERENCE_KEYS = ("image", "domain", "reference")
+
+
 def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict, problems: Problems) -> None:
-    """``inference.<direction>``: a generator, a list of generators (applied in order), or an image."""
-    if OmegaConf.is_list(target):
+    """``inference.<direction>``: a generator, a list of generators (applied in order), an image, or
+    a mapping ``{image, domain: [label values], reference: image value}`` (a multi-domain entry)."""
+    if OmegaConf.is_dict(target):
+        _check_conditional(where, target, graph, problems)
+    elif OmegaConf.is_list(target):
         for n in target:
             if n not in nets:
                 problems.add(where, "unknown-network", f"network '{n}' is not defined.{closest(n, nets)}")
@@ -298,7 +377,7 @@ def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict, p
     elif target in nets:
         if kinds.get(target) == "discriminator":
             problems.add(where, "discriminator", f"'{target}' is a discriminator; translation applies generators.")
-    elif target in DATA_IMAGES:
+    elif target in graph.data:
         problems.add(where, "data-image", f"'{target}' is a data image; name a generator or an image made from it.")
     elif target in graph.nodes:
         sources = graph.sources(target)
@@ -310,13 +389,47 @@ def _check_inference(where: str, target, nets, graph: ImageGraph, kinds: dict, p
                      f"network or image '{target}' is not defined.{closest(target, [*nets, *graph.nodes])}")
 
 
-def _check_term(term, where, step, nets, check_component, problems: Problems) -> None:
-    if bool(term.adversarial) == bool(term.consistency):
-        problems.add(where, "bad-term", "set exactly one of 'adversarial' (a GAN loss) or 'consistency' (e.g. l1).")
+def _check_conditional(where: str, entry, graph: ImageGraph, problems: Problems) -> None:
+    """A multi-domain entry: a known image made from one data value besides those it is given."""
+    for key in entry:
+        if key not in INFERENCE_KEYS:
+            problems.add(f"{where}.{key}", "unknown-key", f"not an inference key; the keys are {', '.join(INFERENCE_KEYS)}.")
+    image, reference = entry.get("image"), entry.get("reference")
+    domain = entry.get("domain") or []
+    domain = [domain] if isinstance(domain, str) else list(domain)
+    if not isinstance(image, str) or image not in graph.nodes:
+        problems.add(f"{where}.image", "unknown-image", f"'{image}' is not an image of the recipe's graph.")
         return
-    if term.network is not None and term.network not in nets:
-        problems.add(f"{where}.network", "unknown-network",
-                     f"network '{term.network}' is not defined.{closest(term.network, nets)}")
+    for value in [*domain, *([reference] if reference else [])]:
+        if value not in graph:
+            problems.add(where, "unknown-image", f"'{value}' is not a value of the recipe's graph.")
+            return
+    try:
+        sources = graph.sources(image) - {*domain, reference}
+    except (KeyError, RecursionError):  # an input that is malformed or in a loop: reported with the images
+        return
+    if len(sources) != 1:
+        problems.add(where, "sources", f"'{image}' is made from {', '.join(sorted(sources)) or 'no data value'} besides "
+                                       "what the entry sets (domain, reference): translation needs exactly one input.")
+
+
+def _check_term(term, where, step, nets, check_component, problems: Problems) -> None:
+    if sum(bool(k) for k in (term.adversarial, term.consistency, term.penalty)) != 1:
+        problems.add(where, "bad-term", "set exactly one of 'adversarial' (a GAN loss), 'consistency' (e.g. l1) or "
+                                        "'penalty' (a gradient penalty such as r1).")
+        return
+    for net in ([term.network] if term.network is not None else []) + list(term.networks):
+        if net not in nets:
+            problems.add(f"{where}.network" + ("s" if net in term.networks else ""), "unknown-network",
+                         f"network '{net}' is not defined.{closest(net, nets)}")
+    if term.every < 1:
+        problems.add(f"{where}.every", "not-positive", f"must be at least 1, got {term.every}.")
+    if (term.real_label or term.fake_label) and not (term.adversarial or term.penalty):
+        problems.add(where, "bad-value", "real_label and fake_label go to a discriminator: only adversarial and "
+                                         "penalty terms have them.")
+    if term.fake_label and term.pool:
+        problems.add(f"{where}.pool", "pool-with-label", "an image pool keeps past fakes without their labels; set "
+                                                         "pool: 0 for a term with fake_label.")
     if term.share is not None:
         other = step.losses.get(term.share)
         if other is None or other.share is not None or (other.adversarial, other.consistency) != (term.adversarial, term.consistency):
@@ -327,8 +440,7 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
                                                           f"built with its args; remove these or drop share.")
     if term.adversarial:
         check_component("adversarial_loss", term.adversarial, term.args, where)
-        if term.discriminator not in nets:
-            problems.add(f"{where}.discriminator", "unknown-network", f"network '{term.discriminator}' is not defined.")
+        _check_discriminator(term, where, nets, problems)
         if not term.fake:
             problems.add(f"{where}.fake", "missing", "an adversarial term needs the generated image it judges.")
         if term.side not in (None, "generator", "discriminator"):
@@ -336,13 +448,52 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
         elif term_side(term, step) == "discriminator" and not term.real:
             problems.add(f"{where}.real", "missing", f"this step trains '{term.discriminator}', so the term needs a "
                                                      "real image.")
+    elif term.penalty:
+        check_component("gradient_penalty", term.penalty, term.args, where)
+        _check_discriminator(term, where, nets, problems)
+        if not term.real:
+            problems.add(f"{where}.real", "missing", "a gradient penalty needs the real image it is computed on.")
+        if term.discriminator in nets and term.discriminator not in step.networks:
+            problems.add(f"{where}.discriminator", "not-optimised", f"a penalty trains '{term.discriminator}', which "
+                                                                    "this step does not optimise.")
+        if term.side is not None:
+            problems.add(f"{where}.side", "bad-value", "a penalty is always the discriminator's; remove side.")
     else:
         if term.side is not None:
             problems.add(f"{where}.side", "bad-value", "only adversarial terms have a side; remove it.")
-        check_component("consistency_loss", term.consistency, term.args, where, injected=("network",))
+        check_component("consistency_loss", term.consistency, term.args, where, injected=("network", "networks"))
         for key in ("input", "target"):
             if not term[key]:
                 problems.add(f"{where}.{key}", "missing", "a consistency term needs 'input' and 'target' images.")
+
+
+def _check_optimizer(sname: str, step, steps, problems: Problems) -> None:
+    """An optimizer ``share`` names an earlier step that owns its optimizer and optimises this
+    step's networks; ``groups`` name networks of the step."""
+    where, opt = f"steps.{sname}.optimizer", step.optimizer
+    for net in opt.groups:
+        if net not in step.networks:
+            problems.add(f"{where}.groups.{net}", "unknown-network", f"'{net}' is not one of this step's networks "
+                                                                    f"({', '.join(step.networks)}).")
+    if opt.share is None:
+        return
+    names = list(steps)
+    owner = steps.get(opt.share)
+    if owner is None or names.index(opt.share) >= names.index(sname) or owner.optimizer.share is not None:
+        problems.add(f"{where}.share", "bad-share", f"'{opt.share}' must be an earlier step with an optimizer of its "
+                                                    "own (not itself sharing one).")
+    elif set(step.networks) - set(owner.networks):
+        problems.add(f"{where}.share", "bad-share", f"step '{opt.share}' does not optimise "
+                                                    f"{', '.join(sorted(set(step.networks) - set(owner.networks)))}; "
+                                                    "a shared optimizer updates its own networks only.")
+    if plugin_args(opt.args) or opt.groups:
+        problems.add(f"{where}.args", "ignored-args", f"a shared optimizer is '{opt.share}'s, built with its args; "
+                                                      "remove these or drop share.")
+
+
+def _check_discriminator(term, where: str, nets, problems: Problems) -> None:
+    if term.discriminator not in nets:
+        problems.add(f"{where}.discriminator", "unknown-network", f"network '{term.discriminator}' is not defined.")
 
 
 def _check_numbers(recipe: DictConfig, problems: Problems) -> None:

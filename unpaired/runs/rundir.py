@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,7 +283,9 @@ def load(path: str | Path, overrides=(), weights: str | None = None) -> LoadedRu
     Args:
         path: a run directory or one of its checkpoints (``RUN/checkpoints/best``).
         overrides: ``key=value`` changes to the saved recipe.
-        weights: a weight set of the checkpoint (``"ema"``); None or ``"raw"``: the trained weights.
+        weights: a weight set of the checkpoint (``"ema"``); ``"raw"``: the trained weights; None:
+            the EMA when the recipe has an ``ema`` section and the checkpoint its weights (said on
+            stderr), else the trained weights.
 
     Raises:
         CheckpointError: no checkpoint, an unreadable one, or no such weight set.
@@ -292,6 +295,11 @@ def load(path: str | Path, overrides=(), weights: str | None = None) -> LoadedRu
     recipe_yaml, state = checkpoint.load_weights(ckpt, weights)
     run = RunDir(ckpt.parent.parent) if ckpt.parent.name == "checkpoints" else None
     recipe = apply_overrides(from_yaml(recipe_yaml), overrides) if overrides else from_yaml(recipe_yaml)
+    if weights is None and recipe.get("ema") is not None and "ema" in checkpoint.weight_sets(ckpt):
+        weights = "ema"
+        state = checkpoint.load_weights(ckpt, weights)[1]
+        print(f"unpaired: using the EMA weights of {', '.join(recipe.ema.networks)} ({ckpt / checkpoint.weights_file('ema')}), "
+              "as the recipe's ema section asks; --weights raw uses the trained ones.", file=sys.stderr)
     return LoadedRun(ckpt, run, recipe, state, None if weights in (None, "raw") else weights)
 
 

@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from unpaired.data.build import build_dataset, training_pairs
 from unpaired.data.pairs import collate_pairs
-from unpaired.domains import DATA_IMAGES
 from unpaired.engine.build import build_network
 from unpaired.engine.executor import Executor
 from unpaired.engine.schedule import schedule_warning
@@ -71,9 +70,11 @@ class DryRun(Executor):
     def _on_cpu(self, plan: StepPlan, term: Term, images: dict, batch: dict) -> Tensor:
         """The term on the CPU: copies of its modules (zero weights), zeros for its images."""
         cpu = Executor.__new__(Executor)
-        cpu.nets = {n: _on_cpu(m) for n, m in self.nets.items() if n in (term.network, term.discriminator)}
+        cpu.nets = {n: _on_cpu(m) for n, m in self.nets.items()
+                    if n in (term.network, term.discriminator, *term.networks)}
         cpu.fwd, cpu.pools, cpu.context = cpu.nets, {}, self.context
         cpu.losses = {(plan.name, term.name): _on_cpu(self.losses[plan.name, term.name])}
+        cpu.device = torch.device("cpu")
         zeros = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in images.items()}
         return Executor.term_value(cpu, plan, term, zeros, zeros)
 
@@ -92,7 +93,7 @@ class DryRun(Executor):
 
     def check(self, batch: dict[str, Tensor]) -> list[Problem]:
         """Run every step once (whatever its ``every``) on ``batch`` (meta tensors); the problems."""
-        cache = {k: batch[k] for k in DATA_IMAGES}
+        cache = {k: batch[k] for k in self.graph.data}
         live: set = set()
         for plan in self.plans:
             try:
@@ -114,7 +115,8 @@ def _on_cpu(module: nn.Module) -> nn.Module:
 def _batch(recipe: ResolvedRecipe, pairs) -> dict[str, Tensor]:
     """A training batch's shapes, from the first training sample, as meta tensors."""
     sample = collate_pairs([pairs[0]] * recipe.data.batch_size)
-    return {k: torch.empty(v.shape, device="meta") if isinstance(v, Tensor) else v for k, v in sample.items()}
+    return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") if isinstance(v, Tensor) else v
+            for k, v in sample.items()}
 
 
 def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[Problem]:
@@ -142,7 +144,7 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[Prob
     batch = None
     try:  # the data: folders exist and hold images, sizes fit
         data = build_dataset(resolved)
-        batch = _batch(resolved, training_pairs(data, resolved.seed))
+        batch = _batch(resolved, training_pairs(data, resolved.seed, resolved.data.second_sample))
     except UnpairedError as err:
         problems.append(Problem.of(err, "data", "bad-data"))
     if resolved.eval.metrics and not problems:  # the judge's plugins and weights, the test images

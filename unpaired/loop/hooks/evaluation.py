@@ -52,7 +52,7 @@ class Evaluation:
 
     @hookimpl
     def unpaired_evaluate(self, trainer):
-        result = self.evaluator(trainer.nets, {"iteration": trainer.iteration, "epoch": trainer.epoch})
+        result = self.evaluator(trainer.inference_nets(), {"iteration": trainer.iteration, "epoch": trainer.epoch})
         self.last = trainer.iteration, result
         flat = result.flat()
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:4])

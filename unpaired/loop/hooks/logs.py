@@ -102,12 +102,18 @@ class TensorBoardLog:
             self._writer = None
 
 
+def term_losses(record: dict) -> dict[str, float]:
+    """A record's term losses (not diagnostics, weights, learning rates or scores) by short name:
+    the term's, or ``<step>/<term>`` where two steps have a term of that name (StarGAN v2's ``adv``)."""
+    keys = [k for k in record if k.count("/") == 1 and not k.startswith(("lr/", "eval/"))]
+    names = [k.split("/")[-1] for k in keys]
+    return {name if names.count(name) == 1 else key: record[key] for key, name in zip(keys, names)}
+
+
 class ProgressPostfix:
     """The latest loss means on the progress bar (the terms' losses, not their diagnostics)."""
 
     @hookimpl
     def unpaired_log(self, trainer, record):
         if trainer.bar is not None:
-            shown = {k.split("/")[-1]: f"{v:.3f}" for k, v in record.items()
-                     if k.count("/") == 1 and not k.startswith(("lr/", "eval/"))}
-            trainer.bar.set_postfix(shown, refresh=False)
+            trainer.bar.set_postfix({k: f"{v:.3f}" for k, v in term_losses(record).items()}, refresh=False)

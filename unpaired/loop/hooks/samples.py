@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from unpaired.domains import SECOND_SAMPLES
 from unpaired.errors import DataError, warn
-from unpaired.plugin.hookspecs import hookimpl
 from unpaired.inference.grid import fixed_inputs, save_grid
+from unpaired.plugin.hookspecs import hookimpl
 
 
 class SampleGrids:
@@ -14,12 +15,15 @@ class SampleGrids:
 
     def __init__(self, trainer):
         self.inputs = {k: v.to(trainer.device) for k, v in fixed_inputs(trainer.data, 8).items()}
+        for name in SECOND_SAMPLES:  # with data.second_sample: the same images in another order
+            if name in trainer.executor.graph.data:
+                self.inputs[name] = self.inputs[name[:-1]].roll(1, 0)
 
     def save(self, trainer):
         path = trainer.run.sample(trainer.iteration)
         ex = trainer.executor
         try:
-            grid = save_grid(trainer.recipe, ex.graph, ex.fwd, self.inputs, path)
+            grid = save_grid(trainer.recipe, ex.graph, trainer.inference_nets(), self.inputs, path)
         except DataError as err:
             if err.code != "write-failed":
                 raise
