@@ -259,6 +259,9 @@ def test_the_recipes_ema_section_averages_and_is_used_by_default(tiny_recipe, tm
     w0 = {k: v.clone() for k, v in trainer.nets["G_AB"].state_dict().items()}
     trainer.fit()
     run = tmp_path / "run"
+    # evaluation and sample grids during training see the averages
+    assert trainer.inference_nets()["G_AB"] is trainer.ema.averages["G_AB"].module
+    assert trainer.inference_nets()["D_A"] is trainer.executor.fwd["D_A"]
     ema = load_file(str(checkpoint.latest(run) / "weights.ema.safetensors"))
     for k, v in w0.items():
         if v.is_floating_point():

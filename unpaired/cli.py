@@ -78,7 +78,8 @@ def _translate(args) -> int:
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
                             tile=args.tile, overlap=args.overlap, weights=args.weights, scale=args.scale,
                             to=args.to, seed=args.seed, reference=args.style_from)
-    out = Path(args.out or Path(args.run) / (f"translated_{args.direction}" + (f"_{args.to}" if args.to else "")))
+    to = f"_{args.to}".replace("/", "-").replace(" ", "-") if args.to else ""  # T-shirt/top: one folder name
+    out = Path(args.out or Path(args.run) / f"translated_{args.direction}{to}")
     options = dict(batch_size=args.batch_size, workers=args.workers)
     failed = False
     for k in range(args.styles):  # several styles: one folder each, seeds seed, seed + 1, ...

@@ -96,13 +96,13 @@ class MultiDomainData:
         return DomainSamples(domains, seed)
 
     def sample_inputs(self, count: int) -> dict:
-        """Fixed inputs for sample grids: ``count`` test images, one domain after another, each with
-        a reference image of the next domain (and that domain); CPU batches."""
+        """Fixed inputs for sample grids: one input (the first test image of domain 0) in every
+        column, each column a target domain, with a reference image of it (the ``count``-th test
+        image, so that another run's grid is comparable); CPU batches. A grid then shows the input
+        across the target domains, and across styles where its rows draw style codes."""
         k = len(self.domain_names)
         tests = [self.domain(d, "test") for d in range(k)]
-        rows = [(i % k, i // k) for i in range(count)]
-        real = torch.stack([tests[d][j % len(tests[d])][0] for d, j in rows])
-        ref_domain = torch.tensor([(d + 1) % k for d, _ in rows])
-        ref = torch.stack([tests[int(r)][j % len(tests[int(r)])][0] for r, (_, j) in zip(ref_domain, rows)])
-        return {"real": real, "domain": torch.tensor([d for d, _ in rows]), "ref": ref, "ref2": ref,
-                "ref_domain": ref_domain}
+        real = tests[0][0][0]
+        ref = torch.stack([t[count % len(t)][0] for t in tests])
+        return {"real": real.expand(k, *real.shape).clone(), "domain": torch.zeros(k, dtype=torch.long), "ref": ref,
+                "ref2": ref, "ref_domain": torch.arange(k)}

@@ -230,7 +230,12 @@ class Translator:
                 raise RecipeError(f"direction '{self.direction}' takes no reference image; use a reference-guided "
                                   "entry of the recipe's inference section.", key="--style-from", code="no-reference")
             ref = to_float(read_image(Path(reference), self.in_channels)) if isinstance(reference, (str, Path)) else reference
-            self.reference = ref[None] if ref.ndim == 3 else ref
+            ref = ref[None] if isinstance(ref, Tensor) and ref.ndim == 3 else ref
+            if not isinstance(ref, Tensor) or not ref.is_floating_point() or ref.ndim != 4 or ref.shape[1] != self.in_channels:
+                got = f"shape {tuple(ref.shape)} {ref.dtype}" if isinstance(ref, Tensor) else type(ref).__name__
+                raise DataError(f"the reference image must be a float tensor (C, H, W) or (N, C, H, W) in [-1, 1] with "
+                                f"{self.in_channels} channel(s), or an image file; got {got}.", code="bad-reference")
+            self.reference = ref
         elif self.reference_value:
             raise RecipeError(f"direction '{self.direction}' takes the style of a reference image: give one "
                               "(--style-from IMAGE).", key="--style-from", code="needs-reference")
@@ -238,11 +243,13 @@ class Translator:
     def domain_names(self) -> list[str] | None:
         """The names of the run's domains (its dataset's ``domain_names``), or None when its dataset
         has none or cannot be opened here."""
-        try:
-            data = build_dataset(self.recipe)
-        except (UnpairedError, ValueError, TypeError):
-            return None
-        return list(getattr(data, "domain_names", None) or []) or None
+        if not hasattr(self, "_domain_names"):
+            try:
+                data = build_dataset(self.recipe)
+            except (UnpairedError, ValueError, TypeError):
+                data = None
+            self._domain_names = list(getattr(data, "domain_names", None) or []) or None
+        return self._domain_names
 
     def _domains_text(self) -> str:
         names = self.domain_names()
