@@ -591,7 +591,7 @@ class Trainer:
                                   f"Train it again from the start: unpaired train {source.recipe_file} --out {run_dir}",
                                   key=str(run_dir), code="no-checkpoint")
         try:
-            loaded = load(run_dir)
+            loaded = load(run_dir, weights="raw")  # training continues from the trained weights, never an average
             state = loaded.state()
         except CheckpointError as err:
             ckpt = checkpoint.latest(run_dir, missing_ok=True)
