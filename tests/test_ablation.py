@@ -130,3 +130,27 @@ def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
     cycle_run = json.loads((out / "cycle-alone" / "run.json").read_text())
     assert cycle_run["sessions"] == 2 and cycle_run["iteration"] == 2  # resumed at iteration 1, not restarted
     assert "cycle_l1" in second.results["cycle-alone"].metrics["AtoB"]
+
+
+@pytest.mark.slow
+def test_ablate_with_seeds_resumes_and_gives_mean_and_std(tmp_path):
+    out = tmp_path / "abl"
+    plugin = types.ModuleType("stop_plugin")
+    plugin.unpaired_after_step = StopAtFirstStep().unpaired_after_step
+    stopping = Registry()
+    stopping.register_plugin(plugin)
+    first = run_ablation("cyclegan-fashion", ["full"], out, BUDGET, images=2, registry=stopping, device="cpu",
+                         seeds=[0, 1])
+    assert first.interrupted == signal.SIGINT and first.results == {"full": None}
+    second = run_ablation("cyclegan-fashion", ["full"], out, BUDGET, images=2, device="cpu", seeds=[0, 1])
+    assert second.interrupted is None and len(second.results["full"]) == 2
+    seed0 = json.loads((out / "full" / "seed0" / "run.json").read_text())
+    assert seed0["sessions"] == 2 and seed0["iteration"] == 2  # resumed at iteration 1, not restarted
+    a, b = (r.metrics["AtoB"]["fid"] for r in second.results["full"])
+    assert a != b  # two seeds, two trainings
+    mean, std = (a + b) / 2, abs(a - b) / 2 ** 0.5
+    row = (out / "ablation.md").read_text().splitlines()[2]
+    assert row.startswith("| full | ") and f"{mean:.4g} ± {std:.2g}" in row
+    assert "Mean ± standard deviation over 2 seeds." in (out / "ablation.md").read_text()
+    with raises(RecipeError, "other-ablation", key=str(out)):
+        run_ablation("cyclegan-fashion", ["full"], out, BUDGET, images=2, device="cpu", seeds=[0, 2])

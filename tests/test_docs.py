@@ -6,7 +6,8 @@
   ``unpaired recipe check``; ``# name.yaml`` blocks are written to that file first.
 - ```bash lines starting with ``unpaired`` run through the command's ``main``: ``unpaired train``
   as ``unpaired recipe check`` with the same recipe and overrides (training is the suite's other
-  tests' job), ``unpaired ablate`` as the check of each variant's recipe, ``--resume`` for real,
+  tests' job), ``unpaired ablate`` and ``unpaired benchmark`` as the check of each variant's or
+  recipe's recipe, ``--resume`` for real,
   one iteration more. The few other commands are listed in
   SKIPPED with the reason and where they are tested; a command that is neither fails the test.
 - ```console blocks are transcripts (output shown), not run.
@@ -100,6 +101,12 @@ def run_command(cmd: str) -> None:
         variants = parsed.variants.split(",") if parsed.variants else PAPER_VARIANTS
         for variant in variants:
             assert check_all(variant_recipe(parsed.recipe, variant, parsed.overrides)) == [], (cmd, variant)
+        return
+    elif args[0] == "benchmark":  # minutes per cell: each recipe is checked with the shared overrides instead
+        items = cli.parser().parse_args(args).items
+        overrides = [i for i in items if "=" in i]
+        for recipe in (i for i in items if "=" not in i):
+            assert check_all(load_recipe(recipe, overrides)) == [], (cmd, recipe)
         return
     assert cli.main(args) == 0, cmd
 

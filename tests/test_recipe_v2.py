@@ -105,6 +105,13 @@ def test_a_linear_weight_schedule_at_chosen_iterations():
     assert parse_scalar(10).at(99) == 10 and not parse_scalar(10).scheduled
     assert {p[0] for p in scalar_problems({"schedule": "linaer", "start": 1, "lenght": 3}, "w")} == {
         "w.schedule", "w.lenght"}
+    # NaN and infinite weights, and a step schedule that flips sign or jumps to zero, are refused
+    assert [p[:2] for p in scalar_problems(float("nan"), "w")] == [("w", "bad-value")]
+    assert [p[:2] for p in scalar_problems({"schedule": "linear", "start": float("inf"), "length": 3}, "w")] == [
+        ("w.start", "bad-value")]
+    for gamma in (-0.5, 0):
+        assert [p[:2] for p in scalar_problems({"schedule": "step", "start": 1, "gamma": gamma}, "w")] == [
+            ("w.gamma", "not-positive")]
 
 
 def test_a_scheduled_weight_is_applied_and_logged(tiny_recipe, tmp_path):
@@ -166,6 +173,16 @@ def test_bad_random_nodes_weights_and_shared_optimizers_are_named():
     assert {("images.z_trg.shape", "bad-value"), ("images.z_trg2.random", "bad-value"), ("images.y.high", "missing"),
             ("steps.G_latent.losses.ds.weight", "negative"), ("steps.G_reference.optimizer.args", "ignored-args"),
             ("steps.D_reference.optimizer.share", "bad-share"), ("steps.D_latent.losses.adv.pool", "pool-with-label"),
+            } <= keys
+
+
+def test_keys_that_would_do_nothing_are_named():
+    recipe = load_recipe("stargan-v2-fashion", [
+        "images.z_trg.low=-1", "images.y_any={random: integer, high: 10, op: sb_rollout}",
+        "steps.G_latent.losses.adv.real_label=domain", "steps.D_latent.losses.r1.pool=5"])
+    keys = {(p.key, p.code) for p in validate(recipe)}
+    assert {("images.z_trg.low", "ignored-args"), ("images.y_any", "bad-image"),
+            ("steps.G_latent.losses.adv.real_label", "ignored-args"), ("steps.D_latent.losses.r1.pool", "ignored-args"),
             } <= keys
 
 

@@ -1,5 +1,5 @@
 """The ``unpaired`` command: train, translate, export, evaluate, ablate, report, data check/download,
-import-reference, plugins, recipe check/show."""
+import-reference, benchmark, plugins, recipe check/show."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from unpaired.errors import UnpairedError
+from unpaired.errors import RecipeError, UnpairedError
 
 
 def _train(args) -> int:
@@ -78,6 +78,8 @@ def _translate(args) -> int:
     translator = Translator(args.run, args.direction, _device(args.device), precision=args.precision,
                             tile=args.tile, overlap=args.overlap, weights=args.weights, scale=args.scale,
                             to=args.to, seed=args.seed, reference=args.style_from)
+    if args.steps is not None:
+        translator.set_steps(args.steps)
     to = f"_{args.to}".replace("/", "-").replace(" ", "-") if args.to else ""  # T-shirt/top: one folder name
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}{to}")
     options = dict(batch_size=args.batch_size, workers=args.workers)
@@ -144,9 +146,35 @@ def _ablate(args) -> int:
     variants = args.variants.split(",") if args.variants else list(PAPER_VARIANTS)
     out = args.out or f"runs/ablation-{Path(args.recipe).stem}"
     result = run_ablation(args.recipe, variants, out, args.overrides,
-                          args.metrics.split(",") if args.metrics else None, args.images, device=args.device)
+                          args.metrics.split(",") if args.metrics else None, args.images, device=args.device,
+                          seeds=_seeds(args.seeds) if args.seeds else None)
     print(result.table.read_text(), end="")
     print(f"\ntable: {result.table} (and .json)" + (f"   figure: {result.figure}" if result.figure else ""))
+    return 128 + result.interrupted if result.interrupted else 0
+
+
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as a list.
+
+    Raises:
+        RecipeError: not comma-separated integers."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise RecipeError(f"--seeds: comma-separated integers, e.g. 0,1,2; got {text!r}.", key="--seeds",
+                          code="bad-value") from None
+
+
+def _benchmark(args) -> int:
+    from unpaired.tools.benchmark import run_benchmark
+
+    _device(args.device)
+    recipes = [r for r in args.items if "=" not in r]
+    overrides = [r for r in args.items if "=" in r]
+    result = run_benchmark(recipes, _seeds(args.seeds), args.out, overrides, args.metrics.split(",") if args.metrics else None,
+                           device=args.device)
+    print(result.table.read_text(), end="")
+    print(f"\ntable: {result.table} (and .json)")
     return 128 + result.interrupted if result.interrupted else 0
 
 
@@ -269,6 +297,8 @@ def parser() -> argparse.ArgumentParser:
                     "recipe's ema handler keeps); default: the trained weights")
     tr.add_argument("--to", help="the target domain of a multi-domain run (its name or label)")
     tr.add_argument("--seed", type=int, default=0, help="the seed of a multimodal run's random style codes (default 0)")
+    tr.add_argument("--steps", type=int, help="steps of a multi-step sampler (UNSB's NFE, 1 to its T; default: the "
+                    "recipe's)")
     tr.add_argument("--styles", type=int, default=1, help="outputs per input, each with its own style (seeds "
                     "SEED, SEED+1, ...; written to OUT/style0, OUT/style1, ...)")
     tr.add_argument("--style-from", help="a reference image whose style a reference-guided entry takes")
@@ -311,9 +341,22 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", help="the ablation's folder (default runs/ablation-<recipe>); the same command resumes it")
     ab.add_argument("--metrics", help="comma-separated output keys for the table (default: every rankable key)")
     ab.add_argument("--images", type=int, default=6, help="test inputs per direction in the figure")
+    ab.add_argument("--seeds", help="comma-separated seeds: each variant trained once per seed, the table's scores "
+                    "mean ± std over them (default: the recipe's seed, once)")
     ab.add_argument("--device", default="auto", help="for evaluation and the figure (training: the recipe's "
                     "device, e.g. the override device=cpu)")
     ab.set_defaults(func=_ablate)
+
+    bm = sub.add_parser("benchmark", help="train and score several recipes on one budget, over seeds: best and last "
+                        "side by side")
+    bm.add_argument("items", nargs="+", metavar="recipe|key=value",
+                    help="recipes to compare (each with an eval section), and key=value overrides for every one: "
+                    "the shared budget, e.g. train.epochs=8")
+    bm.add_argument("--seeds", default="0", help="comma-separated seeds, each recipe trained once per seed (default 0)")
+    bm.add_argument("--out", default="runs/benchmark", help="the benchmark's folder; the same command resumes it")
+    bm.add_argument("--metrics", help="comma-separated output keys for the table (default: each metric's headline)")
+    bm.add_argument("--device", default="auto", help="for evaluation (training: the recipes' device)")
+    bm.set_defaults(func=_benchmark)
 
     rp = sub.add_parser("report", help="write RUN/report.html: loss curves, sample grids, metrics, recipe")
     rp.add_argument("run", help="run directory")
@@ -356,8 +399,9 @@ def main(argv=None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
     # key=value overrides may also come after options such as --out
-    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-        args.overrides += extra
+    listed = "overrides" if hasattr(args, "overrides") else "items" if hasattr(args, "items") else None
+    if extra and listed and all("=" in e and not e.startswith("-") for e in extra):
+        setattr(args, listed, getattr(args, listed) + extra)
     elif extra:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

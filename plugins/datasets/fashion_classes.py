@@ -9,6 +9,7 @@ download; the full set is read from its IDX files. Samples and labels:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,14 @@ from unpaired.data.preprocess import check_preprocess, image_transform
 from unpaired_plugins.datasets.fashion import CLASSES, ArrayDomain, load_split
 
 EMBEDDED_CLASSES = Path(__file__).parent / "data" / "fashion_classes.npz"
+
+
+@functools.cache
+def _embedded(split: str, label: int) -> np.ndarray:
+    """One class's images of the embedded subset (read once: training and sampling ask for every
+    domain many times)."""
+    with np.load(EMBEDDED_CLASSES) as data:
+        return data[f"{split}_{label}"]
 
 
 class FashionClasses(MultiDomainData):
@@ -63,8 +72,7 @@ class FashionClasses(MultiDomainData):
         """
         k = self.label(name)
         if self.source == "embedded":
-            with np.load(EMBEDDED_CLASSES) as data:
-                images = data[f"{split}_{self.classes[k]}"]
+            images = _embedded(split, self.classes[k])
         else:
             images = load_split(self.source, split, self.classes[k])
         if self.limit:

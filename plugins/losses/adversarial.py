@@ -229,11 +229,28 @@ class HingeGANLoss(AdversarialLoss):
 
     Per logit map (N, 1, h, w): discriminator ``mean(relu(1 − D(real))) + mean(relu(1 + D(fake)))``;
     generator ``−mean(D(fake))``. Multi-scale maps are averaged over scales. Images are
-    (N, C, H, W) in [-1, 1]. See :func:`hinge_gan_loss`. Takes no arguments.
+    (N, C, H, W) in [-1, 1]. See :func:`hinge_gan_loss`.
+
+    Args:
+        generator_side: ``linear`` (the generator's ``−mean(D(fake))``, Lim & Ye) or ``hinge``
+            (``mean(relu(1 − D(fake)))``, the real-side hinge: what DCLGAN's code,
+            JunlinHan/DCLGAN ``networks.GANLoss('hinge')``, gives its generators).
+
+    Raises:
+        ValueError: another ``generator_side``.
     """
 
+    def __init__(self, generator_side: str = "linear"):
+        super().__init__()
+        if generator_side not in ("linear", "hinge"):
+            raise ValueError(f"hinge: generator_side is 'linear' or 'hinge', got {generator_side!r}.")
+        self.generator_side = generator_side
+
     def criterion(self, pred: Tensor, target_is_real: bool, for_discriminator: bool) -> Tensor:
-        return hinge_gan_loss(pred, target_is_real, for_discriminator)
+        return hinge_gan_loss(pred, target_is_real, for_discriminator or self.generator_side == "hinge")
+
+    def extra_repr(self) -> str:
+        return f"generator_side={self.generator_side!r}"
 
 
 class WGANGPLoss(AdversarialLoss):

@@ -41,6 +41,7 @@ from unpaired import Component, hookimpl
 from unpaired.plugin.features import feature_channels, extract_features, resolve_layers
 from unpaired.plugin.losses import check_same_shape
 from unpaired.plugin.registry import closest
+from unpaired.recipe.graph import hflip_where
 from unpaired_plugins.networks import init as inits
 
 __all__ = ["PatchNCELoss", "l2_normalize", "patch_nce", "sample_patches"]
@@ -159,12 +160,23 @@ class PatchNCELoss(nn.Module):
             the loss has no parameters.
         init, init_gain: the heads' initialisation, a name of
             :mod:`unpaired_plugins.networks.init`, and its gain (CUT: xavier, 0.02).
+        flipped: the name of a recipe value (N,) in {0, 1} that says which samples of ``input``
+            were made from a left-right mirrored source (FastCUT's flip-equivariance,
+            ``--flip_equivariance``: fake_B = G(flip(real_A)) while the keys come from the
+            unmirrored real_A); their query feature maps are mirrored back before sampling
+            (CUT's ``calculate_NCE_loss``), so G must commute with mirroring. None: no mirroring.
+        network_inputs: names of recipe values passed to the network after the image, the same
+            for both images: UNSB's ``netG(x, time_idx * 0, z, nce_layers, encode_only=True)``
+            reads its encoder at time 0 with one noise code for query and key.
 
     Raises:
         ValueError: empty or bad ``layers`` (the message names the layer and the valid range or
             names), ``num_patches < 1``, ``nce_T <= 0``, ``mlp_dim < 1``, unknown ``init``; in
             ``forward``, ``input`` and ``target`` of different shapes.
     """
+
+    #: arguments that name values of the step the loss reads (made for it: :func:`declared_images`)
+    image_args = ("flipped", "network_inputs")
 
     def __init__(
         self,
@@ -176,6 +188,8 @@ class PatchNCELoss(nn.Module):
         use_mlp: bool = True,
         init: str = "xavier",
         init_gain: float = 0.02,
+        flipped: str | None = None,
+        network_inputs: Sequence[str] = (),
     ):
         super().__init__()
         if not isinstance(network, nn.Module):
@@ -197,6 +211,12 @@ class PatchNCELoss(nn.Module):
         self.num_patches, self.nce_T = int(num_patches), float(nce_T)
         self.mlp_dim, self.use_mlp = int(mlp_dim), bool(use_mlp)
         self.init, self.init_gain = init, float(init_gain)
+        if flipped is not None and not (isinstance(flipped, str) and flipped):
+            raise ValueError(f"patchnce: flipped must name a recipe value (a 0/1 coin per sample), got {flipped!r}.")
+        self.flipped = flipped
+        if isinstance(network_inputs, str) or not all(isinstance(n, str) for n in network_inputs):
+            raise ValueError(f"patchnce: network_inputs must be a list of recipe value names, got {network_inputs!r}.")
+        self.network_inputs = tuple(network_inputs)
         self.network_name = type(network).__name__  # a name only: keeping the module would make
         # the generator's weights parameters of this loss.
         resolve_layers(network, self.layers)  # a bad layer fails here, naming it
@@ -215,11 +235,18 @@ class PatchNCELoss(nn.Module):
             # xavier_normal_(gain=0.02) on the Linear weights and zero biases.
             INITS[self.init](self.heads, self.init_gain)
 
-    def forward(self, input: Tensor, target: Tensor, network: nn.Module) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor, network: nn.Module, images: dict | None = None) -> Tensor:
         check_same_shape(input, target, "patchnce loss")
-        feat_q = extract_features(network, input, self.layers)
+        missing = [n for n in (*self.network_inputs, *([self.flipped] if self.flipped else [])) if n not in (images or {})]
+        if missing:
+            raise ValueError(f"patchnce: {', '.join(missing)} (flipped / network_inputs) are not values of this step; "
+                             "define them in the recipe's images (e.g. {random: integer, high: 2}).")
+        extra = [images[n] for n in self.network_inputs]
+        feat_q = extract_features(network, input, self.layers, *extra)
+        if self.flipped is not None:
+            feat_q = [hflip_where(f, images[self.flipped]) for f in feat_q]
         with torch.no_grad():  # the key is detached in patch_nce anyway (CUT); no graph needed
-            feat_k = extract_features(network, target, self.layers)
+            feat_k = extract_features(network, target, self.layers, *extra)
         # Sampling, heads and logits in float32 even under bf16/fp16 autocast: the logits are
         # dot products divided by nce_T = 0.07, and bf16's 8-bit mantissa would lose the small
         # differences between positive and negatives that the cross-entropy depends on.
@@ -242,7 +269,8 @@ class PatchNCELoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"network={self.network_name}, layers={list(self.layers)}, "
                 f"num_patches={self.num_patches}, nce_T={self.nce_T}, mlp_dim={self.mlp_dim}, "
-                f"use_mlp={self.use_mlp}, init={self.init!r}, init_gain={self.init_gain}")
+                f"use_mlp={self.use_mlp}, init={self.init!r}, init_gain={self.init_gain}"
+                + (f", flipped={self.flipped!r}" if self.flipped else ""))
 
 
 @hookimpl

@@ -56,6 +56,17 @@ class DomainSamples(Dataset):
                 "name": name}
 
 
+def domain_label(names: list[str] | None, name) -> int | None:
+    """The label of domain ``name`` among ``names``: an int (or digits) in range, or a name matched
+    case-insensitively; None when neither. Without ``names``, any label stands for itself."""
+    if isinstance(name, bool):
+        return None
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        return int(name) if names is None or 0 <= int(name) < len(names) else None
+    lowered = [n.lower() for n in names or ()]
+    return lowered.index(str(name).lower()) if str(name).lower() in lowered else None
+
+
 class MultiDomainData:
     """What a multi-domain dataset plugin shares (see the module docstring). A subclass sets
     ``domain_names`` (a list of str) and defines ``domain(k, split)`` for labels k."""
@@ -74,14 +85,11 @@ class MultiDomainData:
         Raises:
             DataError: neither (lists the domains).
         """
-        names = [n.lower() for n in self.domain_names]
-        if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
-            if 0 <= int(name) < len(names):
-                return int(name)
-        elif str(name).lower() in names:
-            return names.index(str(name).lower())
-        listed = ", ".join(f"{i} {n}" for i, n in enumerate(self.domain_names))
-        raise DataError(f"no domain '{name}'; the domains are {listed}.", key=str(name), code="unknown-domain")
+        label = domain_label(self.domain_names, name)
+        if label is None:
+            listed = ", ".join(f"{i} {n}" for i, n in enumerate(self.domain_names))
+            raise DataError(f"no domain '{name}'; the domains are {listed}.", key=str(name), code="unknown-domain")
+        return label
 
     def training_samples(self, seed: int = 0) -> DomainSamples:
         """The training samples (:class:`DomainSamples`).

@@ -111,12 +111,15 @@ class Executor:
                 self.optimizers[plan.name] = self.optimizers[plan.share]
                 self.schedulers[plan.name] = self.schedulers[plan.share]
                 continue
-            params = [p for n in plan.networks if n not in plan.groups for p in self.nets[n].parameters()]
+            # a network with optimizer args of its own (StarGAN v2's mapping network: lr 1e-6), or a loss
+            # term's head (DCLGAN's PatchNCE heads: their own Adam at PyTorch's defaults)
+            groups = {n: list(dict.fromkeys(self._group_parameters(plan, n))) for n in plan.groups}
+            grouped = {id(p) for ps in groups.values() for p in ps}  # a term sharing a grouped head: in its group
+            params = [p for n in plan.networks for p in self.nets[n].parameters()]
             params += [p for t in plan.terms for p in self.losses[plan.name, t].parameters() if p.requires_grad]
-            params = list(dict.fromkeys(params))
-            if plan.groups:  # a network with optimizer args of its own (StarGAN v2's mapping network: lr 1e-6)
-                params = [{"params": params}, *({"params": list(self.nets[n].parameters()), **args}
-                                                for n, args in plan.groups.items())]
+            params = [p for p in dict.fromkeys(params) if id(p) not in grouped]
+            if plan.groups:
+                params = [{"params": params}, *({"params": groups[n], **args} for n, args in plan.groups.items())]
             self.optimizers[plan.name] = self.recipe.build(plan.optimizer, params=params)
             self.schedulers[plan.name] = self.recipe.build(self.recipe.scheduler, optimizer=self.optimizers[plan.name])
         #: the steps that own their optimizer (a shared one is saved, restored and scheduled once)
@@ -129,6 +132,13 @@ class Executor:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self.epoch_loss = {p.name: torch.zeros((), device=self.device) for p in self.plans}
         self.nonfinite_in_row = self.nonfinite_total = 0
+
+    def _group_parameters(self, plan: StepPlan, name: str):
+        """The parameters of a step's parameter group: a network's, or a loss term's trainable ones."""
+        if name in plan.networks:
+            return self.nets[name].parameters()
+        loss = self.losses.get((plan.name, name))  # None: a term the recipe switched off (weight 0)
+        return (p for p in (loss.parameters() if loss is not None else ()) if p.requires_grad)
 
     # -- what a checkpoint holds ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:

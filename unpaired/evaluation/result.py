@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,3 +80,16 @@ class EvalResult:
         atomic_write_text(folder / "metrics.md", self.markdown())
         atomic_write_text(folder / "metrics.json", json.dumps(self.to_json(), indent=2) + "\n")
         return folder / "metrics.json"
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` (the sample standard deviation) of the seeds' values, as a table cell; one
+    value: itself; none (or only missing and non-finite ones): a dash."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.4g} ± {std:.2g}"

@@ -77,7 +77,8 @@ class TranslationModule(nn.Module):
 
 
 class ConditionedTranslation(nn.Module):
-    """A multi-domain entry's translation with its condition fixed: the target domain, the style
+    """An entry of the recipe's graph (a multi-domain entry, or an image such as UNSB's one-step
+    translation) with its condition fixed: the target domain, the style or noise code
     drawn with the seed (or taken from the reference image) computed once and kept as constants,
     so the exported model is deterministic and its parity with PyTorch is checked on the same
     draw. Shapes as :class:`TranslationModule`.
@@ -180,8 +181,16 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.",
                             key=str(path), code="is-a-folder")
     translator = Translator(run, direction, "cpu", registry, weights=weights, to=to, seed=seed, reference=reference)
+    samplers = [n for n in translator.graph.order([translator.image]) if translator.graph.nodes[n].op] \
+        if translator.image else []
+    if samplers:
+        node = translator.graph.nodes[samplers[-1]]
+        raise UnpairedError(f"direction '{direction}' makes '{translator.image}' with the op {node.op}, which draws its "
+                            "noise inside a loop: a file cannot hold it. Export a direction that is one network pass "
+                            "(UNSB's recipes have AtoB_nfe1: the generator's one step, its noise code fixed by --seed).",
+                            key=direction, code="not-exportable")
     real_label, real = _real_image(translator)
-    module = (ConditionedTranslation(translator, tuple(real.shape[-2:])) if translator.domain_values
+    module = (ConditionedTranslation(translator, tuple(real.shape[-2:])) if translator.image
               else TranslationModule(translator)).eval().float()
     example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
     gen = torch.Generator().manual_seed(0)

@@ -12,7 +12,8 @@ from torchvision.utils import make_grid
 
 from unpaired.errors import DataError, warn
 from unpaired.inference.translator import write_image
-from unpaired.recipe.graph import DATA_IMAGES, ImageGraph
+from unpaired.domains import DATA_IMAGES
+from unpaired.recipe.graph import ImageGraph
 
 
 @torch.no_grad()

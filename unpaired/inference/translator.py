@@ -17,6 +17,7 @@ from torchvision.transforms import v2
 
 from unpaired.data.build import build_dataset
 from unpaired.data.io import read_image, to_float, to_uint8
+from unpaired.data.multidomain import domain_label
 from unpaired.domains import domain_channels
 from unpaired.engine.build import build_network
 from unpaired.errors import CheckpointError, DataError, RecipeError, UnpairedError
@@ -174,10 +175,10 @@ class Translator:
             given = {*self.domain_values, self.reference_value}
             self.image, self.chain = target.image, None
             self.source = (self.graph.sources(target.image) - given).pop()
-            self.names = sorted(self.graph.networks(target.image))
+            self.names = sorted(self.graph.networks(target.image, ops=True))
         elif isinstance(target, str) and target not in recipe.networks:  # an image of the graph
             self.image, self.chain, self.source = target, None, self.graph.sources(target).pop()
-            self.names = sorted(self.graph.networks(target))
+            self.names = sorted(self.graph.networks(target, ops=True))
         else:  # a network, or networks applied in order
             self.image, self.source = None, None
             self.chain = self.names = [target] if isinstance(target, str) else list(target)
@@ -240,6 +241,25 @@ class Translator:
             raise RecipeError(f"direction '{self.direction}' takes the style of a reference image: give one "
                               "(--style-from IMAGE).", key="--style-from", code="needs-reference")
 
+    def set_steps(self, steps: int) -> None:
+        """Translate with ``steps`` steps of the direction's multi-step sampler (UNSB's NFE, its
+        ``sb_sample`` op: ``unpaired translate --steps``).
+
+        Raises:
+            RecipeError: the direction has no multi-step sampler, or ``steps`` is outside its range.
+        """
+        names = self.graph.order([self.image]) if self.image else []
+        samplers = [self.graph.ops[n] for n in names if hasattr(self.graph.ops.get(n), "steps")]
+        if not samplers:
+            raise RecipeError(f"direction '{self.direction}' ({self.net_name}) has no multi-step sampler; --steps is "
+                              "for a recipe whose inference image is an op with steps (UNSB's sb_sample).",
+                              key="--steps", code="no-steps")
+        for sampler in samplers:
+            try:
+                sampler.steps = steps
+            except ValueError as err:
+                raise RecipeError(f"--steps: {err}.", key="--steps", code="bad-value") from None
+
     def domain_names(self) -> list[str] | None:
         """The names of the run's domains (its dataset's ``domain_names``), or None when its dataset
         has none or cannot be opened here."""
@@ -256,12 +276,9 @@ class Translator:
         return "domains: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else "a label 0, 1, ..."
 
     def _label(self, to) -> int:
-        names = self.domain_names()
-        if isinstance(to, int) or str(to).isdigit():
-            if names is None or 0 <= int(to) < len(names):
-                return int(to)
-        elif names and str(to).lower() in [n.lower() for n in names]:
-            return [n.lower() for n in names].index(str(to).lower())
+        label = domain_label(self.domain_names(), to)
+        if label is not None:
+            return label
         raise RecipeError(f"no domain '{to}' in this run ({self._domains_text()}).", key="--to", code="unknown-domain")
 
     def _pass(self, x: Tensor) -> Tensor:
@@ -296,7 +313,7 @@ class Translator:
             if node.random is not None and name not in inputs:
                 value = node.random.draw(1, generator, x.device)
                 inputs[name] = value.expand(len(x), *value.shape[1:])
-        return self.graph.compute([self.image], self.nets, inputs)
+        return self.graph.compute([self.image], self.nets, inputs, generator)
 
     @torch.no_grad()
     def __call__(self, images):

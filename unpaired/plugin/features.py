@@ -95,7 +95,7 @@ def resolve_layers(network: nn.Module, layers: Sequence[int | str]) -> list[nn.M
     return modules
 
 
-def extract_features(network: nn.Module, x: Tensor, layers: Sequence[int | str]) -> list[Tensor]:
+def extract_features(network: nn.Module, x: Tensor, layers: Sequence[int | str], *inputs) -> list[Tensor]:
     """The outputs of ``layers`` of ``network`` applied to ``x``, in the order of ``layers``.
 
     Forward hooks record each requested module's output; once every requested module has run,
@@ -113,6 +113,8 @@ def extract_features(network: nn.Module, x: Tensor, layers: Sequence[int | str])
         x: its input, e.g. images (N, C, H, W) in [-1, 1]; any device, the meta device included.
         layers: ints (the i-th module of ``network.model``, an ``nn.Sequential``; CUT's numbering)
             or submodule paths as in ``network.named_modules()``, e.g. ``"model.4"``.
+        inputs: further arguments of the forward pass, ``network(x, *inputs)`` (UNSB's time step
+            and noise code).
 
     Returns:
         One tensor per entry of ``layers``, e.g. (N, C_l, H_l, W_l) for a convolutional network.
@@ -136,7 +138,7 @@ def extract_features(network: nn.Module, x: Tensor, layers: Sequence[int | str])
 
     handles = [m.register_forward_hook(hook) for m in wanted.values()]
     try:
-        network(x)
+        network(x, *inputs)
     except _StopForward:
         pass
     finally:

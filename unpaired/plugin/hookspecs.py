@@ -59,6 +59,8 @@ KINDS = {
     "optional attributes needs (tuple) and better ({key: 'min'|'max'})",
     "handler": "factory(**args) -> an object with @hookimpl methods for the training events; built from a "
     "recipe's handlers: section",
+    "graph_op": "factory(**args) -> callable(*inputs, networks={name: module}, generator=torch.Generator) -> "
+    "tensor; an op node of a recipe's images, run without gradients (UNSB's roll-out)",
 }
 
 

@@ -6,6 +6,9 @@ A recipe's ``images`` section defines each named value from the data's values (`
     fake_B:  {net: G_AB, input: real_A}              # fake_B = G_AB(real_A)
     pair:    {net: D, input: [real_A, fake_B]}       # a network with several inputs: D(real_A, fake_B)
     fake_AB: {concat: [real_A, fake_B]}              # channel concatenation (pix2pix's conditional D input)
+    flip:    {random: integer, high: 2}              # a coin per sample (N,) in {0, 1}
+    a_flip:  {hflip: real_A, where: flip}            # real_A mirrored left-right where the coin is 1 (FastCUT)
+    x_t:     {op: sb_rollout, input: [real_A, t], networks: [G], args: {num_timesteps: 5}}  # a plugin's op
     content: {net: E, input: real_A, output: content}  # one output of a network that returns a dict
     z:       {random: normal, shape: [16]}           # a code (N, 16) ~ N(0, I), N the data's batch size
     y_trg:   {random: integer, high: 10}             # labels (N,) uniform in [0, 10)
@@ -14,6 +17,11 @@ Values need not be images: a code (N, D), a label (N,) or a logit map flow throu
 same way (``recipe check`` runs the graph on the meta device, so shapes are checked there).
 Random values are drawn from the executor's own generator, seeded by the run's seed and the rank,
 whose state is in every checkpoint: a resumed run draws what an uninterrupted one would.
+
+An ``op`` node is a plugin's function (kind ``graph_op``) of its inputs and of networks it names,
+run without gradients and with that generator: a value made by running networks in a loop, such
+as UNSB's roll-out of the generator to a random time step. Its networks do not count as makers of
+the value (it carries no gradient), so it is made once per iteration and never anew.
 
 The executor (training), the sample grids, the recipe dry run, the step plans and inference all
 walk the graph through this class, so they agree on order, inputs and which networks take part.
@@ -27,8 +35,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
-#: Images the data provides to every iteration (a two-domain dataset's values).
-DATA_IMAGES = ("real_A", "real_B")
+from unpaired.domains import DATA_IMAGES  # the values a two-domain dataset gives every iteration
 
 #: The distributions of a random node.
 RANDOM = ("normal", "uniform", "integer")
@@ -37,15 +44,21 @@ RANDOM = ("normal", "uniform", "integer")
 @dataclass(frozen=True)
 class Random:
     """How a random node draws: ``normal`` N(0, I) or ``uniform`` U[low, high) floats of shape
-    (N, *shape), or ``integer`` labels (N, *shape) uniform in [low, high)."""
+    (N, *shape), or ``integer`` labels (N, *shape) uniform in [low, high); ``shared``: one value for
+    the whole batch."""
 
     kind: str
     shape: tuple[int, ...] = ()
     low: float = 0
     high: float = 1
+    shared: bool = False
 
     def draw(self, n: int, generator: torch.Generator, device) -> Tensor:
-        """(N, *shape) values drawn on the CPU from ``generator`` (the same on every device), moved to ``device``."""
+        """(N, *shape) values drawn on the CPU from ``generator`` (the same on every device), moved to
+        ``device``; ``shared``: one draw repeated for the whole batch (UNSB's time step)."""
+        if self.shared and n > 1:
+            one = self.draw(1, generator, device)
+            return one.expand(n, *one.shape[1:]).clone()
         size = (n, *self.shape)
         if self.kind == "integer":
             value = torch.randint(int(self.low), int(self.high), size, generator=generator)
@@ -59,17 +72,25 @@ class Random:
 @dataclass(frozen=True)
 class Node:
     """One named value: ``net(*inputs)`` (its ``output`` entry when the network returns a dict),
-    the channel concatenation of ``inputs`` (``net`` None), or a ``random`` draw as many as
-    ``inputs[0]`` has samples."""
+    the channel concatenation of ``inputs`` (``net`` None), a ``random`` draw as many as
+    ``inputs[0]`` has samples, or (``hflip``) ``inputs[0]`` mirrored left-right in the samples
+    where ``inputs[1]`` (a 0/1 value (N,), if given) is 1."""
 
     name: str
     net: str | None
     inputs: tuple[str, ...]
     output: str | None = None
     random: Random | None = None
+    hflip: bool = False
+    op: str | None = None
+    networks: tuple[str, ...] = ()
 
     def describe(self) -> str:
         args = ", ".join(self.inputs)
+        if self.hflip:
+            return f"hflip({self.inputs[0]})" + (f" where {self.inputs[1]}" if len(self.inputs) > 1 else "")
+        if self.op:
+            return f"{self.op}({args}; networks {', '.join(self.networks) or 'none'})"
         if self.random is not None:
             return f"random {self.random.kind} {list(self.random.shape)} (as many as {args})"
         if self.net:
@@ -79,12 +100,19 @@ class Node:
 
 def node_from_spec(name: str, spec, data: tuple[str, ...] = DATA_IMAGES) -> Node:
     """A :class:`Node` from a recipe's image entry (``net`` + ``input`` [+ ``output``], ``concat``,
-    or ``random`` with ``shape``, ``low``, ``high`` and ``like``, the value whose batch size it takes,
-    by default the data's first)."""
+    ``random`` with ``shape``, ``low``, ``high`` and ``like``, the value whose batch size it takes,
+    by default the data's first, ``hflip`` with an optional ``where``, or ``op`` with ``input`` and
+    ``networks``)."""
+    if spec.get("hflip"):
+        return Node(name, None, (spec["hflip"],) + ((spec["where"],) if spec.get("where") else ()), hflip=True)
+    if spec.get("op"):
+        inputs = spec.get("input")
+        inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs or ())
+        return Node(name, None, inputs, op=str(spec["op"]), networks=tuple(spec.get("networks") or ()))
     if spec.get("random"):
         rnd = Random(str(spec["random"]), tuple(int(d) for d in spec.get("shape") or ()),
                      spec.get("low") if spec.get("low") is not None else 0,
-                     spec.get("high") if spec.get("high") is not None else 1)
+                     spec.get("high") if spec.get("high") is not None else 1, bool(spec.get("shared")))
         return Node(name, None, (spec.get("like") or data[0],), random=rnd)
     if spec.get("concat"):
         return Node(name, None, tuple(spec["concat"]))
@@ -93,16 +121,27 @@ def node_from_spec(name: str, spec, data: tuple[str, ...] = DATA_IMAGES) -> Node
     return Node(name, spec.get("net"), inputs, spec.get("output"))
 
 
+def hflip_where(x: Tensor, where: Tensor | None = None) -> Tensor:
+    """``x`` (N, C, H, W) mirrored left-right (CUT's ``torch.flip(x, [3])``) in the samples where
+    ``where`` (N,) is non-zero; all of them when ``where`` is None."""
+    if where is None:
+        return x.flip(3)
+    return torch.where(where.reshape(-1, *(1,) * (x.ndim - 1)).bool(), x.flip(3), x)
+
+
 class ImageGraph:
     """The images of a recipe as a graph.
 
     Args:
         images: the recipe's ``images`` section (name -> spec), or ready :class:`Node` objects.
         data: the names of the values the data gives each iteration (the dataset's ``provides``).
+        ops: the built function of each ``op`` node, by node name (a graph only planned need not
+            have them).
     """
 
-    def __init__(self, images: Mapping, data: tuple[str, ...] = DATA_IMAGES):
+    def __init__(self, images: Mapping, data: tuple[str, ...] = DATA_IMAGES, ops: Mapping | None = None):
         self.data = tuple(data)
+        self.ops = dict(ops or {})
         self.nodes: dict[str, Node] = {
             name: spec if isinstance(spec, Node) else node_from_spec(name, spec, self.data) for name, spec in images.items()
         }
@@ -164,9 +203,11 @@ class ImageGraph:
         node = self.nodes.get(name)
         return node is not None and node.random is None and any(self.reads_pixels(i, source) for i in node.inputs)
 
-    def networks(self, name: str) -> set[str]:
-        """The networks that take part in making ``name`` (empty for data images)."""
-        return {self.nodes[n].net for n in self.order([name]) if self.nodes[n].net}
+    def networks(self, name: str, ops: bool = False) -> set[str]:
+        """The networks that take part in making ``name`` with gradients (empty for data images);
+        with ``ops``, also those ``op`` nodes run (what inference must load)."""
+        nodes = [self.nodes[n] for n in self.order([name])]
+        return {node.net for node in nodes if node.net} | {n for node in nodes if ops for n in node.networks}
 
     def sources(self, name: str) -> set[str]:
         """The data values ``name`` is made from (a random node counts its ``like`` value)."""
@@ -190,6 +231,14 @@ class ImageGraph:
             if generator is None:
                 raise ValueError(f"images.{name} is random: pass the generator to draw it from")
             return node.random.draw(len(args[0]), generator, args[0].device)
+        if node.hflip:
+            return hflip_where(*args)
+        if node.op:
+            if name not in self.ops or generator is None:
+                raise ValueError(f"images.{name}: op '{node.op}' needs its built function and the generator "
+                                 "(a resolved recipe's graph has them)")
+            with torch.no_grad():
+                return self.ops[name](*args, networks={n: nets[n] for n in node.networks}, generator=generator)
         if not node.net:
             return torch.cat(args, dim=1)
         out = nets[node.net](*args)
@@ -206,7 +255,7 @@ class ImageGraph:
         the batch (N) dimension, split back; exact for a network whose samples do not interact
         (no batch statistics, no dropout). Inputs of different shapes or counts get a call each."""
         nodes = [self.nodes[n] for n in names]
-        if len(names) == 1 or any(node.output or node.random for node in nodes):
+        if len(names) == 1 or any(node.output or node.random or node.hflip or node.op for node in nodes):
             return [self.make(n, nets, images, generator) for n in names]
         args = [[images[src] for src in node.inputs] for node in nodes]
         if not args[0] or any(len(row) != len(args[0]) or any(a.shape[1:] != b.shape[1:] for a, b in zip(row, args[0]))

@@ -19,11 +19,11 @@ from typing import Mapping
 
 from omegaconf import DictConfig
 
-from unpaired.plugin.registry import Spec
+from unpaired.plugin.registry import Registry, Spec
 from unpaired.recipe.graph import ImageGraph
 from unpaired.recipe.load import plugin_args
 from unpaired.recipe.scalar import Scalar, parse_scalar
-from unpaired.recipe.validate import active_terms, term_images, term_side
+from unpaired.recipe.validate import active_terms, declared_images, term_images, term_side
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Term:
         input, target, network, networks: a consistency term's images and the networks it reads itself.
         share: the term of the same step whose loss module (and parameters) it uses.
         every: a lazy term runs on every k-th iteration only, its weight multiplied by k.
+        reads: further values its loss reads from the step's images (:func:`declared_images`).
     """
 
     step: str
@@ -62,6 +63,7 @@ class Term:
     fake_label: str | None = None
     networks: tuple[str, ...] = ()
     every: int = 1
+    reads: tuple[str, ...] = ()
 
     @property
     def adversarial(self) -> bool:
@@ -110,7 +112,7 @@ class StepPlan:
         keep_graph: images not fresh here but computed with gradients for a later step.
         every: runs on iterations ``every - 1, 2 * every - 1, ...`` (0-based).
         repeat: times per iteration it runs.
-        groups: network -> optimizer args of its own parameter group (e.g. a lower lr).
+        groups: network or loss term -> optimizer args of its own parameter group (e.g. a lower lr).
         share: the earlier step whose optimizer (and its state, and its LR schedule) this step uses.
         refresh: images whose networks an earlier step of the iteration updated are made anew.
     """
@@ -129,23 +131,25 @@ class StepPlan:
     refresh: bool = False
 
 
-def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig) -> Term:
-    """A recipe loss term as a :class:`Term` (its side decided by :func:`term_side`)."""
+def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig, registry: Registry | None = None) -> Term:
+    """A recipe loss term as a :class:`Term` (its side decided by :func:`term_side`; what else its
+    loss reads, when a ``registry`` knows its plugin)."""
     adversarial = bool(term.adversarial)
     kind = "adversarial_loss" if adversarial else "gradient_penalty" if term.penalty else "consistency_loss"
     spec = Spec(kind, term.adversarial or term.penalty or term.consistency, MappingProxyType(plugin_args(term.args)),
                 f"steps.{sname}.losses.{tname}")
     return Term(sname, tname, spec, parse_scalar(term.weight), term_side(term, step) if adversarial else None,
                 term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share,
-                term.real_label, term.fake_label, tuple(term.networks), term.every)
+                term.real_label, term.fake_label, tuple(term.networks), term.every,
+                declared_images(registry.get(kind, spec.type).factory, spec.args) if registry and term.consistency else ())
 
 
-def make_plan(recipe: DictConfig, graph: ImageGraph | None = None) -> list[StepPlan]:
+def make_plan(recipe: DictConfig, graph: ImageGraph | None = None, registry: Registry | None = None) -> list[StepPlan]:
     """One :class:`StepPlan` per recipe step, in recipe order (the recipe must be validated)."""
     graph = graph or ImageGraph(recipe.images)
     plans = []
     for name, step in recipe.steps.items():
-        terms = {t: resolve_term(name, t, spec, step) for t, spec in active_terms(step).items()}
+        terms = {t: resolve_term(name, t, spec, step, registry) for t, spec in active_terms(step).items()}
         needed = graph.order([img for t in terms.values() for img in t.images])
         optimised = set(step.networks)
         fresh = frozenset(img for img in needed if graph.networks(img) & optimised)

@@ -170,9 +170,11 @@ def resolve(recipe: DictConfig | ResolvedRecipe, registry: Registry | None = Non
     networks = {name: Network(name, network_kind(config, name), spec(network_kind(config, name), net, f"networks.{name}"),
                               net.init, net.init_gain)
                 for name, net in config.networks.items()}
-    graph = ImageGraph(config.images, data_values(config, registry))
+    ops = {name: registry.create("graph_op", spec.op, f"images.{name}.op", **plugin_args(spec.args))
+           for name, spec in config.images.items() if spec.op}
+    graph = ImageGraph(config.images, data_values(config, registry), ops)
     OmegaConf.set_readonly(config, True)
-    return ResolvedRecipe(config, registry, MappingProxyType(networks), graph, tuple(make_plan(config, graph)),
+    return ResolvedRecipe(config, registry, MappingProxyType(networks), graph, tuple(make_plan(config, graph, registry)),
                           device, precision, init, to_yaml(config), plugin_error)
 
 

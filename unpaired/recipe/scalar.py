@@ -69,18 +69,23 @@ def scalar_problems(value, where: str) -> list[tuple[str, str, str]]:
     if _number(value):
         return []
     if not hasattr(value, "keys"):
-        return [(where, "bad-value", f"a number or a schedule such as {{schedule: linear, start: 1, end: 0, "
+        return [(where, "bad-value", f"a finite number or a schedule such as {{schedule: linear, start: 1, end: 0, "
                                      f"length: 1000}}, got {value!r}.")]
     problems = [(f"{where}.{k}", "unknown-key", f"not a schedule key; the keys are {', '.join(KEYS)}.")
                 for k in value.keys() if k not in KEYS]
     kind = value.get("schedule", "constant")
     if kind not in SCHEDULES:
         problems.append((f"{where}.schedule", "bad-value", f"'{kind}' is not one of {', '.join(SCHEDULES)}."))
-    if not _number(value.get("start")):
+    if "start" not in value:
         problems.append((f"{where}.start", "missing", "a schedule needs its start value (a number)."))
+    elif not _number(value["start"]):
+        problems.append((f"{where}.start", "bad-value", f"a finite number, got {value['start']!r}."))
     for key in ("end", "gamma"):
         if key in value and not _number(value[key]):
-            problems.append((f"{where}.{key}", "bad-value", f"a number, got {value[key]!r}."))
+            problems.append((f"{where}.{key}", "bad-value", f"a finite number, got {value[key]!r}."))
+    if _number(value.get("gamma")) and not value["gamma"] > 0:
+        problems.append((f"{where}.gamma", "not-positive", f"the factor per step must be above 0 (below 1 decays, above "
+                                                           f"1 grows), got {value['gamma']!r}."))
     length = value.get("length", 1)
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
         problems.append((f"{where}.length", "not-positive", f"a whole number of iterations or epochs, at least 1, "
@@ -99,4 +104,5 @@ def parse_scalar(value) -> Scalar:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (NaN and infinity would silently poison every step they weight)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -31,6 +31,12 @@ class ImageSpec:
     low: Optional[float] = None  # random uniform / integer: [low, high); defaults 0 and 1
     high: Optional[float] = None
     like: Optional[str] = None  # random: as many samples as this value has (default: the data's first)
+    shared: bool = False  # random: one draw for the whole batch (UNSB's time step)
+    hflip: Optional[str] = None  # or: this image mirrored left-right ...
+    where: Optional[str] = None  # ... in the samples where this 0/1 value (N,) is 1 (default: all)
+    op: Optional[str] = None  # or: a graph_op plugin run on input, without gradients ...
+    networks: List[str] = field(default_factory=list)  # ... with these networks
+    args: Dict[str, Any] = field(default_factory=dict)  # ... and these arguments
 
 
 @dataclass
@@ -60,7 +66,7 @@ class LossTerm:
 class OptimizerSpec:
     type: str = "adam"
     args: Dict[str, Any] = field(default_factory=dict)
-    groups: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # network -> args of its own (e.g. {M: {lr: 1e-6}})
+    groups: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # network or loss term -> args of its own (e.g. {M: {lr: 1e-6}})
     share: Optional[str] = None  # use this earlier step's optimizer (one Adam state for both steps' updates)
 
 
@@ -192,10 +198,10 @@ class Recipe:
 
 #: Keys whose value is a mapping ("*": every entry), checked before merging so that a wrong shape is
 #: named by its key rather than failing deep inside the merge; and the keys that are lists.
-MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "steps",
+MAPPINGS = ("data", "data.args", "networks", "networks.*", "networks.*.args", "images", "images.*", "images.*.args", "steps",
             "steps.*", "steps.*.optimizer", "steps.*.optimizer.args", "steps.*.optimizer.groups", "steps.*.optimizer.groups.*", "steps.*.losses", "steps.*.losses.*", "train",
             "train.scheduler", "train.scheduler.args", "eval", "eval.metrics", "eval.metrics.*", "eval.features",
             "eval.classifier", "eval.classes", "inference", "init_from", "handlers", "handlers.*", "handlers.*.args", "ema")
 
 
-LISTS = ("plugins", "samples", "ema.networks")
+LISTS = ("plugins", "samples", "ema.networks", "images.*.networks")

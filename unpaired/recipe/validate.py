@@ -42,8 +42,25 @@ def active_terms(step: DictConfig) -> dict[str, DictConfig]:
 
 
 def term_images(term) -> list[str]:
-    """The values a loss term reads (images, and the labels it gives its discriminator)."""
-    return [v for v in (term.real, term.fake, term.input, term.target, term.real_label, term.fake_label) if v is not None]
+    """The values a loss term reads (images, and the labels it gives its discriminator; for a
+    resolved term also those its plugin's arguments name, :func:`declared_images`)."""
+    return [v for v in (term.real, term.fake, term.input, term.target, term.real_label, term.fake_label,
+                        *getattr(term, "reads", ())) if v is not None]
+
+
+def declared_images(factory, args) -> tuple[str, ...]:
+    """The values a loss reads from the step's images by name: the arguments its plugin lists in
+    ``image_args`` (a str or a list of str each; the plugin's default when the recipe sets none).
+    They are made for the step like the term's input and target (DCLGAN's reverse pair, UNSB's
+    second pair and time step, FastCUT's flip coin)."""
+    params = inspect.signature(factory).parameters
+    found: list[str] = []
+    for name in getattr(factory, "image_args", ()):
+        value = args.get(name, params[name].default if name in params else None)
+        if value is inspect.Parameter.empty or value is None:
+            continue
+        found += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+    return tuple(dict.fromkeys(found))
 
 
 def data_values(recipe: DictConfig, registry: Registry) -> tuple[str, ...]:
@@ -171,6 +188,8 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
         node = graph.nodes.get(image)
         if node is None or node.random is not None or node.output is not None:
             return None
+        if node.hflip or node.op:  # an op keeps its first input's shape (UNSB's roll-out)
+            return channels(node.inputs[0])
         if node.net is None:  # a concatenation
             parts = [channels(src) for src in node.inputs]
             return None if None in parts else sum(parts)
@@ -194,8 +213,14 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
         if node.net is not None and node.net not in nets:
             problems.add(f"{where}.net", "unknown-network", f"network '{node.net}' is not defined.{closest(node.net, nets)}")
             continue
-        what = "like" if node.random else "input" if node.net else "concat"
-        if not all(known_image(src, f"{where}.{what}") for src in node.inputs):
+        if node.op:
+            check_component("graph_op", node.op, images[name].args, f"{where}.op", f"{where}.args")
+            for net in node.networks:
+                if net not in nets:
+                    problems.add(f"{where}.networks", "unknown-network", f"network '{net}' is not defined.{closest(net, nets)}")
+        what = ["like"] if node.random else ["input"] * len(node.inputs) if node.net or node.op else ["hflip", "where"] \
+            if node.hflip else ["concat"] * len(node.inputs)
+        if not all(known_image(src, f"{where}.{w}") for src, w in zip(node.inputs, what)):
             continue
         if node.net is not None and len(node.inputs) == 1 and not loops:
             want, have = net_arg(node.net, "in_channels"), channels(node.inputs[0])
@@ -218,10 +243,15 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
         if step.optimizer.share is None:
             check_component("optimizer", step.optimizer.type, step.optimizer.args, f"{where}.optimizer",
                             injected=("params",))
-        lr = step.optimizer.args.get("lr")
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
-            problems.add(f"{where}.optimizer.args.lr", "not-positive",
-                         f"must be above 0, got {lr} (a network that should not learn is left out of {where}.networks).")
+            for group, args in step.optimizer.groups.items():  # a group's args are the optimizer's keyword args
+                check_component("optimizer", step.optimizer.type, args, f"{where}.optimizer",
+                                f"{where}.optimizer.groups.{group}", injected=("params",))
+        for at, args in [(f"{where}.optimizer.args", step.optimizer.args),
+                         *((f"{where}.optimizer.groups.{g}", a) for g, a in step.optimizer.groups.items())]:
+            lr = args.get("lr") if args is not None else None
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
+                problems.add(f"{at}.lr", "not-positive", f"must be above 0, got {lr} (a network that should not learn "
+                                                         f"is left out of {where}.networks).")
         for tname, term in step.losses.items():
             at = f"{where}.losses.{tname}.weight"
             if bad := scalar_problems(term.weight, at):
@@ -237,6 +267,13 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
             _check_term(term, f"{where}.losses.{tname}", step, nets, check_component, problems)
             for img in term_images(term):
                 known_image(img, f"{where}.losses.{tname}")
+            if term.consistency:
+                try:
+                    reads = declared_images(reg.get("consistency_loss", term.consistency).factory, plugin_args(term.args))
+                except RecipeError:
+                    reads = ()  # an unknown plugin is reported by _check_term
+                for img in reads:
+                    known_image(img, f"{where}.losses.{tname}.args")
             if term.consistency and term.input and term.target and not term.network and not loops:
                 ci, ct = channels(term.input), channels(term.target)
                 if ci is not None and ct is not None and ci != ct:
@@ -315,8 +352,13 @@ def _random_problems(where: str, spec, problems: Problems) -> bool:
     before = len(problems)
     if spec.random not in RANDOM:
         problems.add(f"{where}.random", "bad-value", f"'{spec.random}' is not one of {', '.join(RANDOM)}.")
-    if spec.net is not None or spec.input is not None or spec.concat is not None or spec.output is not None:
-        problems.add(where, "bad-image", "a random value is drawn, not made: remove net, input, output and concat.")
+    if any(v is not None for v in (spec.net, spec.input, spec.concat, spec.output, spec.hflip, spec.where, spec.op)) \
+            or spec.networks or spec.args:
+        problems.add(where, "bad-image", "a random value is drawn, not made: remove net, input, output, concat, hflip, "
+                                         "where, op, networks and args.")
+    if spec.random == "normal" and (spec.low is not None or spec.high is not None):
+        problems.add(f"{where}.low" if spec.low is not None else f"{where}.high", "ignored-args",
+                     "a normal draw is N(0, I): low and high are for uniform and integer draws; remove them.")
     if any(not isinstance(d, int) or d < 1 for d in spec.shape):
         problems.add(f"{where}.shape", "bad-value", f"each sample's shape: positive sizes, e.g. [16]; got {list(spec.shape)}.")
     if spec.random == "integer" and spec.high is None:
@@ -335,8 +377,29 @@ def _image_problems(name: str, spec, problems: Problems) -> bool:
     where = f"images.{name}"
     if spec.random is not None:
         return _random_problems(where, spec, problems)
-    if any(v is not None for v in (spec.low, spec.high, spec.like)) or spec.shape:
-        problems.add(where, "bad-image", "shape, low, high and like describe a random value; set random too, or "
+    if spec.op is not None:
+        if any(v is not None for v in (spec.net, spec.concat, spec.output, spec.hflip, spec.where, spec.low, spec.high,
+                                       spec.like)) or spec.shape:
+            problems.add(where, "bad-image", "an op image is 'op: <plugin>' with 'input', 'networks' and 'args', and "
+                                             "nothing else (no net, concat, output, hflip or random keys).")
+            return True
+        if not (isinstance(spec.input, str) or (OmegaConf.is_list(spec.input) and len(spec.input) > 0
+                                                 and all(isinstance(i, str) for i in spec.input))):
+            problems.add(f"{where}.input", "bad-image", f"an image name or a list of image names, got {spec.input!r}.")
+            return True
+        return False
+    if spec.networks or spec.args:
+        problems.add(where, "bad-image", "networks and args belong to an op image ('op: <plugin>'); set op, or remove them.")
+        return True
+    if spec.hflip is not None or spec.where is not None:
+        if spec.hflip is None or spec.shape or any(v is not None for v in (spec.net, spec.input, spec.concat, spec.output,
+                                                                           spec.low, spec.high, spec.like)):
+            problems.add(where, "bad-image", "a mirrored image is 'hflip: <image>' with an optional 'where: <0/1 value>' "
+                                             "and nothing else (no net, input, concat, output or random keys).")
+            return True
+        return False
+    if any(v is not None for v in (spec.low, spec.high, spec.like)) or spec.shape or spec.shared:
+        problems.add(where, "bad-image", "shape, low, high, like and shared describe a random value; set random too, or "
                                          "remove them.")
         return True
     if spec.concat is not None:
@@ -448,6 +511,10 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
         elif term_side(term, step) == "discriminator" and not term.real:
             problems.add(f"{where}.real", "missing", f"this step trains '{term.discriminator}', so the term needs a "
                                                      "real image.")
+        elif term_side(term, step) == "generator" and (term.real_label or term.pool):
+            problems.add(f"{where}.{'real_label' if term.real_label else 'pool'}", "ignored-args",
+                         "the generator's side judges only its fakes (fake and fake_label), without an image pool; "
+                         "remove it.")
     elif term.penalty:
         check_component("gradient_penalty", term.penalty, term.args, where)
         _check_discriminator(term, where, nets, problems)
@@ -458,6 +525,9 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
                                                                     "this step does not optimise.")
         if term.side is not None:
             problems.add(f"{where}.side", "bad-value", "a penalty is always the discriminator's; remove side.")
+        if term.pool:
+            problems.add(f"{where}.pool", "ignored-args", "a penalty takes no image pool (its fakes, if any, are the "
+                                                          "step's own); remove pool.")
     else:
         if term.side is not None:
             problems.add(f"{where}.side", "bad-value", "only adversarial terms have a side; remove it.")
@@ -469,12 +539,13 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
 
 def _check_optimizer(sname: str, step, steps, problems: Problems) -> None:
     """An optimizer ``share`` names an earlier step that owns its optimizer and optimises this
-    step's networks; ``groups`` name networks of the step."""
+    step's networks; ``groups`` name networks or loss terms (their heads) of the step."""
     where, opt = f"steps.{sname}.optimizer", step.optimizer
     for net in opt.groups:
-        if net not in step.networks:
-            problems.add(f"{where}.groups.{net}", "unknown-network", f"'{net}' is not one of this step's networks "
-                                                                    f"({', '.join(step.networks)}).")
+        if net not in step.networks and net not in step.losses:
+            problems.add(f"{where}.groups.{net}", "unknown-network", f"'{net}' is neither one of this step's networks "
+                                                                    f"({', '.join(step.networks)}) nor one of its loss "
+                                                                    f"terms ({', '.join(step.losses)}).")
     if opt.share is None:
         return
     names = list(steps)

@@ -25,7 +25,7 @@ from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.runs.rundir import RunDir
 from unpaired.errors import RecipeError
 from unpaired.domains import DIRECTION
-from unpaired.evaluation.result import EvalResult
+from unpaired.evaluation.result import EvalResult, mean_std
 from unpaired.evaluation.entry import evaluate_run
 from unpaired.evaluation.evaluator import require_metrics
 from unpaired.inference.translator import Translator
@@ -106,8 +106,9 @@ def _status(run: Path) -> str | None:
         return None
 
 
-def _train(recipe: DictConfig, run: Path, registry: Registry | None, label: str) -> int | None:
-    """Train (or resume) one variant; returns the signal that interrupted it, if any."""
+def train_or_resume(recipe: DictConfig, run: Path, registry: Registry | None, label: str) -> int | None:
+    """Train ``recipe`` into ``run``, resume it there, or (finished) leave it; returns the signal that
+    interrupted it, if any."""
     status = _status(run)
     if status == "completed":
         print(f"{label}: finished before, not retrained ({run})")
@@ -121,8 +122,8 @@ def _train(recipe: DictConfig, run: Path, registry: Registry | None, label: str)
     return trainer.fit().interrupted
 
 
-def _scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
-    """A variant's evaluation at its last checkpoint: the one its training wrote there (same
+def final_scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
+    """A run's evaluation at its last checkpoint: the one its training wrote there (same
     recipe, same images), else a new one."""
     saved = RunDir(run).evaluation(checkpoint.latest(run).name) / "metrics.json"
     if saved.is_file():
@@ -130,14 +131,18 @@ def _scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
     return evaluate_run(run, device=device, registry=registry)[0]
 
 
-def _check_same_ablation(out: Path, config: dict) -> None:
-    """An output folder holds one ablation: the same base, variants and overrides when resumed."""
-    path = out / "ablation.yaml"
+def check_same_folder(out: Path, file: str, config: dict) -> None:
+    """An output folder holds one ablation (or benchmark): the same settings when resumed, which
+    ``out/file`` records.
+
+    Raises:
+        RecipeError: ``out/file`` records other settings (code ``other-ablation``)."""
+    path = out / file
     if path.is_file():
         before = OmegaConf.to_container(OmegaConf.load(path))
         if before != config:
-            raise RecipeError(f"{out} holds another ablation ({path}: {before}); resume it with the same "
-                              "base, variants and overrides, or choose another --out.",
+            raise RecipeError(f"{out} holds another {path.stem} ({path}: {before}); resume it with the same "
+                              "recipes, variants, seeds and overrides, or choose another --out.",
                               key=str(out), code="other-ablation")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +151,7 @@ def _check_same_ablation(out: Path, config: dict) -> None:
 
 def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/ablation", overrides=(),
                  metrics: list[str] | None = None, images: int = 6, registry: Registry | None = None,
-                 device: str = "auto") -> AblationResult:
+                 device: str = "auto", seeds: list[int] | None = None) -> AblationResult:
     """Train and evaluate every variant, then write ``<out>/ablation.{md,json}`` and ``ablation.png``.
 
     Args:
@@ -159,10 +164,14 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
             by its first rankable output, e.g. ``target_accuracy``, ``fid``, ``cycle_l1``); the
             JSON has every value.
         images: test inputs per direction in the figure.
+        seeds: train every variant once per seed (in ``<out>/<variant>/seed<k>/``); the table
+            gives each score's mean ± standard deviation over the seeds and the figure the first
+            seed's translations. None: the recipe's seed, one run per variant in ``<out>/<variant>/``.
 
     Returns:
-        The evaluations, the table and figure paths; ``interrupted`` is set when SIGINT/SIGTERM
-        stopped a variant (its checkpoint is kept; the same call resumes it).
+        The evaluations (with ``seeds``, a list per variant, one per seed), the table and figure
+        paths; ``interrupted`` is set when SIGINT/SIGTERM stopped a variant (its checkpoint is
+        kept; the same call resumes it).
 
     Raises:
         RecipeError: a bad variant, a base without eval metrics, or ``out`` holding another ablation.
@@ -174,18 +183,35 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         raise RecipeError(f"variants must have distinct names, got {list(variants)}.",
                           key="--variants", code="duplicate")
     require_metrics(next(iter(recipes.values())), str(base))
-    _check_same_ablation(out, {"base": str(base), "variants": list(variants), "overrides": list(overrides)})
+    config = {"base": str(base), "variants": list(variants), "overrides": list(overrides)}
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise RecipeError(f"--seeds: distinct seeds, at least one; got {seeds}.", key="--seeds", code="duplicate")
+        config["seeds"] = [int(k) for k in seeds]
+    check_same_folder(out, "ablation.yaml", config)
     keys = metrics or headline_keys(next(iter(recipes.values())), registry)  # the table's columns
-    results: dict[str, EvalResult | None] = dict.fromkeys(recipes)
-    for i, (name, recipe) in enumerate(recipes.items(), 1):
-        label = f"[{i}/{len(recipes)}] {name}"
-        stopped = _train(recipe, out / name, registry, label)
+    cells = [(name, k) for name in recipes for k in (seeds if seeds is not None else [None])]
+    runs = {(name, k): out / name / f"seed{k}" if k is not None else out / name for name, k in cells}
+    scores: dict[tuple, EvalResult | None] = dict.fromkeys(cells)
+
+    def results():
+        if seeds is None:
+            return {name: scores[name, None] for name in recipes}
+        return {name: [scores[name, k] for k in seeds] if all(scores[name, k] for k in seeds) else None
+                for name in recipes}
+
+    for i, (name, k) in enumerate(cells, 1):
+        label = f"[{i}/{len(cells)}] {name}" + (f" seed {k}" if k is not None else "")
+        recipe = recipes[name] if k is None else variant_recipe(base, variants[list(recipes).index(name)],
+                                                                [*overrides, f"seed={k}"])
+        stopped = train_or_resume(recipe, runs[name, k], registry, label)
         if stopped:
             print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
-            return AblationResult(results, _write_table(out, results, keys, ""), None, stopped)
-        results[name] = _scores(out / name, device, registry)
-    figure, caption = _write_figure(out, recipes, images, device)
-    return AblationResult(results, _write_table(out, results, keys, caption), figure)
+            return AblationResult(results(), _write_table(out, results(), keys, ""), None, stopped)
+        scores[name, k] = final_scores(runs[name, k], device, registry)
+    first = {name: runs[name, seeds[0] if seeds is not None else None] for name in recipes}
+    figure, caption = _write_figure(out, recipes, images, device, first)
+    return AblationResult(results(), _write_table(out, results(), keys, caption), figure)
 
 
 def headline_keys(recipe: DictConfig, registry: Registry | None = None) -> list[str]:
@@ -201,26 +227,33 @@ def headline_keys(recipe: DictConfig, registry: Registry | None = None) -> list[
     return keys
 
 
-def _write_table(out: Path, results: dict[str, EvalResult | None], keys: list[str] | None, caption: str) -> Path:
-    done = {n: r for n, r in results.items() if r is not None}
-    better = {k: v for r in done.values() for k, v in r.better.items()}
-    directions = list(dict.fromkeys(d for r in done.values() for d in r.metrics))
+def _write_table(out: Path, results: dict[str, EvalResult | list[EvalResult] | None], keys: list[str] | None,
+                 caption: str) -> Path:
+    """A row per variant; a variant trained with several seeds shows each score's mean ± std."""
+    runs = {n: r if isinstance(r, list) else [r] for n, r in results.items() if r is not None}
+    done = [r for rs in runs.values() for r in rs]
+    better = {k: v for r in done for k, v in r.better.items()}
+    directions = list(dict.fromkeys(d for r in done for d in r.metrics))
     keys = keys or list(better)
-    columns = [(d, k) for d in directions for k in keys if any(k in r.metrics.get(d, {}) for r in done.values())]
+    columns = [(d, k) for d in directions for k in keys if any(k in r.metrics.get(d, {}) for r in done)]
     heads = [f"{d} {k}" + (f" {ARROWS[better[k]]}" if k in better else "") for d, k in columns] or [""]
     lines = ["| variant | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    for name, r in results.items():
-        cells = ["(not run yet)"] + [""] * (len(heads) - 1) if r is None else [
-            f"{r.metrics[d][k]:.4g}" if k in r.metrics.get(d, {}) else "—" for d, k in columns]
+    for name in results:
+        cells = ["(not run yet)"] + [""] * (len(heads) - 1) if name not in runs else [
+            mean_std([r.metrics.get(d, {}).get(k) for r in runs[name]]) for d, k in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n" + (f"\n{caption}\n" if caption else ""))
-    payload = {n: None if r is None else {"metrics": r.metrics, "protocol": r.protocol} for n, r in results.items()}
+    seeds = max((len(rs) for rs in runs.values()), default=1)
+    note = f"\nMean ± standard deviation over {seeds} seeds.\n" if seeds > 1 else ""
+    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n" + note + (f"\n{caption}\n" if caption else ""))
+    payload = {n: None if r is None else [{"metrics": x.metrics, "protocol": x.protocol} for x in r]
+               if isinstance(r, list) else {"metrics": r.metrics, "protocol": r.protocol} for n, r in results.items()}
     atomic_write_text(out / "ablation.json", json.dumps({"better": better, "variants": payload}, indent=2) + "\n")
     return out / "ablation.md"
 
 
 @torch.no_grad()
-def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device: str) -> tuple[Path, str]:
+def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device: str,
+                  runs: dict[str, Path]) -> tuple[Path, str]:
     """Rows: the inputs, then one row per variant; columns: ``count`` test images of each source
     domain, translated by each variant (AtoB inputs first, then BtoA)."""
     from unpaired.data.build import build_dataset
@@ -235,7 +268,7 @@ def _write_figure(out: Path, recipes: dict[str, DictConfig], count: int, device:
     rows = [torch.cat([inputs[d] for d in directions])]
     heads = [f"{d[0]} \u2192 {d[-1]}" for d in directions]  # A -> B over the AtoB columns
     for name in recipes:
-        rows.append(torch.cat([Translator(out / name, d, device)(inputs[d]) for d in directions]))
+        rows.append(torch.cat([Translator(runs[name], d, device)(inputs[d]) for d in directions]))
     grid = torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
     scale = max(1, -(-64 // grid.shape[-1]))
     if scale > 1:

@@ -1,0 +1,242 @@
+"""Benchmarks: several recipes, each trained with the same overrides (the shared budget) and one
+or more seeds, and scored side by side, best and last.
+
+Each (recipe, seed) cell trains in ``<out>/<recipe>/seed<k>/`` and is evaluated every
+``train.eval_every`` epochs by its recipe's judge. The table gives, per recipe, the **last**
+checkpoint's scores and the **best** score each metric reached at any evaluation (what papers
+report), as the mean ± sample standard deviation over seeds, with the epoch at which the recipe's
+``eval.best`` key peaked and the training time per epoch; and the judge's scores of the test
+inputs left untranslated, the floor a translation must beat. Recipes are grouped by task (their
+``eval`` sections): a table per task. Running the same command again skips the finished cells and
+resumes an interrupted one; a recipe added to the command trains while the others are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from unpaired.errors import RecipeError
+from unpaired.evaluation.evaluator import Evaluator, require_metrics
+from unpaired.evaluation.metrics import ARROWS
+from unpaired.evaluation.result import EvalResult, mean_std
+from unpaired.plugin.registry import Registry
+from unpaired.recipe.load import load_recipe
+from unpaired.recipe.resolved import resolve
+from unpaired.runs.checkpoint import atomic_write_text
+from unpaired.runs.rundir import RunDir
+from unpaired.tools.ablation import final_scores, headline_keys, train_or_resume
+
+__all__ = ["BenchmarkResult", "Cell", "run_benchmark"]
+
+
+@dataclass
+class Cell:
+    """One trained (recipe, seed): its last evaluation, the best value of every key over its
+    evaluations (``"<direction>/<key>"`` -> value), the epoch of each evaluation's ``eval.best``
+    key peak, and seconds per epoch (the training steps, and all of the run's wall time)."""
+
+    last: EvalResult
+    best: dict[str, float]
+    best_epoch: int | None
+    step_s_per_epoch: float
+    wall_s_per_epoch: float
+
+
+@dataclass
+class BenchmarkResult:
+    """The cells by recipe then seed (None: not trained yet), the table's path, and the signal that
+    stopped a cell, if one did (the same call resumes it)."""
+
+    cells: dict[str, dict[int, Cell | None]]
+    table: Path
+    interrupted: int | None = None
+
+
+def recipe_label(recipe: str) -> str:
+    """``recipes/dclgan-fashion.yaml`` -> ``dclgan-fashion`` (the run folder and the table row)."""
+    return Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
+
+
+def _evaluations(run: Path) -> list[tuple[int, dict[str, float]]]:
+    """(epoch, {"<direction>/<key>": value}) of each evaluation logged during training."""
+    found = []
+    log = RunDir(run).path / "log.jsonl"
+    for line in log.read_text().splitlines() if log.is_file() else ():
+        entry = json.loads(line)
+        scores = {k[len("eval/"):]: v for k, v in entry.items() if k.startswith("eval/") and isinstance(v, (int, float))}
+        if scores:
+            found.append((int(entry.get("epoch", 0)), scores))
+    return found
+
+
+def _check_same_benchmark(out: Path, config: dict) -> None:
+    """A folder holds one benchmark: the same seeds and overrides when resumed; recipes may be added
+    (the finished cells stay, the new recipes train), not dropped.
+
+    Raises:
+        RecipeError: ``out/benchmark.yaml`` records other seeds or overrides, or a recipe not asked
+            for now (code ``other-ablation``)."""
+    path = out / "benchmark.yaml"
+    if path.is_file():
+        before = OmegaConf.to_container(OmegaConf.load(path))
+        same = before.get("seeds") == config["seeds"] and before.get("overrides") == config["overrides"]
+        if not same or not set(before.get("recipes", [])) <= set(config["recipes"]):
+            raise RecipeError(f"{out} holds another benchmark ({path}: {before}); resume it with the same seeds and "
+                              "overrides and at least its recipes, or choose another --out.",
+                              key=str(out), code="other-ablation")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(config)))
+
+
+def _matches(key: str, target: str) -> bool:
+    """Whether a logged ``<direction>/<key>`` is the recipe's ``eval.best`` (a key, or direction/key)."""
+    return key == target or key.endswith("/" + target)
+
+
+def _cell(run: Path, recipe: DictConfig, device: str, registry: Registry | None) -> Cell:
+    last = final_scores(run, device, registry)
+    info = json.loads(RunDir(run).info.read_text())
+    evals = _evaluations(run) or [(int(info.get("epoch", 0)), last.flat())]
+    best: dict[str, float] = {}
+    for _, scores in evals:
+        for key, value in scores.items():
+            how = last.better.get(key.split("/", 1)[-1])
+            if how and (key not in best or (value > best[key] if how == "max" else value < best[key])):
+                best[key] = value
+    target, best_epoch = recipe.eval.best, None
+    peaks = [(epoch, [v for k, v in scores.items() if _matches(k, target)]) for epoch, scores in evals] if target else []
+    peaks = [(epoch, sum(v) / len(v)) for epoch, v in peaks if v]
+    if peaks:
+        pick = max if last.better.get(target.split("/", 1)[-1], "max") == "max" else min
+        best_epoch = pick(peaks, key=lambda p: p[1])[0]
+    epochs = max(1, int(info.get("epoch", 1)))
+    return Cell(last, best, best_epoch, info.get("timings", {}).get("training step", math.nan) / epochs,
+                info.get("wall_s", math.nan) / epochs)
+
+
+def untranslated(recipe: DictConfig, device: str, registry: Registry | None = None) -> EvalResult | None:
+    """The recipe's judge on the test inputs left as they are (every network the identity): the
+    score a translation must beat. None when a direction changes the channel count."""
+    resolved = resolve(recipe, registry)
+    try:
+        return Evaluator(resolved, device)({name: nn.Identity() for name in resolved.networks})
+    except (ValueError, RuntimeError):  # e.g. 1-channel inputs where the judge expects 3
+        return None
+
+
+def _task(recipe: DictConfig) -> str:
+    """The task a recipe is judged on: its dataset, its classes and its judge (feature space and
+    classifier), as one comparable key. Recipes of one task share a table (each its own metrics)."""
+    ev = OmegaConf.to_container(recipe.eval, resolve=True)
+    data = {k: v for k, v in OmegaConf.to_container(recipe.data.args, resolve=True).items()
+            if k in ("class_A", "class_B", "classes", "root", "source") and v is not None}
+    return json.dumps([recipe.data.dataset, data, ev.get("classes"), ev.get("features"), ev.get("classifier")],
+                      default=str, sort_keys=True)
+
+
+def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, dict[int, Cell | None]],
+                  keys: dict[str, list[str]], overrides: list[str], baselines: dict[str, EvalResult | None]) -> Path:
+    lines, payload = [], {}
+    tasks: dict[str, list[str]] = {}
+    for name, recipe in recipes.items():
+        tasks.setdefault(_task(recipe), []).append(name)
+    for members in tasks.values():
+        done = [c for n in members for c in cells[n].values() if c is not None]
+        inputs = baselines.get(members[0])
+        better = {k: v for c in done for k, v in c.last.better.items()}
+        directions = list(dict.fromkeys(d for c in done for d in c.last.metrics))
+        wanted = list(dict.fromkeys(k for n in members for k in keys[n]))
+        columns = [f"{d}/{k}" for d in directions for k in wanted if any(k in c.last.metrics.get(d, {}) for c in done)]
+        recipe = recipes[members[0]]
+        judges = ", ".join(dict.fromkeys(m for n in members for m in recipes[n].eval.metrics))
+        lines += [f"**Task**: {recipe.data.dataset} {json.loads(_task(recipe))[1]}; judged by {judges} on the "
+                  f"'{recipe.eval.split}' split; best = the best value of each score over the evaluations during "
+                  "training, last = the final checkpoint; mean ± std over seeds; s/epoch = the training steps' "
+                  "seconds per epoch.", ""]
+        heads = [f"{c} {ARROWS.get(better.get(c.split('/', 1)[1]), '')}".strip() for c in columns]
+        lines += ["| recipe | seeds | checkpoint | " + " | ".join(heads) + " | best epoch | s/epoch |",
+                  "|---|---:|---|" + "---:|" * (len(heads) + 2)]
+        if inputs is not None:
+            cols = [inputs.metrics.get(c.split("/")[0], {}).get(c.split("/")[1]) for c in columns]
+            lines.append("| (inputs, untranslated) | | | " + " | ".join(mean_std([v]) for v in cols) + " | | |")
+        for name in members:
+            runs = [c for c in cells[name].values() if c is not None]
+            if not runs:
+                lines.append(f"| {name} | 0 | (not run yet) |" + " |" * (len(heads) + 2))
+                continue
+            last = [mean_std([c.last.metrics.get(col.split("/")[0], {}).get(col.split("/")[1]) for c in runs])
+                    for col in columns]
+            best = [mean_std([c.best.get(col) for c in runs]) for col in columns]
+            epochs = mean_std([c.best_epoch for c in runs if c.best_epoch is not None])
+            speed = mean_std([c.step_s_per_epoch for c in runs])
+            lines.append(f"| {name} | {len(runs)} | last | " + " | ".join(last) + f" | | {speed} |")
+            lines.append("| | | best | " + " | ".join(best) + f" | {epochs} | |")
+        lines.append("")
+    for name, by_seed in cells.items():
+        payload[name] = {str(seed): None if c is None else {
+            "last": c.last.metrics, "best": c.best, "best_epoch": c.best_epoch,
+            "step_s_per_epoch": c.step_s_per_epoch, "wall_s_per_epoch": c.wall_s_per_epoch,
+            "protocol": c.last.protocol} for seed, c in by_seed.items()}
+    lines.append(f"Shared overrides: {' '.join(overrides) or '(none)'}.")
+    atomic_write_text(out / "benchmark.md", "\n".join(lines) + "\n")
+    inputs = {n: None if r is None else r.metrics for n, r in baselines.items()}
+    atomic_write_text(out / "benchmark.json", json.dumps({"overrides": overrides, "cells": payload,
+                                                          "untranslated": inputs}, indent=2) + "\n")
+    return out / "benchmark.md"
+
+
+def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchmark", overrides=(),
+                  metrics: list[str] | None = None, registry: Registry | None = None,
+                  device: str = "auto") -> BenchmarkResult:
+    """Train and score every (recipe, seed), then write ``<out>/benchmark.{md,json}``.
+
+    Args:
+        recipes: recipe files or built-in names, each with an ``eval`` section.
+        seeds: the seeds each recipe trains with (the recipe's ``seed``).
+        out: the benchmark's folder: ``<out>/<recipe>/seed<k>/`` per cell.
+        overrides: ``key=value`` for every cell: the shared budget, e.g. ``train.epochs=8``.
+        metrics: output keys in the table (default: each eval metric's first rankable key).
+
+    Returns:
+        The cells and the table's path; ``interrupted`` is set when SIGINT/SIGTERM stopped a cell
+        (its checkpoint is kept; the same call resumes it).
+
+    Raises:
+        RecipeError: no recipes or seeds, a recipe twice, a recipe without eval metrics, or ``out``
+            holding another benchmark.
+    """
+    out, overrides, seeds = Path(out), list(overrides), [int(s) for s in seeds]
+    names = [recipe_label(r) for r in recipes]
+    if not recipes or not seeds:
+        raise RecipeError("benchmark: name at least one recipe and one seed.", key="recipes", code="empty")
+    if len(set(names)) != len(names) or len(set(seeds)) != len(seeds):
+        raise RecipeError(f"benchmark: recipes and seeds must be distinct, got {names} and {seeds}.",
+                          key="recipes", code="duplicate")
+    loaded = {n: load_recipe(r, overrides) for n, r in zip(names, recipes)}
+    for name, recipe in loaded.items():
+        require_metrics(recipe, name)
+    _check_same_benchmark(out, {"recipes": list(recipes), "seeds": seeds, "overrides": overrides})
+    keys = {n: metrics or headline_keys(r, registry) for n, r in loaded.items()}
+    cells: dict[str, dict[int, Cell | None]] = {n: dict.fromkeys(seeds) for n in names}
+    firsts = {}
+    for name, recipe in loaded.items():
+        firsts.setdefault(_task(recipe), name)
+    baselines = {name: untranslated(loaded[name], device, registry) for name in firsts.values()}
+    total, i = len(names) * len(seeds), 0
+    for name, source in zip(names, recipes):
+        for seed in seeds:
+            i += 1
+            run, label = out / name / f"seed{seed}", f"[{i}/{total}] {name} seed {seed}"
+            stopped = train_or_resume(load_recipe(source, [*overrides, f"seed={seed}"]), run, registry, label)
+            if stopped:
+                print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
+                return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines), stopped)
+            cells[name][seed] = _cell(run, loaded[name], device, registry)
+    return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines))
