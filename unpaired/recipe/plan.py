@@ -140,8 +140,15 @@ def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig, reg
                 f"steps.{sname}.losses.{tname}")
     return Term(sname, tname, spec, parse_scalar(term.weight), term_side(term, step) if adversarial else None,
                 term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share,
-                term.real_label, term.fake_label, tuple(term.networks), term.every,
-                declared_images(registry.get(kind, spec.type).factory, spec.args) if registry and term.consistency else ())
+                term.real_label, term.fake_label, tuple(term.networks), term.every, _reads(registry, spec) if term.consistency else ())
+
+
+def _reads(registry: Registry | None, spec: Spec) -> tuple[str, ...]:
+    """What a consistency term's loss reads besides input and target; nothing known when its plugin
+    is not installed (a run translated where only its generators' plugins are)."""
+    if registry is None or spec.type not in registry.names(spec.kind):
+        return ()
+    return declared_images(registry.get(spec.kind, spec.type).factory, spec.args)
 
 
 def make_plan(recipe: DictConfig, graph: ImageGraph | None = None, registry: Registry | None = None) -> list[StepPlan]:
