@@ -84,6 +84,20 @@ def cosine(optimizer, t_max: int = 200, eta_min: float = 0.0):
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=eta_min)
 
 
+def cosine_restarts(optimizer, t_0: int = 100, t_mult: int = 1, eta_min: float = 0.0):
+    """Cosine annealing to ``eta_min`` over ``t_0`` epochs, then again from the start, each cycle
+    ``t_mult`` times the last (Loshchilov & Hutter, "SGDR", ICLR 2017; PyTorch's
+    ``CosineAnnealingWarmRestarts``): UVCGAN2's pretraining schedule (LS4GAN/uvcgan2,
+    ``scripts/afhq/pretrain_afhq.py``: T_0 100, T_mult 1, eta_min 5e-8 · batch / 512).
+
+    Raises:
+        ValueError: ``t_0`` or ``t_mult`` below 1, or ``eta_min`` negative.
+    """
+    if t_0 < 1 or t_mult < 1 or eta_min < 0:
+        raise ValueError(f"t_0 and t_mult must be 1 or more and eta_min 0 or more; got {t_0}, {t_mult}, {eta_min}")
+    return lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=t_0, T_mult=t_mult, eta_min=eta_min)
+
+
 def constant(optimizer):
     """Keep the LR unchanged."""
     return lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
@@ -93,5 +107,5 @@ def constant(optimizer):
 def unpaired_components():
     return [
         *(Component("optimizer", f.__name__, f) for f in (adam, adamw, sgd)),
-        *(Component("scheduler", f.__name__, f) for f in (linear, step, plateau, cosine, constant)),
+        *(Component("scheduler", f.__name__, f) for f in (linear, step, plateau, cosine, cosine_restarts, constant)),
     ]

@@ -111,14 +111,20 @@ class StopAtFirstStep:
             trainer._on_signal(signal.SIGINT, None)
 
 
+def stopping_registry() -> Registry:
+    """The built-in plugins and :class:`StopAtFirstStep`: a run that stops after one iteration."""
+    plugin = types.ModuleType("stop_plugin")
+    plugin.unpaired_after_step = StopAtFirstStep().unpaired_after_step
+    registry = Registry()
+    registry.register_plugin(plugin)
+    return registry
+
+
 @pytest.mark.slow
 def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "abl"
     variants = ["ablations/cycle-alone", "full"]
-    plugin = types.ModuleType("stop_plugin")
-    plugin.unpaired_after_step = StopAtFirstStep().unpaired_after_step
-    stopping = Registry()
-    stopping.register_plugin(plugin)
+    stopping = stopping_registry()
     first = run_ablation("cyclegan-fashion", variants, out, BUDGET, images=2, registry=stopping, device="cpu")
     assert first.interrupted == signal.SIGINT and first.figure is None
     assert first.results == {"cycle-alone": None, "full": None}
@@ -135,10 +141,7 @@ def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
 @pytest.mark.slow
 def test_ablate_with_seeds_resumes_and_gives_mean_and_std(tmp_path):
     out = tmp_path / "abl"
-    plugin = types.ModuleType("stop_plugin")
-    plugin.unpaired_after_step = StopAtFirstStep().unpaired_after_step
-    stopping = Registry()
-    stopping.register_plugin(plugin)
+    stopping = stopping_registry()
     first = run_ablation("cyclegan-fashion", ["full"], out, BUDGET, images=2, registry=stopping, device="cpu",
                          seeds=[0, 1])
     assert first.interrupted == signal.SIGINT and first.results == {"full": None}

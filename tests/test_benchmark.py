@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
-import types
 
 import pytest
+import torch
 
 from unpaired import RecipeError
 from unpaired.cli import main
-from unpaired.plugin.registry import Registry
 from unpaired.evaluation.result import mean_std
+from unpaired.runtime import memory
 from unpaired.tools.benchmark import run_benchmark
 
 from conftest import raises
-from test_ablation import StopAtFirstStep
+from test_ablation import stopping_registry
 
 #: FastCUT and DCLGAN on the embedded sneakers <-> boots at toy size: 2 iterations, evaluated after each.
 BUDGET = ["data.args.limit=8", "data.batch_size=4", "train.epochs=2", "train.scheduler.args.n_epochs=1",
@@ -29,6 +30,18 @@ def test_mean_and_sample_std():
 
 
 @pytest.mark.slow
+def test_the_peak_memory_of_a_session_is_its_own():
+    cpu = torch.device("cpu")
+    assert memory.reset_peak(cpu)  # Linux lets a process reset its high-water mark
+    before = memory.peak_mib(cpu)
+    block = torch.ones(200 * 2**18)  # 200 MiB of float32, touched
+    during = memory.peak_mib(cpu)
+    del block
+    assert during - before > 190
+    memory.reset_peak(cpu)  # the next cell's peak does not carry this one's
+    assert memory.peak_mib(cpu) < during - 150
+
+
 def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):
     out = tmp_path / "bm"
     args = ["benchmark", "fastcut-fashion", "dclgan-fashion", *BUDGET, "--seeds", "0,1", "--out", str(out),
@@ -44,6 +57,9 @@ def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):
     assert len(fids) == 2 and cell["last"]["BtoA"]["fid"] == pytest.approx(fids[-1])
     assert cell["best"]["BtoA/fid"] == pytest.approx(min(fids)) and cell["best_epoch"] in (1, 2)
     assert cell["step_s_per_epoch"] > 0
+    # the peak resident set of training, at least the torch process itself (hundreds of MiB)
+    run_json = json.loads((out / "dclgan-fashion/seed1/run.json").read_text())
+    assert cell["peak_mib"] == run_json["peak_memory"]["mib"] > 100 and run_json["peak_memory"]["of"] == "resident set"
     table = (out / "benchmark.md").read_text()
     rows = [r for r in table.splitlines() if r.startswith("| dclgan-fashion |") or r.startswith("| fastcut-fashion |")]
     assert len(rows) == 2 and all("| 2 | last |" in r for r in rows) and "±" in rows[0]
@@ -65,10 +81,7 @@ def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_interrupted_benchmark_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "bm"
-    plugin = types.ModuleType("stop_plugin")
-    plugin.unpaired_after_step = StopAtFirstStep().unpaired_after_step
-    stopping = Registry()
-    stopping.register_plugin(plugin)
+    stopping = stopping_registry()
     first = run_benchmark(["fastcut-fashion"], [0, 1], out, BUDGET, registry=stopping, device="cpu")
     assert first.interrupted == signal.SIGINT and first.cells == {"fastcut-fashion": {0: None, 1: None}}
     assert "(not run yet)" in (out / "benchmark.md").read_text()
@@ -86,3 +99,49 @@ def test_benchmark_refuses_duplicates_and_no_seeds(tmp_path, capsys):
     assert main(["benchmark", "fastcut-fashion", "--seeds", "0,x", "--out", str(tmp_path)]) == 2
     assert "--seeds: comma-separated integers" in capsys.readouterr().err
     assert not (tmp_path / "benchmark.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_recipe_with_an_ema_gets_its_trained_weights_row_and_the_protocol(tmp_path):
+    recipe = tmp_path / "cyclegan-ema.yaml"
+    recipe.write_text("base: cyclegan-fashion\nname: cyclegan-ema\nema: {networks: [G_AB, G_BA], decay: 0.5}\n")
+    out = tmp_path / "bm"
+    result = run_benchmark([str(recipe)], [0], out, BUDGET, metrics=["target_accuracy"], device="cpu")
+    cell = result.cells["cyclegan-ema"][0]
+    assert cell.trained is not None and cell.trained.protocol.get("weights") is None
+    assert cell.last.protocol.get("weights") == "ema"
+    # the EMA (decay 0.5 over 2 iterations) and the trained weights translate differently
+    assert cell.trained.metrics["AtoB"]["identity_l1"] != cell.last.metrics["AtoB"]["identity_l1"]
+    table = (out / "benchmark.md").read_text()
+    assert "| cyclegan-ema | 1 | last (EMA) |" in table and "| | | last (trained weights) |" in table
+    assert "| | | best (EMA) |" in table
+    protocol = next(line for line in table.splitlines() if line.startswith("**Protocol**"))
+    assert "A 8, B 8 test images per domain ('test' split, unpaired)" in protocol
+    assert "features fashion_mnist (weights sha256 e71092947675" in protocol and "iteration 4" in protocol
+    saved = json.loads((out / "benchmark.json").read_text())["cells"]["cyclegan-ema"]["0"]
+    assert saved["last_trained"] == cell.trained.metrics
+    # the trained weights' evaluation sits beside the run's own (the EMA's), never in its place
+    evals = out / "cyclegan-ema/seed0/eval"
+    assert sorted(p.name for p in evals.iterdir())[-2:] == ["iter_00000004", "iter_00000004-raw"]
+    assert json.loads((evals / "iter_00000004/metrics.json").read_text())["protocol"]["weights"] == "ema"
+
+
+@pytest.mark.slow
+def test_cells_train_side_by_side_with_jobs(tmp_path, capsys):
+    out = tmp_path / "bm"
+    result = run_benchmark(["fastcut-fashion"], [0, 1], out, BUDGET, metrics=["target_accuracy"], device="cpu", jobs=2)
+    assert result.interrupted is None and all(result.cells["fastcut-fashion"].values())
+    for seed in (0, 1):  # each cell a run of its own, trained to the end in its own process
+        info = json.loads((out / f"fastcut-fashion/seed{seed}/run.json").read_text())
+        assert info["status"] == "completed" and info["iteration"] == 4
+    # the same seed trains the same weights alone or side by side (with as many threads: 1 on 2 cores)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        alone = run_benchmark(["fastcut-fashion"], [1], tmp_path / "alone", BUDGET, metrics=["target_accuracy"],
+                              device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert alone.cells["fastcut-fashion"][1].last.metrics == result.cells["fastcut-fashion"][1].last.metrics
+    with raises(RecipeError, "bad-value", key="--jobs"):
+        run_benchmark(["fastcut-fashion"], [0], out, BUDGET, jobs=0)

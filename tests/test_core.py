@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from omegaconf.errors import ReadonlyConfigError
 from safetensors.torch import load_file
 from torch import nn
@@ -27,6 +28,8 @@ from unpaired.loop.trainer import Trainer
 from unpaired.plugin import report
 from unpaired.plugin.registry import Registry
 from unpaired.recipe.load import load_recipe
+from unpaired.recipe.plan import resolve_term
+from unpaired.recipe.schema import LossTerm
 from unpaired.recipe.resolved import resolve
 from unpaired.runs import checkpoint
 from unpaired.tools.check import check_all
@@ -248,31 +251,46 @@ def test_a_handler_reports_into_the_same_records(tiny_recipe, tmp_path):
 
 # -- components: kinds and aliases --------------------------------------------------------------------
 def test_a_package_adds_a_component_kind():
-    flip = Component("augmentation", "hflip", lambda: torch.fliplr)
+    flip = Component("image_filter", "hflip", lambda: torch.fliplr)
     with pytest.raises(RecipeError) as err:
         registry_with(flip)
     assert err.value.code == "unknown-kind"
-    reg = registry_with(flip, kinds={"augmentation": "callable(images) -> images"})
-    assert reg.names("augmentation") == ["hflip"] and reg.kinds["augmentation"].startswith("callable")
+    reg = registry_with(flip, kinds={"image_filter": "callable(images) -> images"})
+    assert reg.names("image_filter") == ["hflip"] and reg.kinds["image_filter"].startswith("callable")
 
 
 def test_plugins_lists_a_kind_a_recipes_plugin_adds(tmp_path, monkeypatch, capsys):
     plugin = types.ModuleType("augment_plugin")
-    plugin.unpaired_component_kinds = hookimpl(lambda: {"augmentation": "callable(images) -> images"})
-    plugin.unpaired_components = hookimpl(lambda: [Component("augmentation", "hflip", lambda: torch.fliplr)])
+    plugin.unpaired_component_kinds = hookimpl(lambda: {"image_filter": "callable(images) -> images"})
+    plugin.unpaired_components = hookimpl(lambda: [Component("image_filter", "hflip", lambda: torch.fliplr)])
     monkeypatch.setitem(sys.modules, "augment_plugin", plugin)
     recipe = tmp_path / "aug.yaml"
     recipe.write_text("base: cyclegan-fashion\nplugins: [augment_plugin]\n")
-    assert main(["plugins", "--recipe", str(recipe), "--kind", "augmentation"]) == 0
+    assert main(["plugins", "--recipe", str(recipe), "--kind", "image_filter"]) == 0
     assert "hflip" in capsys.readouterr().out
-    assert main(["plugins", "--kind", "augmentation"]) == 2  # without the recipe's plugins, no such kind
-    assert "unknown kind 'augmentation'" in capsys.readouterr().err
+    assert main(["plugins", "--kind", "image_filter"]) == 2  # without the recipe's plugins, no such kind
+    assert "unknown kind 'image_filter'" in capsys.readouterr().err
 
 
 def test_a_renamed_component_keeps_its_old_name(capsys):
     reg = registry_with(Component("generator", "tiny_resnet_v2", nn.Identity, aliases=("tiny_resnet",)))
     assert reg.get("generator", "tiny_resnet", "networks.G_AB").name == "tiny_resnet_v2"
     assert "generator 'tiny_resnet' is now called 'tiny_resnet_v2'" in capsys.readouterr().err
+
+
+def test_a_renamed_loss_still_declares_the_images_it_reads():
+    class Reads(nn.Module):
+        image_args = ("other",)
+
+        def __init__(self, other: str = "rec_A"):
+            super().__init__()
+
+    reg = registry_with(Component("consistency_loss", "reads_v2", Reads, aliases=("reads",)))
+    assert reg.current_name("consistency_loss", "reads") == "reads_v2" and reg.current_name("generator", "x") is None
+    spec = OmegaConf.merge(OmegaConf.structured(LossTerm), {"consistency": "reads", "input": "fake_B",
+                                                            "target": "real_A", "args": {"other": "idt_B"}})
+    term = resolve_term("g", "t", spec, OmegaConf.create({"networks": ["G"]}), reg)
+    assert term.reads == ("idt_B",)
 
 
 # -- the previous release's run directory --------------------------------------------------------------

@@ -38,7 +38,8 @@ def count(net: nn.Module) -> int:
 
 # (C, ngf = ndf): G, D, E and netF (PatchSampleF's MLPs), as the authors' code counts them
 AUTHORS = {"default": ((3, 64), (14_684_419, 3_143_041, 3_152_257, 560_384)),
-           "small": ((1, 16), (921_601, 198_497, 199_265, 387_840))}
+           "small": ((1, 16), (921_601, 198_497, 199_265, 387_840)),
+           "unsb-fashion": ((1, 8), (231_937, 50_353, 50_737, 359_168))}
 
 
 @pytest.mark.parametrize("setting", AUTHORS)

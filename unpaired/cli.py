@@ -14,6 +14,7 @@ from unpaired.errors import RecipeError, UnpairedError
 
 
 def _train(args) -> int:
+    from unpaired.runtime import distributed
     from unpaired.recipe.schema import InitFromSpec
     from unpaired.recipe.load import load_recipe
     from unpaired.loop.trainer import Trainer
@@ -45,7 +46,12 @@ def _train(args) -> int:
         trainer = Trainer(recipe, out_dir=args.out)
     print(f"training '{trainer.recipe.name}' on {trainer.device} in {trainer.executor.precision}; "
           f"run directory: {trainer.out_dir}")
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException:
+        distributed.teardown(synchronize=False)  # another rank may never reach a barrier
+        raise
+    distributed.teardown(synchronize=True)
     if trainer.is_main:
         print(trainer.timing_table())
     print(f"run directory: {trainer.out_dir}  (checkpoints/, samples/, tb/, log.jsonl)")
@@ -172,7 +178,7 @@ def _benchmark(args) -> int:
     recipes = [r for r in args.items if "=" not in r]
     overrides = [r for r in args.items if "=" in r]
     result = run_benchmark(recipes, _seeds(args.seeds), args.out, overrides, args.metrics.split(",") if args.metrics else None,
-                           device=args.device)
+                           device=args.device, jobs=args.jobs)
     print(result.table.read_text(), end="")
     print(f"\ntable: {result.table} (and .json)")
     return 128 + result.interrupted if result.interrupted else 0
@@ -356,6 +362,8 @@ def parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", default="runs/benchmark", help="the benchmark's folder; the same command resumes it")
     bm.add_argument("--metrics", help="comma-separated output keys for the table (default: each metric's headline)")
     bm.add_argument("--device", default="auto", help="for evaluation (training: the recipes' device)")
+    bm.add_argument("--jobs", type=int, default=1, help="cells trained at once, each in a process of its own with "
+                    "its share of the CPU cores (default 1: one after another)")
     bm.set_defaults(func=_benchmark)
 
     rp = sub.add_parser("report", help="write RUN/report.html: loss curves, sample grids, metrics, recipe")

@@ -123,33 +123,49 @@ def wgan_loss(pred: Tensor, target_is_real: bool) -> Tensor:
 
 
 def gradient_penalty(
-    discriminator: nn.Module, real: Tensor, fake: Tensor, eps: Tensor | None = None, center: float = 1.0
+    discriminator: nn.Module, real: Tensor, fake: Tensor, eps: Tensor | None = None, center: float = 1.0,
+    per_sample: bool = True, reduction: str = "sum", pass_mix: bool = False,
 ) -> Tensor:
     """WGAN-GP gradient penalty, without its weight λ (Gulrajani et al., "Improved Training of
     Wasserstein GANs", NeurIPS 2017, eq. 3); with ``center`` 0 the zero-centred penalty on
     interpolates (Thanh-Tung et al., "Improving Generalization and Stability of GANs", ICLR 2019).
 
-    ``mean_n((‖∇_x D(x̂_n)‖₂ − center)²)`` with ``x̂ = ε·real + (1−ε)·fake``, ``ε ~ U(0, 1)`` per sample.
-    The norm of each sample is taken over all its non-batch dimensions. The gradient is of the sum
-    of every output element of every scale (a multi-scale discriminator returns a list of maps),
-    computed with ``create_graph=True`` so the penalty is differentiable with respect to the
-    discriminator's parameters. ``real`` and ``fake`` are detached first.
+    ``mean_n((‖∇_x y_n(x̂)‖₂ − center)²)`` with ``x̂ = ε·real + (1−ε)·fake``, ``ε ~ U(0, 1)`` per
+    sample (or one ε for the batch). ``y_n`` is sample n's output summed over all its elements
+    and every scale (a multi-scale discriminator returns a list of maps), or averaged over each
+    map's elements with ``reduction="mean"`` (UVCGAN2's ``GradientPenalty``, LS4GAN/uvcgan2
+    ``torch/gradient_penalty.py``: one ε for the batch, the mean of each sample's logits). The norm
+    of each sample is taken over all its non-batch dimensions. The gradient is computed with
+    ``create_graph=True`` so the penalty is differentiable with respect to the discriminator's
+    parameters. ``real`` and ``fake`` are detached first.
 
     Args:
         discriminator: maps (N, C, H, W) to a logit map or a list of logit maps.
         real: real images (N, C, H, W) in [-1, 1].
         fake: generated images (N, C, H, W) in [-1, 1], same shape as ``real``.
         eps: optional interpolation weights, N values (shape (N,) or broadcastable to
-            (N, 1, ..., 1)); drawn from U(0, 1) when ``None``. Given mainly for tests.
+            (N, 1, ..., 1)), or one value when not ``per_sample``; drawn from U(0, 1) when
+            ``None``. Given mainly for tests.
+        center: the target norm: 1 (WGAN-GP) or 0 (zero-centred).
+        per_sample: one ε per sample (True) or one for the whole batch (UVCGAN2).
+        reduction: ``"sum"`` or ``"mean"`` of each sample's output elements.
+        pass_mix: call ``discriminator(x̂, mix=ε)`` (one ε): a discriminator with a memory of
+            past real and fake batches mixes it the same way (UVCGAN2's queues).
 
     Returns:
         Scalar tensor (≥ 0).
 
     Raises:
-        ValueError: ``real`` and ``fake`` differ in shape, or ``eps`` does not hold N values.
+        ValueError: ``real`` and ``fake`` differ in shape, ``eps`` holds the wrong count of
+            values, an unknown ``reduction``, or ``pass_mix`` with ``per_sample``.
     """
     check_same_shape(real, fake, "gradient penalty")
-    n = real.shape[0]
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"gradient penalty: reduction is 'sum' or 'mean', got {reduction!r}.")
+    if pass_mix and per_sample:
+        raise ValueError("gradient penalty: a discriminator's memory of past batches belongs to no sample of this "
+                         "one, so mixing it takes one weight for the batch: set per_sample to false.")
+    n = real.shape[0] if per_sample else 1
     bshape = (n,) + (1,) * (real.ndim - 1)
     if eps is None:
         eps = torch.rand(bshape, device=real.device, dtype=real.dtype)
@@ -157,12 +173,16 @@ def gradient_penalty(
         eps = torch.as_tensor(eps, device=real.device, dtype=real.dtype)
         if eps.numel() != n:
             raise ValueError(
-                f"gradient penalty: eps must hold one value per sample ({n}), got shape "
-                f"{tuple(eps.shape)}."
+                f"gradient penalty: eps must hold {'one value per sample' if per_sample else 'one value'} ({n}), "
+                f"got shape {tuple(eps.shape)}."
             )
         eps = eps.reshape(bshape)
     x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
-    total = sum(p.sum() for p in as_scales(discriminator(x_hat)))
+    out = discriminator(x_hat, mix=eps.reshape(())) if pass_mix else discriminator(x_hat)
+    if reduction == "sum":
+        total = sum(p.sum() for p in as_scales(out))
+    else:
+        total = sum(p.flatten(1).mean(1).sum() for p in as_scales(out))
     (grad,) = torch.autograd.grad(total, x_hat, create_graph=True)
     norm = grad.flatten(1).float().norm(2, dim=1)
     return ((norm - center) ** 2).mean()

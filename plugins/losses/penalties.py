@@ -45,29 +45,45 @@ class R1(nn.Module):
 
 
 class InterpolatedGP(nn.Module):
-    """``mean_n (‖∇D(x̂_n)‖₂ − center)²`` on ``x̂ = ε real + (1 − ε) fake``, ``ε ~ U(0, 1)`` per sample
-    (torch's generator: in every checkpoint's RNG state).
+    """``mean_n (‖∇y_n(x̂)‖₂ − center)²`` on ``x̂ = ε real + (1 − ε) fake``, ``ε ~ U(0, 1)`` per sample
+    or one for the batch (torch's generator: in every checkpoint's RNG state); ``y_n`` sums or
+    averages sample n's outputs (:func:`unpaired_plugins.losses.adversarial.gradient_penalty`).
+
+    UVCGAN2 (LS4GAN/uvcgan2 ``torch/gradient_penalty.py``, ``mix_type: real-fake``): ``center: 0,
+    per_sample: false, reduction: mean, mix_queues: true``.
 
     Args:
         center: 1 for WGAN-GP, 0 for the zero-centred penalty.
+        per_sample: one ε per sample (True) or one for the batch.
+        reduction: ``sum`` or ``mean`` of each sample's output elements.
+        mix_queues: give the discriminator ε as ``mix=``, so that its memory of past real and fake
+            batches (UVCGAN2's queues) is mixed as the images are; needs ``per_sample: false``.
 
     Raises:
-        ValueError: ``center`` negative; at forward, no ``fake`` (the term must name one) or shapes that differ.
+        ValueError: ``center`` negative, an unknown ``reduction``, ``mix_queues`` with
+            ``per_sample``; at forward, no ``fake`` (the term must name one) or shapes that differ.
     """
 
-    def __init__(self, center: float = 1.0):
+    def __init__(self, center: float = 1.0, per_sample: bool = True, reduction: str = "sum", mix_queues: bool = False):
         super().__init__()
         if center < 0:
             raise ValueError(f"center: the target gradient norm, 0 or more; got {center}")
-        self.center = float(center)
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction: 'sum' or 'mean', got {reduction!r}")
+        if mix_queues and per_sample:
+            raise ValueError("mix_queues: the queues' features belong to no sample of the batch; mixing them takes one "
+                             "weight for the batch: set per_sample: false")
+        self.center, self.per_sample, self.reduction, self.mix_queues = float(center), per_sample, reduction, mix_queues
 
     def forward(self, discriminator, real: Tensor, fake: Tensor | None = None) -> Tensor:
         if fake is None:
             raise ValueError("a penalty on interpolates needs the fake image too: set the term's fake")
-        return gradient_penalty(discriminator, real, fake, center=self.center)
+        return gradient_penalty(discriminator, real, fake, center=self.center, per_sample=self.per_sample,
+                                reduction=self.reduction, pass_mix=self.mix_queues)
 
     def extra_repr(self) -> str:
-        return f"center={self.center}"
+        return (f"center={self.center}, per_sample={self.per_sample}, reduction={self.reduction!r}, "
+                f"mix_queues={self.mix_queues}")
 
 
 def wgan_gp() -> InterpolatedGP:

@@ -735,22 +735,31 @@ class UVCGAN2Discriminator(nn.Module):
     # the forward pass
 
     def forward(self, x: Tensor, queue: str | None = None, update_queue: bool = False,
-                extra_bodies: Tensor | None = None) -> Tensor:
+                extra_bodies: Tensor | None = None, mix: Tensor | float | None = None) -> Tensor:
         """Patch logits (N, 1, h, w) of images ``x`` (N, C, H, W).
 
         Args:
             queue: "real" or "fake": the head also sees that queue's features; None: no queue.
             update_queue: push this batch's body features to ``queue`` after the pass.
-            extra_bodies: features (k, C, h, w) to show the head instead of the queue's (the
-                gradient penalty's mix of the two queues).
+            extra_bodies: features (k, C, h, w) to show the head instead of the queue's.
+            mix: the gradient penalty's weight α of real images in its interpolates (a scalar):
+                the head sees ``α · real queue + (1 − α) · fake queue`` (nothing while they are
+                empty), as the authors' ``GradientPenalty`` with ``mix_type real-fake``.
 
         Raises:
-            ValueError: unknown ``queue``; ``update_queue`` without ``queue``; wrong feature shape.
+            ValueError: unknown ``queue``; ``update_queue`` without ``queue``; ``mix`` with a
+                ``queue`` or ``extra_bodies``; wrong feature shape.
         """
         if queue is not None:
             self._check_name(queue)
         elif update_queue:
             raise ValueError("update_queue needs a queue name ('real' or 'fake')")
+        if mix is not None:
+            if queue is not None or extra_bodies is not None:
+                raise ValueError("mix reads both queues: give it without queue or extra_bodies")
+            real, fake = self.query("real"), self.query("fake")
+            if real is not None and fake is not None:
+                extra_bodies = mix * real + (1 - mix) * fake
         body = self._body(x)
         extra = extra_bodies if extra_bodies is not None else (self.query(queue) if queue else None)
         if extra is not None and extra.shape[1:] != body.shape[1:]:

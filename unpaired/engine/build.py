@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from unpaired.errors import RecipeError
 from unpaired.recipe.plan import Term
@@ -31,6 +33,21 @@ def build_network(recipe: ResolvedRecipe, net: Network, init: bool = True) -> nn
                           "nn.Module.", key=f"networks.{net.name}", code="not-a-module")
     if init:
         recipe.registry.get("init", net.init, f"networks.{net.name}.init").factory(module, gain=net.init_gain)
+    if net.spectral_norm:
+        spectral_normalise(module)
+    return module
+
+
+def spectral_normalise(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al., "Spectral Normalization for Generative Adversarial
+    Networks", ICLR 2018) of every convolution's and linear layer's weight, in place: each is
+    divided by its largest singular value, estimated by one power iteration per training-mode
+    forward (PyTorch's parametrization). Applied after the init, so the init shapes the direction
+    of the weights. A layer that already has it (a plugin's own) is left alone."""
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+    for layer in list(module.modules()):
+        if isinstance(layer, layers) and not parametrize.is_parametrized(layer, "weight"):
+            spectral_norm(layer, "weight")
     return module
 
 

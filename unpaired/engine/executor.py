@@ -85,6 +85,10 @@ class Executor:
         self.graph = self.recipe.graph
         # the random nodes' draws: on the CPU (the same on every device), another stream per rank
         self.generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + self.dist.rank)
+        self.augments = {name: self.recipe.build(net.augment) for name, net in self.recipe.networks.items()
+                         if net.augment is not None}
+        for name, augment in self.augments.items():  # a discriminator that sees every input augmented
+            self.fwd[name] = _Augmented(self.fwd[name], augment, self.generator)
         self.epochs_done = 0  # epochs completed: the unit of ``per: epoch`` weight schedules
         self.iteration = 0  # the iteration being run: the unit of weight schedules
         self.plans: tuple[StepPlan, ...] = self.recipe.steps
@@ -177,6 +181,7 @@ class Executor:
             "nonfinite_total": self.nonfinite_total,
             "generator": self.generator.get_state(),
             "epochs_done": self.epochs_done,
+            "augments": {n: a.state_dict() for n, a in self.augments.items() if hasattr(a, "state_dict")},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -192,6 +197,8 @@ class Executor:
         if "generator" in state:  # absent in checkpoints from before random nodes: nothing was drawn
             self.generator.set_state(state["generator"])
         self.epochs_done = state.get("epochs_done", 0)
+        for name, saved in state.get("augments", {}).items():  # absent before augmentations had state
+            self.augments[name].load_state_dict(saved)
 
     def follow_recipe(self, saved: ResolvedRecipe) -> None:
         """After :meth:`load_state_dict`: apply to the restored optimizers and schedules what this
@@ -281,14 +288,18 @@ class Executor:
         if not (term.adversarial or term.penalty):
             extra = loss_context(self.context[plan.name, term.name], term, self.nets, images, batch)
             return loss(images[term.input], images[term.target], **extra)
-        real_disc = _with_label(self.fwd[term.discriminator], images.get(term.real_label))
-        fake_disc = _with_label(self.fwd[term.discriminator], images.get(term.fake_label))
+        args = term.discriminator_args
+        real_disc = _bound(self.fwd[term.discriminator], images.get(term.real_label), args.get("real"))
+        fake_disc = _bound(self.fwd[term.discriminator], images.get(term.fake_label), args.get("fake"))
         if term.penalty:
             with torch.autocast(self.device.type, enabled=False):
                 fake = images[term.fake].detach().float() if term.fake else None
                 return loss(real_disc, images[term.real].detach().float(), fake)
         if term.side == "generator":
             return loss.generator_loss(fake_disc, images[term.fake])
+        observe = getattr(self.augments.get(term.discriminator), "observe_real", None)
+        if observe is not None:  # an adaptive augmentation follows D's scores of the reals (ADA)
+            real_disc = _Observed(real_disc, observe)
         fake = images[term.fake].detach()
         pool = self.pools.get(f"{plan.name}.{term.name}")
         if pool is not None:
@@ -357,6 +368,10 @@ class Executor:
         if self.per_iteration:
             for name in self.owners:
                 self.schedulers[name].step()
+        for name, augment in self.augments.items():
+            if hasattr(augment, "after_iteration"):
+                augment.after_iteration()
+                values[f"augment/{name}/p"] = torch.tensor(augment.p)
         self._check_finite(bad, iteration)
         return values
 
@@ -447,19 +462,46 @@ def _contiguous(value: Tensor, memory_format) -> Tensor:
     return value.contiguous(memory_format=memory_format) if value.ndim == 4 else value
 
 
-def _with_label(disc, label: Tensor | None):
-    """The discriminator as a function of the image alone: ``D(x, label)`` when a label is given."""
-    return disc if label is None else _Labelled(disc, label)
+def _bound(disc, label: Tensor | None, kwargs=None):
+    """The discriminator as a function of the image alone: ``D(x, label, **kwargs)``, the label
+    and keyword arguments each when given (the network itself when neither is)."""
+    return disc if label is None and not kwargs else _Bound(disc, label, dict(kwargs or {}))
 
 
-class _Labelled:
-    """``D(x, label)`` as ``f(x)``: a multi-domain discriminator's output for each sample's domain."""
+class _Bound:
+    """``D(x, label, **kwargs)`` as ``f(x)``: a multi-domain discriminator's output for each
+    sample's domain, and the term's ``discriminator_args`` (e.g. which queue of past batches a
+    UVCGAN2 discriminator reads and fills). Further keyword arguments of a call (a penalty's
+    ``mix``) pass through."""
 
-    def __init__(self, disc, label: Tensor):
-        self.disc, self.label = disc, label
+    def __init__(self, disc, label: Tensor | None, kwargs: dict):
+        self.disc, self.label, self.kwargs = disc, label, kwargs
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.disc(x, self.label)
+    def __call__(self, x: Tensor, **more) -> Tensor:
+        return self.disc(x, *(() if self.label is None else (self.label,)), **self.kwargs, **more)
+
+
+class _Augmented:
+    """``D(augment(x), ...)``: a discriminator whose every input (real, generated, a penalty's
+    interpolates) goes through a differentiable augmentation first, drawn from ``generator``."""
+
+    def __init__(self, disc, augment, generator: torch.Generator):
+        self.disc, self.augment, self.generator = disc, augment, generator
+
+    def __call__(self, x: Tensor, *args, **kwargs) -> Tensor:
+        return self.disc(self.augment(x, generator=self.generator), *args, **kwargs)
+
+
+class _Observed:
+    """A discriminator function whose outputs are also shown to ``observe`` (ADA's signal)."""
+
+    def __init__(self, disc, observe):
+        self.disc, self.observe = disc, observe
+
+    def __call__(self, x: Tensor, **kwargs) -> Tensor:
+        out = self.disc(x, **kwargs)
+        self.observe(out[0] if isinstance(out, (list, tuple)) else out)  # a multi-scale D: its full-size map
+        return out
 
 
 class _Split:

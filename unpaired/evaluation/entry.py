@@ -58,8 +58,11 @@ def evaluate_run(run: str | Path, overrides=(), device: str = "auto", out: str |
              **({"weights": loaded.weight_set} if loaded.weight_set else {}),
              **({"overrides": list(overrides)} if overrides else {})}
     result = evaluator(nets, about)
-    # the recipe's own settings go to eval/<checkpoint>; other settings never replace them
-    name = loaded.checkpoint.name + (f"-{loaded.weight_set}" if loaded.weight_set else "") + (
+    # the recipe's own settings go to eval/<checkpoint> (as training's evaluations: the EMA's weights
+    # where the recipe keeps one); other settings never replace them
+    own = "ema" if recipe.config.get("ema") is not None else None
+    weights_tag = "" if loaded.weight_set == own else f"-{loaded.weight_set or 'raw'}"
+    name = loaded.checkpoint.name + weights_tag + (
         f"-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:8]}" if overrides else "")
     folder = loaded.run.evaluation(name) if loaded.run else loaded.checkpoint / "eval" / name
     return result, result.write(Path(out) if out else folder)

@@ -3,6 +3,7 @@ tiles), write images. Many images at once: :mod:`unpaired.inference.batch`."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from contextlib import nullcontext
@@ -249,16 +250,20 @@ class Translator:
             RecipeError: the direction has no multi-step sampler, or ``steps`` is outside its range.
         """
         names = self.graph.order([self.image]) if self.image else []
-        samplers = [self.graph.ops[n] for n in names if hasattr(self.graph.ops.get(n), "steps")]
+        samplers = [n for n in names if hasattr(self.graph.ops.get(n), "steps")]
         if not samplers:
             raise RecipeError(f"direction '{self.direction}' ({self.net_name}) has no multi-step sampler; --steps is "
                               "for a recipe whose inference image is an op with steps (UNSB's sb_sample).",
                               key="--steps", code="no-steps")
-        for sampler in samplers:
+        # this translator's own copies: the graph and its ops may be a training run's (from_networks)
+        graph, ops = copy.copy(self.graph), dict(self.graph.ops)
+        for name in samplers:
+            ops[name] = copy.copy(ops[name])
             try:
-                sampler.steps = steps
+                ops[name].steps = steps
             except ValueError as err:
                 raise RecipeError(f"--steps: {err}.", key="--steps", code="bad-value") from None
+        graph.ops, self.graph = ops, graph
 
     def domain_names(self) -> list[str] | None:
         """The names of the run's domains (its dataset's ``domain_names``), or None when its dataset

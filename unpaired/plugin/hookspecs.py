@@ -61,6 +61,8 @@ KINDS = {
     "recipe's handlers: section",
     "graph_op": "factory(**args) -> callable(*inputs, networks={name: module}, generator=torch.Generator) -> "
     "tensor; an op node of a recipe's images, run without gradients (UNSB's roll-out)",
+    "augmentation": "factory(**args) -> callable(images (N, C, H, W), generator=torch.Generator) -> images, "
+    "differentiable; every input of a discriminator whose network sets augment (DiffAugment)",
 }
 
 

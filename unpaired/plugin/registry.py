@@ -194,6 +194,12 @@ class Registry:
         """Sorted names of ``kind`` matching the glob ``pattern``."""
         return sorted(n for k, n in self._components if k == kind and fnmatch.fnmatch(n, pattern))
 
+    def current_name(self, kind: str, name: str) -> str | None:
+        """The name ``name`` of ``kind`` goes by now (itself, or the component an alias names), or
+        None when nothing of that name is installed; no warning."""
+        name = self._aliases.get((kind, str(name)), str(name))
+        return name if (kind, name) in self._components else None
+
     def components(self) -> list[Component]:
         return sorted(self._components.values(), key=lambda c: (c.kind, c.name))
 

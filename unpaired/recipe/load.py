@@ -126,7 +126,7 @@ def _typed_entries(cfg) -> list[tuple[tuple[str, ...], str]]:
     for name in ((cfg.get("eval") or {}).get("metrics") or {}):
         entries.append((("eval", "metrics", name), "type"))
     for name in (cfg.get("networks") or {}):
-        entries.append((("networks", name), "type"))
+        entries += [(("networks", name), "type"), (("networks", name, "augment"), "type")]
     for name in (cfg.get("handlers") or {}):
         entries.append((("handlers", name), "type"))
     for sname, step in (cfg.get("steps") or {}).items():

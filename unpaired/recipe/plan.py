@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from omegaconf import DictConfig
 
@@ -44,6 +44,8 @@ class Term:
         share: the term of the same step whose loss module (and parameters) it uses.
         every: a lazy term runs on every k-th iteration only, its weight multiplied by k.
         reads: further values its loss reads from the step's images (:func:`declared_images`).
+        discriminator_args: keyword arguments of the discriminator's calls, ``{"real": {...},
+            "fake": {...}}`` (a discriminator with a memory of past batches, UVCGAN2's queues).
     """
 
     step: str
@@ -64,6 +66,7 @@ class Term:
     networks: tuple[str, ...] = ()
     every: int = 1
     reads: tuple[str, ...] = ()
+    discriminator_args: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def adversarial(self) -> bool:
@@ -140,15 +143,17 @@ def resolve_term(sname: str, tname: str, term: DictConfig, step: DictConfig, reg
                 f"steps.{sname}.losses.{tname}")
     return Term(sname, tname, spec, parse_scalar(term.weight), term_side(term, step) if adversarial else None,
                 term.discriminator, term.real, term.fake, term.pool, term.input, term.target, term.network, term.share,
-                term.real_label, term.fake_label, tuple(term.networks), term.every, _reads(registry, spec) if term.consistency else ())
+                term.real_label, term.fake_label, tuple(term.networks), term.every, _reads(registry, spec) if term.consistency else (),
+                MappingProxyType({k: MappingProxyType(plugin_args(v)) for k, v in term.discriminator_args.items()}))
 
 
 def _reads(registry: Registry | None, spec: Spec) -> tuple[str, ...]:
     """What a consistency term's loss reads besides input and target; nothing known when its plugin
     is not installed (a run translated where only its generators' plugins are)."""
-    if registry is None or spec.type not in registry.names(spec.kind):
+    name = registry.current_name(spec.kind, spec.type) if registry is not None else None
+    if name is None:
         return ()
-    return declared_images(registry.get(spec.kind, spec.type).factory, spec.args)
+    return declared_images(registry.get(spec.kind, name).factory, spec.args)
 
 
 def make_plan(recipe: DictConfig, graph: ImageGraph | None = None, registry: Registry | None = None) -> list[StepPlan]:

@@ -11,7 +11,7 @@ is the one way to make a component from its spec.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -32,13 +32,17 @@ from unpaired.runtime.device import pick_device, resolve_precision
 @dataclass(frozen=True)
 class Network:
     """One network of the recipe: its ``kind`` (generator or discriminator), the spec its plugin is
-    built from, and its initialisation (an init plugin name, or ``none``, with its gain)."""
+    built from, its initialisation (an init plugin name, or ``none``, with its gain), whether its
+    weights are spectrally normalised, and the augmentation every input of a discriminator goes
+    through (or None)."""
 
     name: str
     kind: str
     spec: Spec
     init: str
     init_gain: float
+    spectral_norm: bool = False
+    augment: Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class InitFrom:
     checkpoint: Path
     networks: tuple[str, ...]
     sha256: str
+    sources: Mapping[str, str] = field(default_factory=dict)  # network -> the checkpoint's network, where they differ
+
+    def source(self, network: str) -> str:
+        """The checkpoint's network that ``network`` starts from."""
+        return self.sources.get(network, network)
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,8 @@ def resolve(recipe: DictConfig | ResolvedRecipe, registry: Registry | None = Non
         config.init_from.path, config.init_from.networks = str(init.checkpoint), list(init.networks)
         config.init_from.sha256 = init.sha256
     networks = {name: Network(name, network_kind(config, name), spec(network_kind(config, name), net, f"networks.{name}"),
-                              net.init, net.init_gain)
+                              net.init, net.init_gain, net.spectral_norm,
+                              spec("augmentation", net.augment, f"networks.{name}.augment") if net.augment else None)
                 for name, net in config.networks.items()}
     ops = {name: registry.create("graph_op", spec.op, f"images.{name}.op", **plugin_args(spec.args))
            for name, spec in config.images.items() if spec.op}
@@ -194,4 +204,6 @@ def _init_from(config: DictConfig) -> InitFrom:
         raise RecipeError(f"init_from.sha256: {ckpt / checkpoint.WEIGHTS} has SHA-256 {sha}, not the recorded "
                           f"{spec_.sha256} (other weights than the recipe was saved with, or a base recipe's record); "
                           "set init_from.sha256=null to start from these.", key="init_from.sha256", code="sha256")
-    return InitFrom(ckpt.resolve(), tuple(spec_.networks) or tuple(config.networks), sha)
+    sources = dict(spec_.map)
+    return InitFrom(ckpt.resolve(), tuple(spec_.networks) or tuple(sources) or tuple(config.networks), sha,
+                    MappingProxyType(sources))

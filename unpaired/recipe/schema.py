@@ -11,6 +11,12 @@ from omegaconf import MISSING
 
 
 @dataclass
+class AugmentSpec:
+    type: str = MISSING  # an augmentation plugin name (diffaugment)
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class NetworkSpec:
     type: str = MISSING  # a generator or discriminator plugin name
     # generator | discriminator; unset: a discriminator if an adversarial term judges with it
@@ -18,6 +24,9 @@ class NetworkSpec:
     args: Dict[str, Any] = field(default_factory=dict)
     init: str = "normal"  # an init plugin name, or none (keep the plugin's own weights)
     init_gain: float = 0.02
+    # a discriminator: every image it scores goes through this augmentation first (DiffAugment)
+    augment: Optional[AugmentSpec] = None
+    spectral_norm: bool = False  # spectral normalisation of every Conv/Linear weight (Miyato et al. 2018)
 
 
 @dataclass
@@ -54,6 +63,9 @@ class LossTerm:
     real_label: Optional[str] = None  # a value passed to the discriminator with the real image: D(real, label)
     fake_label: Optional[str] = None  # ... and with the fake one (a domain label)
     pool: int = 0  # adversarial, discriminator side: image-pool size (0 = off)
+    # adversarial, penalty: keyword args of the discriminator's calls on the real and on the fake images,
+    # {real: {...}, fake: {...}} (e.g. UVCGAN2's queues: {fake: {queue: fake, update_queue: true}})
+    discriminator_args: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     input: Optional[str] = None  # consistency: compared image ...
     target: Optional[str] = None  # ... and its target
     network: Optional[str] = None  # a network the loss uses itself (e.g. PatchNCE: the generator's features)
@@ -156,7 +168,10 @@ class EvalSpec:
 class InitFromSpec:
     # A new run's networks start from another run's weights (docs/training.md, unpaired/runs.py).
     path: str = MISSING  # a run directory (its latest checkpoint) or a checkpoint directory
-    networks: List[str] = field(default_factory=list)  # these networks only (unset: every network of the recipe)
+    networks: List[str] = field(default_factory=list)  # these networks only (unset: map's, or every network of the recipe)
+    # network -> the source run's network it starts from, when the names differ (UVCGAN2's
+    # pretrained {G_AB: encoder, G_BA: encoder}); unset: the same name
+    map: Dict[str, str] = field(default_factory=dict)
     sha256: Optional[str] = None  # the weights file's SHA-256: recorded by training; when set, checked
 
 

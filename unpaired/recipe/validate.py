@@ -164,6 +164,13 @@ def validate(recipe: DictConfig, registry: Registry | None = None) -> list[Probl
             last = problems.pop()
             problems.add(last.key, last.code, f"{last} (networks.{name}.role is {spec.role})")
         check_component("init", spec.init, None, f"networks.{name}.init")
+        if spec.augment is not None:
+            if kinds[name] != "discriminator":
+                problems.add(f"networks.{name}.augment", "not-a-discriminator",
+                             f"'{name}' is a {kinds[name]}: augment is for discriminators (every image they score "
+                             "goes through it).")
+            else:
+                check_component("augmentation", spec.augment.type, spec.augment.args, f"networks.{name}.augment")
     if not nets:
         problems.add("networks", "empty", "the recipe defines no networks.")
 
@@ -490,6 +497,7 @@ def _check_term(term, where, step, nets, check_component, problems: Problems) ->
     if (term.real_label or term.fake_label) and not (term.adversarial or term.penalty):
         problems.add(where, "bad-value", "real_label and fake_label go to a discriminator: only adversarial and "
                                          "penalty terms have them.")
+    _check_discriminator_args(term, step, where, problems)
     if term.fake_label and term.pool:
         problems.add(f"{where}.pool", "pool-with-label", "an image pool keeps past fakes without their labels; set "
                                                          "pool: 0 for a term with fake_label.")
@@ -560,6 +568,25 @@ def _check_optimizer(sname: str, step, steps, problems: Problems) -> None:
     if plugin_args(opt.args) or opt.groups:
         problems.add(f"{where}.args", "ignored-args", f"a shared optimizer is '{opt.share}'s, built with its args; "
                                                       "remove these or drop share.")
+
+
+def _check_discriminator_args(term: DictConfig, step: DictConfig, where: str, problems: Problems) -> None:
+    """``discriminator_args``: keyword arguments for the calls on the images a term gives its
+    discriminator: ``real`` and ``fake`` on the discriminator side, ``fake`` on the generator side,
+    ``real`` for a penalty (its calls at the real images or at the interpolates)."""
+    given = dict(term.discriminator_args or {})
+    if not given:
+        return
+    if not (term.adversarial or term.penalty):
+        problems.add(f"{where}.discriminator_args", "bad-value", "discriminator_args go to a discriminator: only "
+                                                                 "adversarial and penalty terms have them.")
+        return
+    roles = (("real",) if term.penalty else ("fake",) if term_side(term, step) == "generator" else ("real", "fake"))
+    for role in given:  # the schema makes each a mapping
+        if role not in roles:
+            problems.add(f"{where}.discriminator_args.{role}", "bad-key",
+                         f"this term calls its discriminator on {' and '.join(roles)} images only; use "
+                         f"{', '.join(roles)}.")
 
 
 def _check_discriminator(term, where: str, nets, problems: Problems) -> None:

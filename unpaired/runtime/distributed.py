@@ -44,6 +44,20 @@ def setup() -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def teardown(*, synchronize: bool) -> None:
+    """Leave the process group (nothing without one).
+
+    With ``synchronize``, wait at a barrier first so that no rank exits while another still
+    talks to it. Leaving explicitly matters: a process that exits with gloo's threads still
+    running aborts ("terminate called without an active exception") instead of returning 0.
+    """
+    if not dist.is_initialized():
+        return
+    if synchronize:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def broadcast_networks(networks: dict[str, nn.Module]) -> None:
     """Copy rank 0's parameters and buffers to every rank."""
     for net in networks.values():

@@ -99,7 +99,8 @@ class AblationResult:
     interrupted: int | None = None
 
 
-def _status(run: Path) -> str | None:
+def run_status(run: Path) -> str | None:
+    """A run's ``status`` in its run.json (``completed``, ``interrupted``, ...), None when it has none."""
     try:
         return json.loads(RunDir(run).info.read_text()).get("status")
     except (OSError, ValueError):
@@ -109,7 +110,7 @@ def _status(run: Path) -> str | None:
 def train_or_resume(recipe: DictConfig, run: Path, registry: Registry | None, label: str) -> int | None:
     """Train ``recipe`` into ``run``, resume it there, or (finished) leave it; returns the signal that
     interrupted it, if any."""
-    status = _status(run)
+    status = run_status(run)
     if status == "completed":
         print(f"{label}: finished before, not retrained ({run})")
         return None

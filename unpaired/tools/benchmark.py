@@ -5,8 +5,10 @@ Each (recipe, seed) cell trains in ``<out>/<recipe>/seed<k>/`` and is evaluated 
 ``train.eval_every`` epochs by its recipe's judge. The table gives, per recipe, the **last**
 checkpoint's scores and the **best** score each metric reached at any evaluation (what papers
 report), as the mean ± sample standard deviation over seeds, with the epoch at which the recipe's
-``eval.best`` key peaked and the training time per epoch; and the judge's scores of the test
-inputs left untranslated, the floor a translation must beat. Recipes are grouped by task (their
+``eval.best`` key peaked and the training time per epoch; for a recipe that keeps an EMA of its
+generators (whose weights its evaluations use) also the last checkpoint's trained weights; and the
+judge's scores of the test inputs left untranslated, the floor a translation must beat. Under
+each table, the protocol: test-set sizes, feature space, preprocessing, which checkpoints. Recipes are grouped by task (their
 ``eval`` sections): a table per task. Running the same command again skips the finished cells and
 resumes an interrupted one; a recipe added to the command trains while the others are kept.
 """
@@ -15,23 +17,29 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unpaired.errors import RecipeError
+from unpaired.evaluation.entry import evaluate_run
 from unpaired.evaluation.evaluator import Evaluator, require_metrics
 from unpaired.evaluation.metrics import ARROWS
 from unpaired.evaluation.result import EvalResult, mean_std
 from unpaired.plugin.registry import Registry
 from unpaired.recipe.load import load_recipe
 from unpaired.recipe.resolved import resolve
+from unpaired.runs import checkpoint
 from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.runs.rundir import RunDir
-from unpaired.tools.ablation import final_scores, headline_keys, train_or_resume
+from unpaired.tools.ablation import final_scores, headline_keys, run_status, train_or_resume
 
 __all__ = ["BenchmarkResult", "Cell", "run_benchmark"]
 
@@ -40,13 +48,17 @@ __all__ = ["BenchmarkResult", "Cell", "run_benchmark"]
 class Cell:
     """One trained (recipe, seed): its last evaluation, the best value of every key over its
     evaluations (``"<direction>/<key>"`` -> value), the epoch of each evaluation's ``eval.best``
-    key peak, and seconds per epoch (the training steps, and all of the run's wall time)."""
+    key peak, seconds per epoch (the training steps, and all of the run's wall time) and the peak
+    memory of training in MiB (``run.json``'s ``peak_memory``; NaN for a run trained before it was
+    recorded)."""
 
     last: EvalResult
     best: dict[str, float]
     best_epoch: int | None
     step_s_per_epoch: float
     wall_s_per_epoch: float
+    peak_mib: float
+    trained: EvalResult | None = None  # the last checkpoint's trained weights, where ``last`` is the EMA's
 
 
 @dataclass
@@ -118,7 +130,34 @@ def _cell(run: Path, recipe: DictConfig, device: str, registry: Registry | None)
         best_epoch = pick(peaks, key=lambda p: p[1])[0]
     epochs = max(1, int(info.get("epoch", 1)))
     return Cell(last, best, best_epoch, info.get("timings", {}).get("training step", math.nan) / epochs,
-                info.get("wall_s", math.nan) / epochs)
+                info.get("wall_s", math.nan) / epochs, (info.get("peak_memory") or {}).get("mib", math.nan),
+                _trained_scores(run, device, registry) if recipe.ema else None)
+
+
+def _trained_scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
+    """The last checkpoint's trained weights (not the EMA) evaluated, once: kept in the run's
+    ``eval/<checkpoint>-raw``."""
+    saved = RunDir(run).evaluation(f"{checkpoint.latest(run).name}-raw") / "metrics.json"
+    if saved.is_file():
+        return EvalResult.read(saved)
+    return evaluate_run(run, device=device, registry=registry, weights="raw")[0]
+
+
+def protocol_line(result: EvalResult, eval_every: int | None) -> str:
+    """How a table's numbers were made, from its first cell's last evaluation: the test images per
+    domain, the feature space and classifier (with their weights' SHA-256), the preprocessing and
+    which checkpoints."""
+    p = result.protocol
+    images = ", ".join(f"{d} {n}" for d, n in (p.get("images") or {}).items())
+    judges = [f"{role} {spec['type']}" + (f" (weights sha256 {spec['sha256'][:12]}; {spec.get('preprocess', '')})"
+                                          if spec.get("sha256") else "")
+              for role, spec in (("features", p.get("features")), ("classifier", p.get("classifier"))) if spec]
+    every = f"every {eval_every} epochs and at the end" if eval_every else "at the end"
+    return (f"**Protocol**: {images or '?'} test images per domain ('{p.get('split', '?')}' split, "
+            f"{'paired' if p.get('paired') else 'unpaired'}); {'; '.join(judges) or 'no learned judge'}; inputs: "
+            f"{p.get('transform', '?')}; last = the final checkpoint (iteration {p.get('iteration', '?')}); best = over "
+            f"the evaluations {every}; a recipe with an EMA of its generators is scored with the EMA's weights, "
+            "its trained weights on a row of their own.")
 
 
 def untranslated(recipe: DictConfig, device: str, registry: Registry | None = None) -> EvalResult | None:
@@ -159,30 +198,41 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
         lines += [f"**Task**: {recipe.data.dataset} {json.loads(_task(recipe))[1]}; judged by {judges} on the "
                   f"'{recipe.eval.split}' split; best = the best value of each score over the evaluations during "
                   "training, last = the final checkpoint; mean ± std over seeds; s/epoch = the training steps' "
-                  "seconds per epoch.", ""]
+                  "seconds per epoch; peak MiB = the training's peak memory (the process's resident set on the "
+                  "CPU, tensors on a GPU).", ""]
         heads = [f"{c} {ARROWS.get(better.get(c.split('/', 1)[1]), '')}".strip() for c in columns]
-        lines += ["| recipe | seeds | checkpoint | " + " | ".join(heads) + " | best epoch | s/epoch |",
-                  "|---|---:|---|" + "---:|" * (len(heads) + 2)]
+        lines += ["| recipe | seeds | checkpoint | " + " | ".join(heads) + " | best epoch | s/epoch | peak MiB |",
+                  "|---|---:|---|" + "---:|" * (len(heads) + 3)]
         if inputs is not None:
             cols = [inputs.metrics.get(c.split("/")[0], {}).get(c.split("/")[1]) for c in columns]
-            lines.append("| (inputs, untranslated) | | | " + " | ".join(mean_std([v]) for v in cols) + " | | |")
+            lines.append("| (inputs, untranslated) | | | " + " | ".join(mean_std([v]) for v in cols) + " | | | |")
         for name in members:
             runs = [c for c in cells[name].values() if c is not None]
             if not runs:
-                lines.append(f"| {name} | 0 | (not run yet) |" + " |" * (len(heads) + 2))
+                lines.append(f"| {name} | 0 | (not run yet) |" + " |" * (len(heads) + 3))
                 continue
             last = [mean_std([c.last.metrics.get(col.split("/")[0], {}).get(col.split("/")[1]) for c in runs])
                     for col in columns]
             best = [mean_std([c.best.get(col) for c in runs]) for col in columns]
             epochs = mean_std([c.best_epoch for c in runs if c.best_epoch is not None])
             speed = mean_std([c.step_s_per_epoch for c in runs])
-            lines.append(f"| {name} | {len(runs)} | last | " + " | ".join(last) + f" | | {speed} |")
-            lines.append("| | | best | " + " | ".join(best) + f" | {epochs} | |")
+            peak = mean_std([c.peak_mib for c in runs])
+            ema = " (EMA)" if any(c.trained is not None for c in runs) else ""
+            lines.append(f"| {name} | {len(runs)} | last{ema} | " + " | ".join(last) + f" | | {speed} | {peak} |")
+            if ema:
+                trained = [mean_std([c.trained.metrics.get(col.split("/")[0], {}).get(col.split("/")[1])
+                                     for c in runs if c.trained is not None]) for col in columns]
+                lines.append("| | | last (trained weights) | " + " | ".join(trained) + " | | | |")
+            lines.append(f"| | | best{ema} | " + " | ".join(best) + f" | {epochs} | | |")
+        if done:
+            lines += ["", protocol_line(done[0].last, recipe.train.eval_every)]
         lines.append("")
     for name, by_seed in cells.items():
         payload[name] = {str(seed): None if c is None else {
             "last": c.last.metrics, "best": c.best, "best_epoch": c.best_epoch,
             "step_s_per_epoch": c.step_s_per_epoch, "wall_s_per_epoch": c.wall_s_per_epoch,
+            "peak_mib": None if math.isnan(c.peak_mib) else c.peak_mib,
+            "last_trained": None if c.trained is None else c.trained.metrics,
             "protocol": c.last.protocol} for seed, c in by_seed.items()}
     lines.append(f"Shared overrides: {' '.join(overrides) or '(none)'}.")
     atomic_write_text(out / "benchmark.md", "\n".join(lines) + "\n")
@@ -194,7 +244,7 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
 
 def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchmark", overrides=(),
                   metrics: list[str] | None = None, registry: Registry | None = None,
-                  device: str = "auto") -> BenchmarkResult:
+                  device: str = "auto", jobs: int = 1) -> BenchmarkResult:
     """Train and score every (recipe, seed), then write ``<out>/benchmark.{md,json}``.
 
     Args:
@@ -203,16 +253,19 @@ def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchm
         out: the benchmark's folder: ``<out>/<recipe>/seed<k>/`` per cell.
         overrides: ``key=value`` for every cell: the shared budget, e.g. ``train.epochs=8``.
         metrics: output keys in the table (default: each eval metric's first rankable key).
+        jobs: cells trained at once, each in a process of its own with ``cpu_count // jobs`` threads.
 
     Returns:
         The cells and the table's path; ``interrupted`` is set when SIGINT/SIGTERM stopped a cell
         (its checkpoint is kept; the same call resumes it).
 
     Raises:
-        RecipeError: no recipes or seeds, a recipe twice, a recipe without eval metrics, or ``out``
-            holding another benchmark.
+        RecipeError: no recipes or seeds, a recipe twice, a recipe without eval metrics, ``out``
+            holding another benchmark, jobs below 1, or a ``registry`` with jobs above 1.
     """
     out, overrides, seeds = Path(out), list(overrides), [int(s) for s in seeds]
+    if jobs < 1:
+        raise RecipeError(f"benchmark: --jobs must be 1 or more, got {jobs}.", key="--jobs", code="bad-value")
     names = [recipe_label(r) for r in recipes]
     if not recipes or not seeds:
         raise RecipeError("benchmark: name at least one recipe and one seed.", key="recipes", code="empty")
@@ -229,14 +282,61 @@ def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchm
     for name, recipe in loaded.items():
         firsts.setdefault(_task(recipe), name)
     baselines = {name: untranslated(loaded[name], device, registry) for name in firsts.values()}
-    total, i = len(names) * len(seeds), 0
-    for name, source in zip(names, recipes):
-        for seed in seeds:
-            i += 1
-            run, label = out / name / f"seed{seed}", f"[{i}/{total}] {name} seed {seed}"
-            stopped = train_or_resume(load_recipe(source, [*overrides, f"seed={seed}"]), run, registry, label)
-            if stopped:
-                print(f"{label}: stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
-                return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines), stopped)
-            cells[name][seed] = _cell(run, loaded[name], device, registry)
-    return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines))
+    todo = [(name, source, seed) for name, source in zip(names, recipes) for seed in seeds]
+    train = _train_side_by_side if jobs > 1 else _train_in_turn
+    stopped = train(todo, out, overrides, registry, jobs)
+    for name, _, seed in todo:
+        if run_status(out / name / f"seed{seed}") == "completed":
+            cells[name][seed] = _cell(out / name / f"seed{seed}", loaded[name], device, registry)
+    if stopped:
+        print(f"stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
+    return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines), stopped)
+
+
+def _train_in_turn(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int) -> int | None:
+    """Train the cells one after another in this process; the signal that stopped one, if any."""
+    for i, (name, source, seed) in enumerate(todo, 1):
+        stopped = _train_cell(source, overrides, seed, out / name / f"seed{seed}", f"[{i}/{len(todo)}] {name} seed {seed}",
+                              registry)
+        if stopped:
+            return stopped
+    return None
+
+
+def _train_cell(source: str, overrides: list, seed: int, run: Path, label: str, registry: Registry | None = None,
+                threads: int | None = None) -> int | None:
+    """One cell, trained, resumed or left as it is (finished); in a process of its own with ``threads``."""
+    if threads:
+        torch.set_num_threads(threads)
+    return train_or_resume(load_recipe(source, [*overrides, f"seed={seed}"]), Path(run), registry, label)
+
+
+def _train_side_by_side(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int) -> int | None:
+    """Train the cells in ``jobs`` processes at once, each with its share of the CPU cores (torch's
+    threads). Ctrl-C (SIGINT to the whole process group) stops every running cell at its next
+    iteration with a checkpoint, as it stops one; cells not started yet are left for the next call.
+
+    Raises:
+        RecipeError: a registry object was given (the processes build the installed plugins' own).
+    """
+    if registry is not None:
+        raise RecipeError("benchmark --jobs: cells train in processes of their own, with the installed plugins "
+                          "and the recipes' plugins; a registry object cannot go along (use jobs=1).",
+                          key="--jobs", code="registry-with-jobs")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    stops: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stops.append(signum))  # the cells stop themselves
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_train_cell, source, overrides, seed, out / name / f"seed{seed}",
+                                   f"[{i}/{len(todo)}] {name} seed {seed} ({threads} threads)", None, threads)
+                       for i, (name, source, seed) in enumerate(todo, 1)]
+            for future in as_completed(futures):
+                stopped = future.result()
+                if stopped or stops:
+                    stops.append(stopped or stops[0])
+                    for other in futures:
+                        other.cancel()  # not started yet: left for the next call
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return stops[0] if stops else None

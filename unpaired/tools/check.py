@@ -72,7 +72,7 @@ class DryRun(Executor):
         cpu = Executor.__new__(Executor)
         cpu.nets = {n: _on_cpu(m) for n, m in self.nets.items()
                     if n in (term.network, term.discriminator, *term.networks)}
-        cpu.fwd, cpu.pools, cpu.context = cpu.nets, {}, self.context
+        cpu.fwd, cpu.pools, cpu.context, cpu.augments = cpu.nets, {}, self.context, {}
         cpu.losses = {(plan.name, term.name): _on_cpu(self.losses[plan.name, term.name])}
         cpu.device = torch.device("cpu")
         zeros = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in images.items()}

@@ -52,7 +52,10 @@ class Evaluation:
 
     @hookimpl
     def unpaired_evaluate(self, trainer):
-        result = self.evaluator(trainer.inference_nets(), {"iteration": trainer.iteration, "epoch": trainer.epoch})
+        about = {"iteration": trainer.iteration, "epoch": trainer.epoch}
+        if trainer.ema is not None:  # the averaged generators stand in for the trained ones (protocol: which)
+            about["weights"] = "ema"
+        result = self.evaluator(trainer.inference_nets(), about)
         self.last = trainer.iteration, result
         flat = result.flat()
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:4])

@@ -13,6 +13,7 @@ import torch
 from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.errors import UnpairedError, warn
 from unpaired.plugin.hookspecs import hookimpl
+from unpaired.runtime import memory
 
 
 def hardware(device: torch.device, precision: str) -> dict:
@@ -36,11 +37,14 @@ class RunInfo:
     """Writes ``<run>/run.json``: ``started``, ``finished``, ``wall_s`` (seconds of training, over
     all resumed sessions), ``hardware``, ``status`` (running, completed, interrupted, failed) and
     ``timings`` (this session's seconds per part of the loop, :class:`unpaired.timing.LoopTimer`,
-    up to the end of training: the report, written after, is in the table ``unpaired train`` prints)."""
+    up to the end of training: the report, written after, is in the table ``unpaired train`` prints)
+    and ``peak_memory`` (``mib``, the largest of any session, and ``of``: what was measured,
+    :mod:`unpaired.runtime.memory`)."""
 
     def __init__(self):
         self.info: dict = {}
         self.start = 0.0
+        self.memory_of = ""
 
     @hookimpl
     def unpaired_train_start(self, trainer):
@@ -52,8 +56,11 @@ class RunInfo:
         except ValueError:
             before = {}
         self.start = time.perf_counter()
+        fresh = memory.reset_peak(trainer.device)
+        self.memory_of = ("CUDA tensors" if trainer.device.type == "cuda" else
+                          "resident set" if fresh else "resident set, since the process started")
         self.info = {"started": before.get("started", _now()), "finished": None, "wall_s": before.get("wall_s", 0.0),
-                     "sessions": before.get("sessions", 0) + 1,
+                     "sessions": before.get("sessions", 0) + 1, "peak_memory": before.get("peak_memory"),
                      "hardware": hardware(trainer.device, trainer.executor.precision), "status": "running"}
         atomic_write_text(path, json.dumps(self.info, indent=2) + "\n")
 
@@ -62,9 +69,11 @@ class RunInfo:
         if not trainer.is_main or not self.info:
             return
         status = "failed" if result.error else "interrupted" if result.interrupted else "completed"
+        earlier = (self.info.get("peak_memory") or {}).get("mib", 0.0)
+        peak = {"mib": round(max(earlier, memory.peak_mib(trainer.device)), 1), "of": self.memory_of}
         self.info.update(finished=_now(), wall_s=round(self.info["wall_s"] + time.perf_counter() - self.start, 1),
                          status=status, iteration=result.iteration, epoch=result.epoch,
-                         timings=trainer.timer.summary())
+                         timings=trainer.timer.summary(), peak_memory=peak)
         atomic_write_text(trainer.run.info, json.dumps(self.info, indent=2) + "\n")
 
 
