@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import PIL.Image
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from unpaired.cli import main
 from unpaired.evaluation.result import mean_std
 from unpaired.runtime import memory
 from unpaired.tools.benchmark import run_benchmark
+from unpaired.tools.benchmark_plot import _mean_band
 
 from conftest import raises
 from test_ablation import stopping_registry
@@ -40,6 +42,12 @@ def test_the_peak_memory_of_a_session_is_its_own():
     assert during - before > 190
     memory.reset_peak(cpu)  # the next cell's peak does not carry this one's
     assert memory.peak_mib(cpu) < during - 150
+
+
+def test_the_plotted_line_is_the_seeds_mean_and_its_band_their_range():
+    curves = [[(1, {"AtoB/fid": 10.0}), (2, {"AtoB/fid": 6.0})],
+              [(1, {"AtoB/fid": 14.0}), (2, {"AtoB/fid": 4.0}), (3, {"AtoB/fid": 1.0})]]  # epoch 3: one seed only
+    assert _mean_band(curves, "AtoB/fid") == ([1, 2], [12.0, 5.0], [10.0, 4.0], [14.0, 6.0])
 
 
 def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):
@@ -69,6 +77,10 @@ def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):
     floor = json.loads((out / "benchmark.json").read_text())["untranslated"]["fastcut-fashion"]
     assert floor["AtoB"]["target_accuracy"] <= 0.25 and floor["AtoB"]["identity_l1"] == 0.0
     assert "| (inputs, untranslated) |" in table
+    # the plot under the table: a panel per score, a line per recipe, its seeds' band
+    assert "![each score against the epoch" in table and "(benchmark.png)" in table
+    assert PIL.Image.open(out / "benchmark.png").size[0] >= 400
+    assert [scores["BtoA/fid"] for _, scores in cell["curve"]] == pytest.approx(fids)
 
     assert main(args) == 0  # the same command again: nothing retrained
     assert capsys.readouterr().out.count("finished before, not retrained") == 4

@@ -53,6 +53,13 @@ def test_dclgan_parameter_counts_equal_the_authors(setting):
     assert count(MappingF(4)) == 10_688 and count(sim) == 2 * heads + 4 * 10_688
 
 
+def test_with_the_anti_aliased_default_the_layers_name_the_authors_modules():
+    """The authors' anti-aliased default (small setting): layer 16 is a residual block, heads 292,864."""
+    g_a, g_b = (ResnetGenerator(1, 1, ngf=8, n_blocks=6, antialias=True, antialias_up=True) for _ in range(2))
+    loss = DualPatchNCELoss({"G_A": g_a, "G_B": g_b}, layers=LAYERS)
+    assert type(g_a.model[16]).__name__ == "ResnetBlock" and count(loss.f1) == 292_864
+
+
 @pytest.fixture
 def generators():
     torch.manual_seed(0)

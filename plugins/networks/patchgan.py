@@ -14,6 +14,7 @@ from torch import nn
 
 from unpaired import Component, hookimpl
 
+from .antialias import Downsample
 from .layers import norm_layer, uses_bias, variant
 
 
@@ -29,6 +30,10 @@ class NLayerDiscriminator(nn.Module):
         ndf: channels of the first conv layer.
         n_layers: stride-2 conv layers (3 gives the 70x70 PatchGAN).
         norm: ``"instance"`` (CycleGAN), ``"batch"`` (pix2pix) or ``"none"``.
+        antialias: CUT's default discriminator (taesungp/contrastive-unpaired-translation
+            ``NLayerDiscriminator``; Zhang, ICML 2019): each stride-2 conv keeps stride 1 and is
+            followed by a blur-pool :class:`~.antialias.Downsample`; the same parameters and
+            logit map size. False (pix2pix, CycleGAN): CUT's ``--no_antialias``.
 
     Shapes: (N, in_channels, H, W) -> logits (N, 1, h, w); n_layers=3 and 256x256 give 30x30.
 
@@ -37,18 +42,19 @@ class NLayerDiscriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3,
-                 norm: str = "instance"):
+                 norm: str = "instance", antialias: bool = False):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be at least 1; got {n_layers}.")
         norm_fn, bias = norm_layer(norm), uses_bias(norm)
-        layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        layers = [nn.Conv2d(in_channels, ndf, 4, stride=1 if antialias else 2, padding=1), nn.LeakyReLU(0.2, True),
+                  *([Downsample(ndf)] if antialias else [])]
         channels = ndf
         for n in range(1, n_layers + 1):
             out = ndf * min(2**n, 8)
-            stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(channels, out, 4, stride=stride, padding=1, bias=bias),
-                       norm_fn(out), nn.LeakyReLU(0.2, True)]
+            down = n < n_layers
+            layers += [nn.Conv2d(channels, out, 4, stride=2 if down and not antialias else 1, padding=1, bias=bias),
+                       norm_fn(out), nn.LeakyReLU(0.2, True), *([Downsample(out)] if down and antialias else [])]
             channels = out
         layers.append(nn.Conv2d(channels, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)

@@ -11,6 +11,7 @@ from torch import nn
 
 from unpaired import Component, hookimpl
 
+from .antialias import Downsample, Upsample
 from .layers import check_image, norm_layer, per_sample, padding, uses_bias, variant
 
 
@@ -46,6 +47,12 @@ class ResnetGenerator(nn.Module):
     ``n_blocks`` residual blocks; two stride-2 3x3 transposed convs halving channels; reflection
     pad 3 + 7x7 conv to ``out_channels`` + Tanh.
 
+    With ``antialias`` / ``antialias_up`` it is CUT's default generator (taesungp/
+    contrastive-unpaired-translation ``ResnetGenerator``; Zhang, ICML 2019): each down-sampling
+    conv keeps stride 1 and is followed by a blur-pool :class:`~.antialias.Downsample`, each
+    transposed conv becomes a blur :class:`~.antialias.Upsample` then a 3x3 conv. Same parameter
+    count, the same ``model.<i>`` layout as the authors' (their state dicts load).
+
     Args:
         in_channels, out_channels: image channels in and out.
         ngf: channels of the first conv layer.
@@ -53,6 +60,8 @@ class ResnetGenerator(nn.Module):
         norm: ``"instance"`` (CycleGAN), ``"batch"`` or ``"none"``.
         dropout: Dropout(0.5) inside each residual block.
         padding_type: ``"reflect"``, ``"replicate"`` or ``"zero"`` inside the residual blocks.
+        antialias: blur-pool down-sampling (CUT's default; False: its ``--no_antialias``).
+        antialias_up: blur up-sampling + conv (CUT's default; False: its ``--no_antialias_up``).
 
     Shapes: (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1];
     H and W must be multiples of :attr:`size_divisor` (4). :attr:`per_sample` (each output
@@ -67,7 +76,7 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                  n_blocks: int = 9, norm: str = "instance", dropout: bool = False,
-                 padding_type: str = "reflect"):
+                 padding_type: str = "reflect", antialias: bool = False, antialias_up: bool = False):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0; got {n_blocks}.")
@@ -77,13 +86,15 @@ class ResnetGenerator(nn.Module):
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias),
                   norm_fn(ngf), nn.ReLU(True)]
         for mult in (1, 2):  # downsample: ngf -> 2 ngf -> 4 ngf
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
-                       norm_fn(ngf * mult * 2), nn.ReLU(True)]
+            c = ngf * mult * 2
+            layers += [nn.Conv2d(ngf * mult, c, 3, stride=1 if antialias else 2, padding=1, bias=bias),
+                       norm_fn(c), nn.ReLU(True), *([Downsample(c)] if antialias else [])]
         layers += [ResnetBlock(ngf * 4, norm, dropout, padding_type) for _ in range(n_blocks)]
         for mult in (4, 2):  # upsample: 4 ngf -> 2 ngf -> ngf
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                          output_padding=1, bias=bias),
-                       norm_fn(ngf * mult // 2), nn.ReLU(True)]
+            c = ngf * mult
+            layers += ([Upsample(c), nn.Conv2d(c, c // 2, 3, padding=1, bias=bias)] if antialias_up else
+                       [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias)])
+            layers += [norm_fn(c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 

@@ -5,11 +5,12 @@ Each (recipe, seed) cell trains in ``<out>/<recipe>/seed<k>/`` and is evaluated 
 ``train.eval_every`` epochs by its recipe's judge. The table gives, per recipe, the **last**
 checkpoint's scores and the **best** score each metric reached at any evaluation (what papers
 report), as the mean ± sample standard deviation over seeds, with the epoch at which the recipe's
-``eval.best`` key peaked and the training time per epoch; for a recipe that keeps an EMA of its
+``eval.best`` key peaked, the training time per epoch and peak memory; for a recipe that keeps an EMA of its
 generators (whose weights its evaluations use) also the last checkpoint's trained weights; and the
 judge's scores of the test inputs left untranslated, the floor a translation must beat. Under
-each table, the protocol: test-set sizes, feature space, preprocessing, which checkpoints. Recipes are grouped by task (their
-``eval`` sections): a table per task. Running the same command again skips the finished cells and
+each table, the protocol (test-set sizes, feature space, preprocessing, which checkpoints) and a
+plot of each score against the epoch, a line per recipe with its seed band. Recipes are grouped by
+task (their ``eval`` sections): a table per task. Running the same command again skips the finished cells and
 resumes an interrupted one; a recipe added to the command trains while the others are kept.
 """
 
@@ -21,7 +22,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ from unpaired.runs import checkpoint
 from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.runs.rundir import RunDir
 from unpaired.tools.ablation import final_scores, headline_keys, run_status, train_or_resume
+from unpaired.tools.benchmark_plot import plot_curves
 
 __all__ = ["BenchmarkResult", "Cell", "run_benchmark"]
 
@@ -59,6 +61,7 @@ class Cell:
     wall_s_per_epoch: float
     peak_mib: float
     trained: EvalResult | None = None  # the last checkpoint's trained weights, where ``last`` is the EMA's
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (epoch, scores) per evaluation
 
 
 @dataclass
@@ -131,7 +134,7 @@ def _cell(run: Path, recipe: DictConfig, device: str, registry: Registry | None)
     epochs = max(1, int(info.get("epoch", 1)))
     return Cell(last, best, best_epoch, info.get("timings", {}).get("training step", math.nan) / epochs,
                 info.get("wall_s", math.nan) / epochs, (info.get("peak_memory") or {}).get("mib", math.nan),
-                _trained_scores(run, device, registry) if recipe.ema else None)
+                _trained_scores(run, device, registry) if recipe.ema else None, evals)
 
 
 def _trained_scores(run: Path, device: str, registry: Registry | None) -> EvalResult:
@@ -186,7 +189,7 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
     tasks: dict[str, list[str]] = {}
     for name, recipe in recipes.items():
         tasks.setdefault(_task(recipe), []).append(name)
-    for members in tasks.values():
+    for k, members in enumerate(tasks.values(), 1):
         done = [c for n in members for c in cells[n].values() if c is not None]
         inputs = baselines.get(members[0])
         better = {k: v for c in done for k, v in c.last.better.items()}
@@ -226,12 +229,18 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
             lines.append(f"| | | best{ema} | " + " | ".join(best) + f" | {epochs} | | |")
         if done:
             lines += ["", protocol_line(done[0].last, recipe.train.eval_every)]
+            curves = {n: [c.curve for c in cells[n].values() if c is not None] for n in members}
+            plot = plot_curves(out / ("benchmark.png" if len(tasks) == 1 else f"benchmark-{k}.png"), columns, curves,
+                               better)
+            if plot:
+                lines += ["", f"![each score against the epoch: a line per recipe, the mean over seeds, in a band "
+                              f"from the lowest to the highest seed]({plot.name})"]
         lines.append("")
     for name, by_seed in cells.items():
         payload[name] = {str(seed): None if c is None else {
             "last": c.last.metrics, "best": c.best, "best_epoch": c.best_epoch,
             "step_s_per_epoch": c.step_s_per_epoch, "wall_s_per_epoch": c.wall_s_per_epoch,
-            "peak_mib": None if math.isnan(c.peak_mib) else c.peak_mib,
+            "peak_mib": None if math.isnan(c.peak_mib) else c.peak_mib, "curve": c.curve,
             "last_trained": None if c.trained is None else c.trained.metrics,
             "protocol": c.last.protocol} for seed, c in by_seed.items()}
     lines.append(f"Shared overrides: {' '.join(overrides) or '(none)'}.")
