@@ -27,7 +27,8 @@ def test_an_unknown_argument_names_the_closest_and_how_to_drop_it():
         default_registry().create("generator", "resnet_9blocks", where="networks.G", ngff=3)
     assert str(err.value) == (
         "networks.G.args.ngff: unknown argument. Did you mean 'ngf'? Accepted: in_channels, out_channels, ngf, norm, "
-        "dropout, padding_type. (If a base recipe set it for another type, drop it with networks.G.args.ngff=null.)")
+        "dropout, padding_type, antialias, antialias_up. (If a base recipe set it for another type, drop it with "
+        "networks.G.args.ngff=null.)")
 
 
 def test_the_reference_gpu_ids_idiom_is_translated():

@@ -189,7 +189,7 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
     tasks: dict[str, list[str]] = {}
     for name, recipe in recipes.items():
         tasks.setdefault(_task(recipe), []).append(name)
-    for k, members in enumerate(tasks.values(), 1):
+    for task_no, members in enumerate(tasks.values(), 1):
         done = [c for n in members for c in cells[n].values() if c is not None]
         inputs = baselines.get(members[0])
         better = {k: v for c in done for k, v in c.last.better.items()}
@@ -230,7 +230,7 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
         if done:
             lines += ["", protocol_line(done[0].last, recipe.train.eval_every)]
             curves = {n: [c.curve for c in cells[n].values() if c is not None] for n in members}
-            plot = plot_curves(out / ("benchmark.png" if len(tasks) == 1 else f"benchmark-{k}.png"), columns, curves,
+            plot = plot_curves(out / ("benchmark.png" if len(tasks) == 1 else f"benchmark-{task_no}.png"), columns, curves,
                                better)
             if plot:
                 lines += ["", f"![each score against the epoch: a line per recipe, the mean over seeds, in a band "
