@@ -14,6 +14,7 @@ from unpaired import RecipeError
 from unpaired.cli import main
 from unpaired.evaluation.result import mean_std
 from unpaired.runtime import memory
+from unpaired.tools import benchmark
 from unpaired.tools.benchmark import run_benchmark
 from unpaired.tools.benchmark_plot import _mean_band
 
@@ -101,6 +102,29 @@ def test_an_interrupted_benchmark_resumes_where_it_stopped(tmp_path):
     assert second.interrupted is None and all(second.cells["fastcut-fashion"].values())
     run = json.loads((out / "fastcut-fashion/seed0/run.json").read_text())
     assert run["sessions"] == 2 and run["iteration"] == 4  # resumed at iteration 1, not restarted
+
+
+def test_a_failing_cell_leaves_the_others_trained_and_is_retried(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "bm"
+    train_cell = benchmark._train_cell
+
+    def broken_seed_0(source, overrides, seed, run, label, registry=None, threads=None):
+        if seed == 0:
+            raise RuntimeError("a plugin's bug")
+        return train_cell(source, overrides, seed, run, label, registry, threads)
+
+    monkeypatch.setattr(benchmark, "_train_cell", broken_seed_0)
+    first = run_benchmark(["fastcut-fashion"], [0, 1], out, BUDGET, device="cpu")
+    assert first.failed == {"fastcut-fashion seed 0": "RuntimeError: a plugin's bug"}
+    assert first.cells["fastcut-fashion"][0] is None and first.cells["fastcut-fashion"][1] is not None
+    assert "fastcut-fashion seed 0 failed (RuntimeError: a plugin's bug)" in capsys.readouterr().err
+    table = (out / "benchmark.md").read_text()
+    assert "| fastcut-fashion | 1 | last |" in table and "- fastcut-fashion seed 0: RuntimeError: a plugin's bug" in table
+    assert json.loads((out / "benchmark.json").read_text())["failed"] == first.failed
+    monkeypatch.setattr(benchmark, "_train_cell", train_cell)
+    second = run_benchmark(["fastcut-fashion"], [0, 1], out, BUDGET, device="cpu")
+    assert second.failed == {} and all(second.cells["fastcut-fashion"].values())
+    assert "Failed cells" not in (out / "benchmark.md").read_text()
 
 
 def test_benchmark_refuses_duplicates_and_no_seeds(tmp_path, capsys):

@@ -3,6 +3,7 @@ discriminator input (Zhao et al., NeurIPS 2020), spectral normalisation (Miyato 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from conftest import TINY
 from unpaired.engine.executor import Executor
+from unpaired.loop.trainer import Trainer
 from unpaired.recipe.load import load_recipe
 from unpaired.tools.check import check_all
 from unpaired_plugins.augmentations.diffaugment import (
@@ -77,6 +79,19 @@ def test_an_augmented_discriminator_sees_augmented_inputs():
     assert len(seen) == 3  # G's step (fake_B), D's step (real_B, fake_B)
     for images in seen:  # every one with its 14x14 square cut out (a 7x7 corner of it at least)
         assert ((images == 0).flatten(1).sum(1) >= 7 * 7).all()
+
+
+@pytest.mark.parametrize("augment", ["diffaugment", "ada"])
+def test_a_run_with_augmented_discriminators_evaluates_with_the_plain_networks(augment, tmp_path):
+    """Evaluation during training sees the networks, not the augmenting wrappers (a crash before)."""
+    recipe = load_recipe("cyclegan-fashion", [*TINY, f"networks.D_B.augment={{type: {augment}}}", "train.epochs=1",
+                                              "train.scheduler.args.n_epochs_decay=0", "train.eval_every=1",
+                                              "eval.num_images=8", "eval.metrics.kid=null", f"out_dir={tmp_path}"])
+    trainer = Trainer(recipe)
+    assert trainer.inference_nets()["D_B"] is trainer.executor.nets["D_B"]
+    trainer.fit()
+    scores = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert any("eval/AtoB/target_accuracy" in entry for entry in scores)
 
 
 def test_spectral_norm_makes_the_largest_singular_value_one():

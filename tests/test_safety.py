@@ -322,8 +322,8 @@ def test_the_epoch_line_in_a_log_shows_the_epochs_last_losses(tiny_recipe, capsy
     err = capsys.readouterr().err
     ends = {r["iteration"]: r["discriminators/D_A"] for r in trainer.history if "discriminators/D_A" in r}
     assert sorted(ends) == [3, 6, 8, 9, 12, 15, 16]
-    assert f"epoch 1/2: 8/8 iterations (iteration 8), " in err and f"; D_A {ends[8]:.3f}, " in err
-    assert f"epoch 2/2: 8/8 iterations (iteration 16), " in err and f"; D_A {ends[16]:.3f}, " in err
+    assert "epoch 1/2: 8/8 iterations (iteration 8), " in err and f"; D_A {ends[8]:.3f}, " in err
+    assert "epoch 2/2: 8/8 iterations (iteration 16), " in err and f"; D_A {ends[16]:.3f}, " in err
 
 
 @pytest.mark.slow

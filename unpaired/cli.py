@@ -181,7 +181,9 @@ def _benchmark(args) -> int:
                            device=args.device, jobs=args.jobs)
     print(result.table.read_text(), end="")
     print(f"\ntable: {result.table} (and .json)")
-    return 128 + result.interrupted if result.interrupted else 0
+    if result.interrupted:
+        return 128 + result.interrupted
+    return 1 if result.failed else 0  # the table holds the other cells; a script still sees the failure
 
 
 def _report(args) -> int:

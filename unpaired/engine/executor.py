@@ -87,6 +87,8 @@ class Executor:
         self.generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + self.dist.rank)
         self.augments = {name: self.recipe.build(net.augment) for name, net in self.recipe.networks.items()
                          if net.augment is not None}
+        # the networks as evaluation and sample grids call them: no augmentation, modules (train/eval)
+        self.unaugmented = dict(self.fwd)
         for name, augment in self.augments.items():  # a discriminator that sees every input augmented
             self.fwd[name] = _Augmented(self.fwd[name], augment, self.generator)
         self.epochs_done = 0  # epochs completed: the unit of ``per: epoch`` weight schedules

@@ -165,10 +165,11 @@ class Trainer:
 
     def inference_nets(self) -> dict:
         """The networks that evaluation and sample grids use: the trained ones, with the averages
-        of the recipe's ``ema`` section in place of the networks it averages."""
+        of the recipe's ``ema`` section in place of the networks it averages; a discriminator without
+        the augmentation its recipe puts before it in training."""
         if self.ema is None or not self.ema.averages:
-            return self.executor.fwd
-        return {**self.executor.fwd, **{n: a.module for n, a in self.ema.averages.items()}}
+            return self.executor.unaugmented
+        return {**self.executor.unaugmented, **{n: a.module for n, a in self.ema.averages.items()}}
 
     @property
     def is_main(self) -> bool:

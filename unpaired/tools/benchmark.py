@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +67,14 @@ class Cell:
 
 @dataclass
 class BenchmarkResult:
-    """The cells by recipe then seed (None: not trained yet), the table's path, and the signal that
-    stopped a cell, if one did (the same call resumes it)."""
+    """The cells by recipe then seed (None: not trained yet), the table's path, the signal that
+    stopped a cell, if one did (the same call resumes it), and the cells whose training raised an
+    error (``"<recipe> seed <k>"`` -> the error; the others trained on, the same call retries them)."""
 
     cells: dict[str, dict[int, Cell | None]]
     table: Path
     interrupted: int | None = None
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def recipe_label(recipe: str) -> str:
@@ -184,7 +187,8 @@ def _task(recipe: DictConfig) -> str:
 
 
 def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, dict[int, Cell | None]],
-                  keys: dict[str, list[str]], overrides: list[str], baselines: dict[str, EvalResult | None]) -> Path:
+                  keys: dict[str, list[str]], overrides: list[str], baselines: dict[str, EvalResult | None],
+                  failed: dict[str, str]) -> Path:
     lines, payload = [], {}
     tasks: dict[str, list[str]] = {}
     for name, recipe in recipes.items():
@@ -244,10 +248,13 @@ def _write_tables(out: Path, recipes: dict[str, DictConfig], cells: dict[str, di
             "last_trained": None if c.trained is None else c.trained.metrics,
             "protocol": c.last.protocol} for seed, c in by_seed.items()}
     lines.append(f"Shared overrides: {' '.join(overrides) or '(none)'}.")
+    if failed:
+        lines += ["", "Failed cells (not in the table; the same command retries them):"]
+        lines += [f"- {cell}: {error}" for cell, error in failed.items()]
     atomic_write_text(out / "benchmark.md", "\n".join(lines) + "\n")
     inputs = {n: None if r is None else r.metrics for n, r in baselines.items()}
     atomic_write_text(out / "benchmark.json", json.dumps({"overrides": overrides, "cells": payload,
-                                                          "untranslated": inputs}, indent=2) + "\n")
+                                                          "untranslated": inputs, "failed": failed}, indent=2) + "\n")
     return out / "benchmark.md"
 
 
@@ -293,20 +300,34 @@ def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchm
     baselines = {name: untranslated(loaded[name], device, registry) for name in firsts.values()}
     todo = [(name, source, seed) for name, source in zip(names, recipes) for seed in seeds]
     train = _train_side_by_side if jobs > 1 else _train_in_turn
-    stopped = train(todo, out, overrides, registry, jobs)
+    failed: dict[str, str] = {}
+    stopped = train(todo, out, overrides, registry, jobs, failed)
     for name, _, seed in todo:
         if run_status(out / name / f"seed{seed}") == "completed":
             cells[name][seed] = _cell(out / name / f"seed{seed}", loaded[name], device, registry)
     if stopped:
         print(f"stopped by {signal.Signals(stopped).name}; run the same command again to go on.")
-    return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines), stopped)
+    return BenchmarkResult(cells, _write_tables(out, loaded, cells, keys, overrides, baselines, failed), stopped, failed)
 
 
-def _train_in_turn(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int) -> int | None:
-    """Train the cells one after another in this process; the signal that stopped one, if any."""
+def _failure(failed: dict[str, str], name: str, seed: int, run: Path, err: Exception) -> None:
+    """Record a cell whose training raised, and say so: the benchmark trains the other cells on."""
+    failed[f"{name} seed {seed}"] = f"{type(err).__name__}: {err}"
+    print(f"{name} seed {seed} failed ({type(err).__name__}: {err}); its run folder {run} keeps its log and last "
+          "checkpoint, and the same command retries it. The other cells go on.", file=sys.stderr)
+
+
+def _train_in_turn(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int,
+                   failed: dict[str, str]) -> int | None:
+    """Train the cells one after another in this process; the signal that stopped one, if any. A
+    cell that raises goes into ``failed`` and the next one trains."""
     for i, (name, source, seed) in enumerate(todo, 1):
-        stopped = _train_cell(source, overrides, seed, out / name / f"seed{seed}", f"[{i}/{len(todo)}] {name} seed {seed}",
-                              registry)
+        run = out / name / f"seed{seed}"
+        try:
+            stopped = _train_cell(source, overrides, seed, run, f"[{i}/{len(todo)}] {name} seed {seed}", registry)
+        except Exception as err:  # noqa: BLE001 - one cell's error (a recipe, a plugin) must not cost the others
+            _failure(failed, name, seed, run, err)
+            continue
         if stopped:
             return stopped
     return None
@@ -320,10 +341,12 @@ def _train_cell(source: str, overrides: list, seed: int, run: Path, label: str, 
     return train_or_resume(load_recipe(source, [*overrides, f"seed={seed}"]), Path(run), registry, label)
 
 
-def _train_side_by_side(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int) -> int | None:
+def _train_side_by_side(todo: list, out: Path, overrides: list, registry: Registry | None, jobs: int,
+                        failed: dict[str, str]) -> int | None:
     """Train the cells in ``jobs`` processes at once, each with its share of the CPU cores (torch's
     threads). Ctrl-C (SIGINT to the whole process group) stops every running cell at its next
     iteration with a checkpoint, as it stops one; cells not started yet are left for the next call.
+    A cell that raises goes into ``failed``; the others train on.
 
     Raises:
         RecipeError: a registry object was given (the processes build the installed plugins' own).
@@ -337,11 +360,16 @@ def _train_side_by_side(todo: list, out: Path, overrides: list, registry: Regist
     previous = signal.signal(signal.SIGINT, lambda signum, frame: stops.append(signum))  # the cells stop themselves
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_train_cell, source, overrides, seed, out / name / f"seed{seed}",
-                                   f"[{i}/{len(todo)}] {name} seed {seed} ({threads} threads)", None, threads)
-                       for i, (name, source, seed) in enumerate(todo, 1)]
+            futures = {pool.submit(_train_cell, source, overrides, seed, out / name / f"seed{seed}",
+                                   f"[{i}/{len(todo)}] {name} seed {seed} ({threads} threads)", None, threads):
+                       (name, seed) for i, (name, source, seed) in enumerate(todo, 1)}
             for future in as_completed(futures):
-                stopped = future.result()
+                name, seed = futures[future]
+                try:
+                    stopped = future.result()
+                except Exception as err:  # noqa: BLE001 - as in _train_in_turn
+                    _failure(failed, name, seed, out / name / f"seed{seed}", err)
+                    continue
                 if stopped or stops:
                     stops.append(stopped or stops[0])
                     for other in futures:
