@@ -13,6 +13,8 @@ All with ``--no_antialias --no_antialias_up``: the plain strided generator our r
 
 from __future__ import annotations
 
+from collections import Counter
+
 import math
 
 import pytest
@@ -237,6 +239,31 @@ def test_method_recipes_check_and_run_an_iteration(name, tmp_path):
     else:
         assert {"generators/nce/nce1", "generators/nce/nce2"} <= set(values)
         assert ("generators/nce/sim" in values) == name.startswith("simdcl")
+
+
+# Per iteration, as the authors' optimize_parameters makes them, per network: (full passes,
+# encoder-only passes). DCLGAN (dcl_model.py): forward() makes fake_B = G_A(real_A), idt_A =
+# G_A(real_B) and the mirror ones with G_B; NCE1 encodes real_A with G_A and fake_B with G_B, NCE2
+# real_B with G_B and fake_A with G_A; each D judges its fake in G's step, its real and pooled fake
+# in its own. FastCUT (cut_model.py, nce_idt False): G(real_A) once, NCE encodes real_A and fake_B;
+# D judges fake_B in G's step, real_B and fake_B in its own.
+PASSES = {
+    "dclgan-fashion": {"G_A": (2, 2), "G_B": (2, 2), "D_A": (3, 0), "D_B": (3, 0)},
+    "simdcl-fashion": {"G_A": (2, 2), "G_B": (2, 2), "D_A": (3, 0), "D_B": (3, 0)},
+    "fastcut-fashion": {"G": (1, 2), "D": (3, 0)},
+}
+
+
+@pytest.mark.parametrize("name", PASSES)
+def test_an_iteration_makes_the_authors_passes(name):
+    ex = Executor(load_recipe(name, ["device=cpu"]), device="cpu")
+    started, finished = Counter(), Counter()  # an encoder-only pass starts and stops early (no post hook)
+    for net_name, net in ex.nets.items():
+        net.register_forward_pre_hook(lambda mod, args, n=net_name: started.update({n: len(args[0]) // 2}))
+        net.register_forward_hook(lambda mod, args, out, n=net_name: finished.update({n: len(args[0]) // 2}))
+    g = torch.Generator().manual_seed(0)
+    ex.run_iteration({k: torch.rand(2, 1, 28, 28, generator=g) * 2 - 1 for k in ("real_A", "real_B")})
+    assert {n: (finished[n], started[n] - finished[n]) for n in ex.nets} == PASSES[name]
 
 
 @pytest.mark.parametrize("method", ["cut", "fastcut", "dclgan", "simdcl", "unsb", "uvcgan2"])
