@@ -16,7 +16,7 @@ from unpaired.evaluation.result import mean_std
 from unpaired.runtime import memory
 from unpaired.tools import benchmark
 from unpaired.tools.benchmark import run_benchmark
-from unpaired.tools.benchmark_plot import _mean_band
+from unpaired.tools.benchmark_plot import _mean_band, line_styles
 
 from conftest import raises
 from test_ablation import stopping_registry
@@ -49,6 +49,12 @@ def test_the_plotted_line_is_the_seeds_mean_and_its_band_their_range():
     curves = [[(1, {"AtoB/fid": 10.0}), (2, {"AtoB/fid": 6.0})],
               [(1, {"AtoB/fid": 14.0}), (2, {"AtoB/fid": 4.0}), (3, {"AtoB/fid": 1.0})]]  # epoch 3: one seed only
     assert _mean_band(curves, "AtoB/fid") == ([1, 2], [12.0, 5.0], [10.0, 4.0], [14.0, 6.0])
+
+
+def test_twelve_recipes_get_twelve_line_styles():
+    styles = line_styles([f"recipe{i}" for i in range(12)])
+    assert len(set(styles.values())) == 12
+    assert styles["recipe0"] == ("C0", "-") and styles["recipe10"] == ("C0", "--")
 
 
 def test_benchmark_table_best_and_last_and_resume(tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from unpaired.evaluation.metrics import ARROWS
 
-__all__ = ["plot_curves"]
+__all__ = ["line_styles", "plot_curves"]
 
 #: (epoch, {"<direction>/<key>": value}) of one evaluation.
 Evaluation = tuple[int, dict[str, float]]
@@ -20,6 +20,12 @@ def _mean_band(curves: list[list[Evaluation]], column: str) -> tuple[list[int], 
     epochs = sorted(set.intersection(*(set(s) for s in by_seed))) if by_seed else []
     values = [[s[e] for s in by_seed] for e in epochs]
     return epochs, [sum(v) / len(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+
+def line_styles(recipes: list[str]) -> dict[str, tuple[str, str]]:
+    """recipe -> (matplotlib colour, dash), the same in every panel and distinct for up to 30
+    recipes: matplotlib's 10 cycle colours, solid, then dashed, then dotted."""
+    return {recipe: (f"C{i % 10}", ("-", "--", ":")[i // 10 % 3]) for i, recipe in enumerate(recipes)}
 
 
 def plot_curves(path: Path, columns: list[str], curves: dict[str, list[list[Evaluation]]],
@@ -45,12 +51,13 @@ def plot_curves(path: Path, columns: list[str], curves: dict[str, list[list[Eval
     nrows = -(-len(drawn) // ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), dpi=100, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    colours = {recipe: f"C{i % 10}" for i, recipe in enumerate(curves)}  # a recipe's colour in every panel
+    styles = line_styles(list(curves))
     for ax, (column, lines) in zip(axes, drawn.items()):
         for recipe, (epochs, mean, low, high) in lines.items():
-            ax.plot(epochs, mean, marker="o", markersize=3, linewidth=1.4, label=recipe, color=colours[recipe])
+            colour, dash = styles[recipe]
+            ax.plot(epochs, mean, marker="o", markersize=3, linewidth=1.4, label=recipe, color=colour, linestyle=dash)
             if any(h > lo for lo, h in zip(low, high)):
-                ax.fill_between(epochs, low, high, color=colours[recipe], alpha=0.2, linewidth=0)
+                ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
         ax.set_title(f"{column} {ARROWS.get(better.get(column.split('/', 1)[-1]), '')}".strip(), fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
         ax.tick_params(labelsize=8)
