@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 
@@ -131,6 +132,18 @@ def test_a_failing_cell_leaves_the_others_trained_and_is_retried(tmp_path, monke
     second = run_benchmark(["fastcut-fashion"], [0, 1], out, BUDGET, device="cpu")
     assert second.failed == {} and all(second.cells["fastcut-fashion"].values())
     assert "Failed cells" not in (out / "benchmark.md").read_text()
+
+
+def test_a_queued_cell_does_not_start_after_ctrl_c(tmp_path, monkeypatch):
+    """--jobs: a worker whose cell Ctrl-C stopped is handed the next queued cell at once; once the
+    main process has set the stop event, that cell returns untouched (the next call trains it)."""
+    stop = multiprocessing.get_context("spawn").Event()
+    monkeypatch.setattr(benchmark, "_STOP", None)
+    benchmark._init_worker(stop)
+    stop.set()
+    run = tmp_path / "fastcut-fashion/seed0"
+    assert benchmark._train_cell("fastcut-fashion", BUDGET, 0, run, "[1/1] fastcut-fashion seed 0") == signal.SIGINT
+    assert not run.exists()
 
 
 def test_benchmark_refuses_duplicates_and_no_seeds(tmp_path, capsys):

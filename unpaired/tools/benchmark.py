@@ -333,9 +333,22 @@ def _train_in_turn(todo: list, out: Path, overrides: list, registry: Registry | 
     return None
 
 
+#: In a --jobs worker: the event the main process sets on Ctrl-C. A worker whose cell stopped
+#: is handed the next queued cell at once; this keeps it from training one after the stop.
+_STOP = None
+
+
+def _init_worker(stop) -> None:
+    global _STOP
+    _STOP = stop
+
+
 def _train_cell(source: str, overrides: list, seed: int, run: Path, label: str, registry: Registry | None = None,
                 threads: int | None = None) -> int | None:
-    """One cell, trained, resumed or left as it is (finished); in a process of its own with ``threads``."""
+    """One cell, trained, resumed or left as it is (finished); in a process of its own with ``threads``.
+    Returns the signal that stopped it (SIGINT, untouched, when the benchmark was stopped before it began)."""
+    if _STOP is not None and _STOP.is_set():
+        return signal.SIGINT
     if threads:
         torch.set_num_threads(threads)
     return train_or_resume(load_recipe(source, [*overrides, f"seed={seed}"]), Path(run), registry, label)
@@ -357,9 +370,16 @@ def _train_side_by_side(todo: list, out: Path, overrides: list, registry: Regist
                           key="--jobs", code="registry-with-jobs")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     stops: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stops.append(signum))  # the cells stop themselves
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+
+    def on_interrupt(signum, frame):  # the running cells stop themselves; the queued ones must not start
+        stops.append(signum)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
             futures = {pool.submit(_train_cell, source, overrides, seed, out / name / f"seed{seed}",
                                    f"[{i}/{len(todo)}] {name} seed {seed} ({threads} threads)", None, threads):
                        (name, seed) for i, (name, source, seed) in enumerate(todo, 1)}
