@@ -10,9 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from torchvision.io import write_png
 
 from unpaired import RecipeError
 from unpaired.cli import main
+from unpaired.data.io import to_uint8
 from unpaired.engine.executor import Executor
 from unpaired.inference.translator import Translator
 from unpaired.loop.trainer import Trainer
@@ -197,6 +199,18 @@ def test_both_stargan_v2_recipes_pass_the_check(tmp_path):
     assert check_all(load_recipe("stargan-v2", [f"data.args.root={tmp_path / 'afhq'}"])) == []
 
 
+def test_more_domains_than_a_networks_heads_is_a_problem_before_training(tiny_stargan):
+    """Four classes for networks with three domain heads: label 3 would index past them mid-training
+    (IndexError in D's head); the check and the trainer name each network's num_domains instead."""
+    recipe = tiny_stargan("data.args.classes=[0,1,7,9]")
+    problems = [(p.key, p.code) for p in check_all(recipe)]
+    assert problems == [(f"networks.{n}.args.num_domains", "too-few-domains") for n in ("M", "E", "D")]
+    with pytest.raises(RecipeError) as err:
+        Trainer(recipe)
+    assert err.value.code == "too-few-domains" and "set networks.M.args.num_domains=4" in str(err.value)
+    assert "T-shirt/top, Trouser, Sneaker, Ankle boot" in str(err.value)
+
+
 def test_an_iteration_runs_the_authors_updates_in_order(tiny_stargan):
     """Two D steps on one Adam, G + M + E then G alone on another; R1 on the reals; the mapping
     network at its own learning rate; each step with the images its networks' updates changed."""
@@ -257,6 +271,12 @@ def test_stargan_v2_trains_resumes_translates_and_evaluates(tiny_stargan, tmp_pa
     traced = torch.jit.load(str(tmp_path / "latent.pt"))
     latent.condition("Trouser", seed=3)
     torch.testing.assert_close(traced(x), latent(x), rtol=0, atol=1e-4)  # the same draw, fixed in the file
+    # a reference of another size than the networks' 32x32: its style is taken at their scale, as translate does
+    write_png(to_uint8(torch.rand(1, 45, 60) * 2 - 1), str(tmp_path / "ref.png"))
+    assert main(["export", str(run), "--direction", "reference", "--format", "torchscript", "--to", "Trouser",
+                 "--style-from", str(tmp_path / "ref.png"), "--out", str(tmp_path / "ref.pt")]) == 0
+    ref.condition("Trouser", reference=tmp_path / "ref.png")
+    torch.testing.assert_close(torch.jit.load(str(tmp_path / "ref.pt"))(x), ref(x), rtol=0, atol=1e-4)
     resumed = Trainer.resume(run, ["train.max_iterations=4"])
     resumed.fit()
     assert resumed.iteration == 4
@@ -309,6 +329,18 @@ def test_a_derived_recipe_reorders_steps_removes_inference_and_is_told_about_ign
                                            "      nce_idt: {args: {nce_T: 0.5}}\n")
     assert ("steps.generator.losses.nce_idt.args", "ignored-args") in {
         (p.key, p.code) for p in validate(load_recipe(tmp_path / "shared.yaml"))}
+
+
+def test_command_line_overrides_reorder_steps_as_a_derived_recipe_does():
+    recipe = load_recipe("cyclegan-fashion", ["steps={discriminators: {}, generators: {}}"])
+    assert list(recipe.steps) == ["discriminators", "generators"]
+    assert recipe.steps.generators == load_recipe("cyclegan-fashion").steps.generators  # nothing else changed
+    with pytest.raises(RecipeError) as err:
+        load_recipe("stargan-v2-fashion", ["steps={G_reference: {every: 1}, D_latent: {every: 1}}"])
+    assert err.value.code == "step-order" and "command-line override" in str(err.value)
+    # dotted keys edit steps in place, in whatever order they are typed
+    edited = load_recipe("stargan-v2-fashion", ["steps.G_reference.every=1", "steps.D_latent.every=1"])
+    assert list(edited.steps) == list(load_recipe("stargan-v2-fashion").steps)
 
 
 def test_a_second_sample_of_each_domain(tiny_recipe):

@@ -132,6 +132,29 @@ def test_resume_with_an_lr_override_logs_the_new_lr(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_applies_a_parameter_groups_own_lr_and_keeps_it_when_the_step_lr_changes(tmp_path):
+    """A group's args are its own (StarGAN v2's mapping network at lr 1e-6): a resume that changes
+    the step's lr leaves the group's lr alone, one that changes the group's lr applies it; adding a
+    group is refused (the saved optimizer state has no place for it)."""
+    run = tmp_path / "run"
+    group = "steps.generators.optimizer.groups.G_BA"
+    Trainer(tiny(run, "train.max_iterations=4", f"{group}.lr=0.00001", f"{group}.betas=[0.9,0.999]")).fit()
+    resumed = Trainer.resume(run, ["steps.generators.optimizer.args.lr=0.00005", "train.max_iterations=6"])
+    groups = resumed.executor.optimizers["generators"].param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(5e-5), pytest.approx(1e-5)]
+    assert [tuple(g["betas"]) for g in groups] == [(0.5, 0.999), (0.9, 0.999)]
+    resumed.fit()
+    with raises(RecipeError, code="fixed-on-resume", key="steps.discriminators.optimizer.groups.D_A"):
+        Trainer.resume(run, ["steps.discriminators.optimizer.groups.D_A.lr=0.001", "train.max_iterations=8"])
+    again = Trainer.resume(run, [f"{group}.lr=0.00002", f"{group}.betas=[0.8,0.9]", "train.max_iterations=8"])
+    groups = again.executor.optimizers["generators"].param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(5e-5), pytest.approx(2e-5)]
+    assert [tuple(g["betas"]) for g in groups] == [(0.5, 0.999), (0.8, 0.9)]
+    assert [g["initial_lr"] for g in groups] == [pytest.approx(5e-5), pytest.approx(2e-5)]
+    again.fit()
+
+
+@pytest.mark.slow
 def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_path, capsys):
     run = tmp_path / "run"  # 8 images a domain, batch 4: 2 iterations an epoch
     Trainer(tiny(run, "data.args.limit=8", "train.epochs=4", "train.scheduler.args.n_epochs_decay=3")).fit()

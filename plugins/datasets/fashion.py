@@ -8,6 +8,7 @@ e.g. Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``
 
 from __future__ import annotations
 
+import functools
 import gzip
 from pathlib import Path
 
@@ -67,10 +68,17 @@ def load_split(source: str, split: str, label: int) -> np.ndarray:
                 raise DataError(f"the embedded subset holds classes 7 and 9 only, not {label}; use the full set "
                                 "(source: /usr/share/datasets/fashion-mnist).", key="data.args.class_A", code="not-embedded")
             return data[key]
-    folder = Path(source)
-    images = read_idx(_find(folder, IDX_FILES[split].format("images", 3)))
-    labels = read_idx(_find(folder, IDX_FILES[split].format("labels", 1)))
+    images, labels = _idx_split(str(Path(source).resolve()), split)
     return images[labels == label]
+
+
+@functools.lru_cache(maxsize=2)
+def _idx_split(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's images and labels, read once: a dataset asks for each class, training and sampling
+    many times, and decompressing the 60,000 training images takes a second each time."""
+    folder = Path(folder)
+    return (read_idx(_find(folder, IDX_FILES[split].format("images", 3))),
+            read_idx(_find(folder, IDX_FILES[split].format("labels", 1))))
 
 
 class ArrayDomain(Dataset):

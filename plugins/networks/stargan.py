@@ -228,7 +228,7 @@ class StarGANStyleEncoder(nn.Module):
         blocks, dim_out = _body(img_size, in_channels, max_conv_dim, base_dim)
         self.shared = nn.Sequential(*blocks)
         self.unshared = nn.ModuleList(nn.Linear(dim_out, style_dim) for _ in range(num_domains))
-        self.in_channels = in_channels
+        self.in_channels, self.num_domains = in_channels, num_domains  # the check compares it to the data's
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         h = self.shared(x).flatten(1)
@@ -248,7 +248,7 @@ class StarGANDiscriminator(nn.Module):
         blocks, dim_out = _body(img_size, in_channels, max_conv_dim, base_dim)
         blocks.append(nn.Conv2d(dim_out, num_domains, 1, 1, 0))
         self.main = nn.Sequential(*blocks)
-        self.in_channels = in_channels
+        self.in_channels, self.num_domains = in_channels, num_domains
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return _pick(self.main(x).flatten(1), y)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from unpaired.errors import RecipeError
+from unpaired.errors import Problem, RecipeError
 from unpaired.recipe.plan import Term
 from unpaired.recipe.resolved import Network, ResolvedRecipe
 
@@ -85,3 +85,24 @@ def loss_context(names, term: Term, nets: dict, images: dict, batch: dict) -> di
 def trainable(module: nn.Module) -> bool:
     """Whether a module has parameters that are trained (a loss's projection head, say)."""
     return any(p.requires_grad for p in module.parameters())
+
+
+def too_few_domain_heads(data, nets) -> list[Problem]:
+    """The networks with a head per domain (a ``num_domains`` attribute: StarGAN v2's mapping
+    network, style encoder and discriminator) that have fewer heads than the multi-domain ``data``
+    has domains (its ``domain_names``): a label past them would index out of range mid-training.
+
+    Args:
+        data: the built dataset; only a multi-domain one is checked.
+        nets: network name -> built module (any device, meta included).
+
+    Returns:
+        One problem per such network (key ``networks.<name>.args.num_domains``, code
+        ``too-few-domains``); none for data without domain names.
+    """
+    names = list(getattr(data, "domain_names", None) or ())
+    return [Problem(f"networks.{name}.args.num_domains", "too-few-domains",
+                    f"{net.num_domains} domain heads, but the data has {len(names)} domains ({', '.join(names)}): "
+                    f"set networks.{name}.args.num_domains={len(names)}, or train on fewer domains.")
+            for name, net in nets.items()
+            if names and isinstance(getattr(net, "num_domains", None), int) and net.num_domains < len(names)]

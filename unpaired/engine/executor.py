@@ -44,6 +44,12 @@ from unpaired.runtime.device import compile_cache, resolve_precision
 IMPLEMENTATION = ("params", "fused", "foreach", "capturable", "differentiable")
 
 
+def _group_args(plan: StepPlan) -> list[dict]:
+    """The args of each param group of a step's optimizer, in its order: the step's own group
+    (``optimizer.args``), then each of ``optimizer.groups`` (the step's args, its own on top)."""
+    return [dict(plan.optimizer.args), *({**plan.optimizer.args, **g} for g in plan.groups.values())]
+
+
 class Executor:
     """Run the steps of a recipe on batches, owning networks, losses, pools and optimizers.
 
@@ -207,30 +213,34 @@ class Executor:
         executor's recipe changes from the ``saved`` one (a resume with overrides).
 
         A step whose optimizer ``args`` changed (lr, betas, weight_decay, eps, ...) gets the recipe's
-        values in every restored param group (its moments are kept). When a step's ``lr`` or
-        ``train.scheduler`` changed, its schedule is rebuilt on the new base LR and advanced to the
-        restored position, so the LR is from the first resumed iteration what the recipe gives for
-        it; a ``plateau`` schedule keeps its restored state unless the schedule itself changed.
+        values in every restored param group (its moments are kept); a parameter group with args of
+        its own (``optimizer.groups``) keeps them, and a change of them applies to it alone. When a
+        group's ``lr`` or ``train.scheduler`` changed, the schedule is rebuilt on the new base LRs and
+        advanced to the restored position, so the LR is from the first resumed iteration what the
+        recipe gives for it; a ``plateau`` schedule keeps its restored state unless the schedule
+        itself changed.
 
         Args:
-            saved: the recipe the restored state was trained with (same steps and optimizer types).
+            saved: the recipe the restored state was trained with (same steps, optimizer types and
+                parameter groups).
         """
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
         schedule_changed = self.recipe.scheduler != saved.scheduler
-        before = {p.name: p.optimizer for p in saved.steps}
+        before = {p.name: p for p in saved.steps}
         for plan in self.plans:
             if plan.share:
                 continue
-            opt, args, old_args = self.optimizers[plan.name], dict(plan.optimizer.args), dict(before[plan.name].args)
-            old = self.schedulers[plan.name]
-            lr_changed = args.get("lr") != old_args.get("lr")
-            rebuild = schedule_changed or (lr_changed and not isinstance(old, plateau))
+            opt, old = self.optimizers[plan.name], self.schedulers[plan.name]
+            args, old_args = _group_args(plan), _group_args(before[plan.name])
+            lr_changed = [new.get("lr") != was.get("lr") for new, was in zip(args, old_args)]
+            rebuild = schedule_changed or (any(lr_changed) and not isinstance(old, plateau))
             if args == old_args and not rebuild:
                 continue
             # the recipe's values are those of the optimizer it builds (the plugin's defaults included)
-            probe = self.recipe.build(plan.optimizer, params=[torch.zeros(1, requires_grad=True)]).param_groups[0]
-            values = {k: v for k, v in probe.items() if k not in IMPLEMENTATION and (k != "lr" or rebuild or lr_changed)}
-            for group in opt.param_groups:
+            probe = self.recipe.build(plan.optimizer, params=[{"params": [torch.zeros(1, requires_grad=True)], **g}
+                                                              for g in ({}, *plan.groups.values())]).param_groups
+            for group, probed, changed in zip(opt.param_groups, probe, lr_changed):
+                values = {k: v for k, v in probed.items() if k not in IMPLEMENTATION and (k != "lr" or rebuild or changed)}
                 group.update(values)
                 if "lr" in values:  # the base LR, which a schedule multiplies
                     group["initial_lr"] = values["lr"]

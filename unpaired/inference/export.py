@@ -190,7 +190,9 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
                             "(UNSB's recipes have AtoB_nfe1: the generator's one step, its noise code fixed by --seed).",
                             key=direction, code="not-exportable")
     real_label, real = _real_image(translator)
-    module = (ConditionedTranslation(translator, tuple(real.shape[-2:])) if translator.image
+    # the condition (a reference's style, a code) is computed at the networks' training scale, as
+    # translate computes it: a style encoder takes images of its training size only
+    module = (ConditionedTranslation(translator, translator.size_for(*real.shape[-2:])) if translator.image
               else TranslationModule(translator)).eval().float()
     example_hw, random_hw = _sizes(tuple(real.shape[-2:]), translator.size_divisor)
     gen = torch.Generator().manual_seed(0)

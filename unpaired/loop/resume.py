@@ -24,8 +24,9 @@ def _fixed(key: str) -> bool:
     p = key.split(".")
     if p[0] == "networks":
         return len(p) == 2 or p[2] in ("type", "role", "args")
-    if p[0] == "steps":
-        return len(p) == 2 or p[2] == "networks" or p[2:4] == ["optimizer", "type"]
+    if p[0] == "steps":  # a parameter group added or removed: the saved optimizer state has other groups
+        return len(p) == 2 or p[2] == "networks" or p[2:4] == ["optimizer", "type"] or (
+            p[2:4] == ["optimizer", "groups"] and len(p) <= 5)
     # the seed drew the data order, the image pools' choices and every random draw since
     return p[0] in ("images", "init_from", "seed") or key == "train.scheduler.interval"
 
@@ -33,9 +34,9 @@ def _fixed(key: str) -> bool:
 def fixed_changes(saved: DictConfig, recipe: DictConfig) -> list[str]:
     """The keys ``recipe`` changes from a run's ``saved`` recipe that a resumed run cannot take:
     a network's ``type``, ``role`` or ``args`` (or a network added or removed), ``images``, a step
-    added or removed or its ``networks`` or ``optimizer.type``, ``train.scheduler.interval``,
+    added or removed or its ``networks``, ``optimizer.type`` or a parameter group added or removed, ``train.scheduler.interval``,
     ``init_from`` and ``seed``. Everything else (optimizer args, the schedule, epochs, data, loss
-    weights, ...) applies on resume."""
+    weights, a group's args, ...) applies on resume."""
     return [k for k in changes(saved, recipe) if _fixed(k)]
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from unpaired.data.build import build_dataset, training_pairs
 from unpaired.data.check import check_training_files
 from unpaired.data.pairs import EpochSampler, batch_size, collate_pairs
+from unpaired.engine.build import too_few_domain_heads
 from unpaired.engine.executor import Executor
 from unpaired.engine.schedule import schedule_warning
 from unpaired.errors import CheckpointError, DataError, RecipeError, TrainingDiverged, warn
@@ -119,6 +120,9 @@ class Trainer:
         self.pairs = training_pairs(self.data, self.recipe.seed, self.recipe.data.second_sample)
         check_training_files(self.pairs, self.recipe.data.on_bad_file)
         self.executor = Executor(self.recipe, dist=self.dist)
+        problems = too_few_domain_heads(self.data, self.executor.nets)
+        if problems:
+            raise RecipeError.listing(problems)
         self.run = RunDir(out_dir or self.recipe.config.out_dir or f"runs/{self.recipe.name}")
         self.sampler = EpochSampler(len(self.pairs), self.recipe.seed, rank=self.dist.rank,
                                     world_size=self.dist.world_size)
@@ -609,7 +613,7 @@ class Trainer:
         if fixed:
             raise RecipeError(
                 f"cannot change {', '.join(fixed)} when resuming {run_dir}: a restored run keeps its networks, "
-                f"images, steps and seed. Start a new run from its weights instead (init_from.path={run_dir}).",
+                f"images, steps, parameter groups and seed. Start a new run from its weights instead (init_from.path={run_dir}).",
                 key=fixed[0], code="fixed-on-resume")
         edited = edited_recipe(source.recipe_file, saved, recipe) if not is_ckpt else []
         if edited:  # resume trains the checkpoint's recipe: an edit of the file would be lost, then overwritten

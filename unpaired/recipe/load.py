@@ -231,7 +231,9 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
 
     Raises:
         RecipeError: an override without '=', one that is not YAML, an unknown key, a value of the
-            wrong type or shape, or a ``${...}`` that does not resolve (named with ``source``, the
+            wrong type or shape, steps listed in another order than the recipe's without all of them
+            (``steps={discriminators: {}, generators: {}}`` lists all: it reorders), or a ``${...}``
+            that does not resolve (named with ``source``, the
             recipe's file, when there are no overrides).
     """
     if isinstance(overrides, str):  # one override given as a string, not a list of them
@@ -249,7 +251,9 @@ def apply_overrides(recipe: DictConfig, overrides, source: str = "recipe") -> Di
     check_shapes(patch, "command-line override")
     _upgrade(patch, "command-line override")
     try:
-        merged = drop_nulls(OmegaConf.merge(recipe, patch))
+        # a whole steps={...} mapping lists the steps in the order wanted; dotted keys edit in place
+        whole = OmegaConf.from_dotlist([item for item in overrides if item.split("=", 1)[0].strip() == "steps"])
+        merged = drop_nulls(_steps_in_order(OmegaConf.merge(recipe, patch), whole, "command-line override"))
     except OmegaConfBaseException as err:
         raise _error(err, "command-line override") from err
     try:

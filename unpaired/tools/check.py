@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from unpaired.data.build import build_dataset, training_pairs
 from unpaired.data.pairs import collate_pairs
-from unpaired.engine.build import build_network
+from unpaired.engine.build import build_network, too_few_domain_heads
 from unpaired.engine.executor import Executor
 from unpaired.engine.schedule import schedule_warning
 from unpaired.errors import Problem, RecipeError, UnpairedError, warn
@@ -154,12 +154,15 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[Prob
             Evaluator(resolved, device="cpu", data=data)
         except UnpairedError as err:
             problems.append(Problem.of(err, "eval", "bad-eval"))
+    built = {}
     with torch.device("meta"):
         for name, net in resolved.networks.items():
             try:
-                build_network(resolved, net, init=False)
+                built[name] = build_network(resolved, net, init=False)
             except (UnpairedError, ValueError, RuntimeError, TypeError) as err:
                 problems.append(Problem(f"networks.{name}", "build-failed", f"cannot be built: {err}"))
+    if batch is not None:  # the data built: as many domain heads as domains
+        problems += too_few_domain_heads(data, built)
     if problems:
         return problems
     try:
