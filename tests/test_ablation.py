@@ -121,6 +121,16 @@ def stopping_registry() -> Registry:
 
 
 @pytest.mark.slow
+def test_ablate_refuses_bad_arguments_before_training(tmp_path):
+    """--images 0 raised a raw traceback after every variant had trained; --metrics bogus gave an
+    empty table and exit 0."""
+    with raises(RecipeError, "bad-value", key="--images"):
+        run_ablation("cyclegan-fashion", ["full"], tmp_path / "a", list(TINY), images=0)
+    with raises(RecipeError, "unknown-metric", key="--metrics", says=("bogus", "target_accuracy")):
+        run_ablation("cyclegan-fashion", ["full"], tmp_path / "b", list(TINY), metrics=["bogus"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "abl"
     variants = ["ablations/cycle-alone", "full"]

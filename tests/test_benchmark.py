@@ -154,6 +154,10 @@ def test_benchmark_refuses_duplicates_and_no_seeds(tmp_path, capsys):
     assert main(["benchmark", "fastcut-fashion", "--seeds", "0,x", "--out", str(tmp_path)]) == 2
     assert "--seeds: comma-separated integers" in capsys.readouterr().err
     assert not (tmp_path / "benchmark.yaml").exists()
+    # a table key no metric outputs left an empty column after the training
+    with raises(RecipeError, "unknown-metric", key="--metrics", says=("target_acuracy", "Did you mean 'target_accuracy'")):
+        run_benchmark(["cyclegan-fashion"], [0], tmp_path, BUDGET, metrics=["target_acuracy"])
+    assert not (tmp_path / "benchmark.yaml").exists()
 
 
 @pytest.mark.slow

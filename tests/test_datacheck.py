@@ -173,6 +173,23 @@ def test_data_check_of_a_recipe(tmp_path, capsys):
     assert "recipe dataset unaligned_folder" in out and f"{root / 'testB' / 'cut.jpg'}: truncated JPEG" in out
 
 
+def test_data_check_of_a_multi_domain_recipe(tmp_path, capsys):
+    """It looked for domains A and B ('no domain A') and failed stargan-v2-fashion, which trains."""
+    assert cli.main(["data", "check", "stargan-v2-fashion"]) == 0
+    assert "reads no image files (its data is in memory); nothing to check" in capsys.readouterr().out
+    root = tmp_path / "animals"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            write_images(root / split / name, 2, channels=1)
+    (root / "train" / "fox").mkdir()  # a domain without training images
+    recipe = ["data.dataset=domain_folders", "data.args=null", f"data.args.root={root}", "data.args.channels=1"]
+    report = check_data("stargan-v2", recipe)
+    assert [(f.name, len(f.images)) for f in report.folders] == [("train/cat", 2), ("train/dog", 2), ("test/cat", 2),
+                                                                  ("test/dog", 2)]
+    assert [p.split(":")[0] for p in report.problems] == ["train/fox", "test/fox"] and not report.ok
+    assert "the folder is empty" in report.problems[0] and report.text().endswith("training would fail (see above)\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # before training
 

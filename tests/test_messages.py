@@ -31,6 +31,13 @@ def test_an_unknown_argument_names_the_closest_and_how_to_drop_it():
         "networks.G.args.ngff=null.)")
 
 
+def test_every_argument_another_plugin_type_does_not_take_is_named_at_once():
+    # a dataset switched on the command line keeps the base's args: all three, not one per attempt
+    problems = validate(load_recipe("cyclegan-fashion", ["data.dataset=unaligned_folder", "data.args.root=/tmp"]))
+    assert [(p.key, p.code) for p in problems] == [(f"data.args.{k}", "unknown-argument")
+                                                   for k in ("source", "class_A", "class_B")]
+
+
 def test_the_reference_gpu_ids_idiom_is_translated():
     with pytest.raises(RecipeError) as err:
         pick_device("-1")

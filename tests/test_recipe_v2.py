@@ -211,6 +211,30 @@ def test_more_domains_than_a_networks_heads_is_a_problem_before_training(tiny_st
     assert "T-shirt/top, Trouser, Sneaker, Ankle boot" in str(err.value)
 
 
+def test_a_multi_domain_run_on_folders_the_classifier_does_not_know_evaluates(tmp_path):
+    """Domains cat, dog, fox on folders: the Fashion-MNIST judge has no such classes, so the target
+    accuracy is skipped (and says why) while FID and the cycle error are scored; it failed the
+    first evaluation ('cat' is not a class of the classifier)."""
+    from unpaired.evaluation.entry import evaluate_run
+
+    for split in ("train", "test"):
+        for k, name in enumerate(("cat", "dog", "fox")):
+            folder = tmp_path / "animals" / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                write_png(torch.full((1, 32, 32), 60 * k + 10 * i, dtype=torch.uint8), str(folder / f"{i}.png"))
+    (tmp_path / "animals.yaml").write_text(
+        f"base: stargan-v2-fashion\ndata:\n  dataset: domain_folders\n"
+        f"  args: {{root: {tmp_path / 'animals'}, channels: 1, load_size: 32, crop_size: 32}}\n")
+    tiny = [o for o in TINY_STARGAN if not o.startswith("data.args.")]
+    recipe = load_recipe(tmp_path / "animals.yaml", [*tiny, f"out_dir={tmp_path / 'run'}", "train.max_iterations=2"])
+    assert check_all(recipe) == []
+    Trainer(recipe).fit()
+    result, _ = evaluate_run(tmp_path / "run", device="cpu")
+    assert {"fid", "cycle_l1"} <= set(result.metrics["latent/cat"]) and "target_accuracy" not in result.metrics["latent/cat"]
+    assert "target_class" in result.skipped["latent/cat"]["classifier"]
+
+
 def test_an_iteration_runs_the_authors_updates_in_order(tiny_stargan):
     """Two D steps on one Adam, G + M + E then G alone on another; R1 on the reals; the mapping
     network at its own learning rate; each step with the images its networks' updates changed."""
@@ -277,6 +301,9 @@ def test_stargan_v2_trains_resumes_translates_and_evaluates(tiny_stargan, tmp_pa
                  "--style-from", str(tmp_path / "ref.png"), "--out", str(tmp_path / "ref.pt")]) == 0
     ref.condition("Trouser", reference=tmp_path / "ref.png")
     torch.testing.assert_close(torch.jit.load(str(tmp_path / "ref.pt"))(x), ref(x), rtol=0, atol=1e-4)
+    assert main(["translate", str(run), "--direction", "reference", "--to", "Trouser", "--style-from", str(tmp_path / "ref.png"),
+                 "--styles", "2", "--out", str(tmp_path / "same")]) == 2  # one reference, one style: identical files
+    assert "translates the same for every seed" in capsys.readouterr().err
     resumed = Trainer.resume(run, ["train.max_iterations=4"])
     resumed.fit()
     assert resumed.iteration == 4

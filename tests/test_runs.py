@@ -17,6 +17,7 @@ from unpaired.tools.check import check_all
 from unpaired.recipe.load import from_yaml, load_recipe
 from unpaired.recipe.resolved import resolve
 from unpaired.engine.schedule import schedule_warning
+from unpaired.recipe.plan import idle_networks_warning
 from unpaired.loop.trainer import Trainer
 
 from conftest import TINY, raises
@@ -198,6 +199,18 @@ def test_resume_refuses_what_a_restored_run_cannot_take(source, tmp_path):
         Trainer.resume(source, [f"init_from.path={source}"])
     assert main(["train", "--resume", str(source), "--init-from", str(source)]) == 2
     assert file_hashes(source) == before
+
+
+def test_networks_no_step_updates_are_warned_about(tmp_path, capsys):
+    """steps.generators=null checked OK and trained only the discriminators, without a word."""
+    assert idle_networks_warning(resolve(load_recipe("cyclegan-fashion"))) is None
+    assert idle_networks_warning(resolve(load_recipe("cyclegan-fashion", ["steps.generators=null"]))) == (
+        "networks G_AB, G_BA are in no step's networks: no optimizer updates them, they keep their initial "
+        "(or init_from) weights; add them to a step, or remove them if that is not meant.")
+    assert main(["recipe", "check", "cyclegan-fashion", "steps.generators=null"]) == 0  # a warning, not a problem
+    assert "warning: networks G_AB, G_BA are in no step's networks" in capsys.readouterr().err
+    Trainer(tiny(tmp_path / "run", "steps.discriminators=null", "train.max_iterations=1")).fit()
+    assert "warning: networks D_A, D_B are in no step's networks" in capsys.readouterr().err
 
 
 @pytest.mark.slow

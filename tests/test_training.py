@@ -151,6 +151,9 @@ def test_translate_never_overwrites(trained, tmp_path):
     with raises(DataError, "output-is-input", key=str(tmp_path / "in")):
         translate_folder(Translator(out, "AtoB", "cpu"), tmp_path / "in", tmp_path / "in")
     assert png.read_bytes() == before
+    # inside it: refused the first time too (a second run would have translated the translations)
+    with raises(DataError, "output-in-input", key=str(tmp_path / "in" / "out")):
+        translate_folder(Translator(out, "AtoB", "cpu"), tmp_path / "in", tmp_path / "in" / "out")
 
 
 def test_translate_keeps_subfolders_and_reads_bmp(tiny_recipe, tmp_path):

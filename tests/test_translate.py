@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,13 +70,15 @@ def test_a_bad_file_in_the_middle_is_reported_and_the_rest_translated(run, tmp_p
     (src / "img_001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (src / "notes.txt").write_text("not an image")
     (src / "._img_000.png").write_bytes(b"AppleDouble")  # macOS metadata: ignored without a word
+    os.mkfifo(src / "pipe.png")  # reading it blocked translate for good
     code = cli.main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "o"), "--workers", "0"])
     assert code == 1
     out = capsys.readouterr()
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["img_000.png", "img_002.png"]
     assert out.out.splitlines() == [
-        f"AtoB with G_AB: translated 2, skipped 1, failed 1: {tmp_path / 'o'}",
+        f"AtoB with G_AB: translated 2, skipped 2, failed 1: {tmp_path / 'o'}",
         f"  skipped {src / 'notes.txt'}: not an image (.txt)",
+        f"  skipped {src / 'pipe.png'}: not a regular file (a pipe, socket or device)",
         f"  FAILED {src / 'img_001.png'}: cannot decode image: not a valid PNG/JPG/JPEG/WEBP/GIF/BMP/TIF/TIFF file "
         "(cannot identify image file '" + str(src / "img_001.png") + "'). Remove or re-save it.",
     ]

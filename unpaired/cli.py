@@ -86,6 +86,10 @@ def _translate(args) -> int:
                             to=args.to, seed=args.seed, reference=args.style_from)
     if args.steps is not None:
         translator.set_steps(args.steps)
+    if args.styles > 1 and not translator.draws:
+        raise UnpairedError(f"--styles: direction '{args.direction}' translates the same for every seed (it draws no "
+                            "style code or noise): one output per input; drop --styles.", key="--styles",
+                            code="bad-arguments")
     to = f"_{args.to}".replace("/", "-").replace(" ", "-") if args.to else ""  # T-shirt/top: one folder name
     out = Path(args.out or Path(args.run) / f"translated_{args.direction}{to}")
     options = dict(batch_size=args.batch_size, workers=args.workers)
@@ -288,7 +292,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--direction", default="AtoB", help="a key of the recipe's inference section (AtoB, BtoA)")
     src = tr.add_mutually_exclusive_group()
     src.add_argument("--input", help="an image file or a folder of images")
-    src.add_argument("--split", default="test", help="translate this split of the run's own dataset (default)")
+    src.add_argument("--split", default="test", choices=("train", "test"),
+                     help="translate this split of the run's own dataset (default: test)")
     tr.add_argument("--out", help="output folder (default RUN/translated_<direction>)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--batch-size", type=int, default=4, help="images of equal size translated together (default 4)")

@@ -247,24 +247,26 @@ def _check_recipe(target: str, overrides) -> DataReport:
                         key=str(target), code="not-a-dataset") from err
     data = build_dataset(recipe)
     report = DataReport(target, f"recipe dataset {recipe.data.dataset}")
+    names = list(getattr(data, "domain_names", None) or ())  # a multi-domain dataset's, else A and B
     for split in ("train", "test"):
         seen = set()
-        for name in "AB":
+        for name in names or "AB":
+            label = f"{split}/{name}" if names else f"{split}{name}"
             try:
                 domain = data.domain(name, split)
             except UnpairedError as err:
-                report.problems.append(f"{split}{name}: {err}")
+                report.problems.append(f"{label}: {err}")
                 continue
             holder = file_holder(domain)
             if holder is None:
                 report.notes.append(f"dataset '{recipe.data.dataset}' reads no image files (its data is in memory); nothing to check")
                 return report
-            side = getattr(domain, "index", "AB".index(name))  # pairs: this domain's file of each tuple
+            side = getattr(domain, "index", 0 if names else "AB".index(name))  # pairs: this domain's file of each tuple
             paths = sorted({e[side] if isinstance(e, tuple) else e for e in holder.files})
             if tuple(paths) in seen:  # side-by-side files hold both domains: reported once
                 continue
             seen.add(tuple(paths))
-            report.folders.append(FolderReport(f"{split}{name}", getattr(holder, "folder", Path(".")), [inspect(p) for p in paths]))
+            report.folders.append(FolderReport(label, getattr(holder, "folder", Path(".")), [inspect(p) for p in paths]))
     return report
 
 

@@ -40,7 +40,7 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     that holds ``folder`` itself is skipped with a warning (it would pull in the other splits, as
     ``trainA/all -> ..`` would). Hidden files and folders (a leading dot: ``.DS_Store``,
     ``._photo.jpg``, ``.git/``) and :data:`OS_METADATA` are ignored. An image is a file with a
-    suffix of :data:`IMAGE_EXTENSIONS` (any case).
+    suffix of :data:`IMAGE_EXTENSIONS` (any case); a named pipe, socket or device is not.
     """
     images, others, seen = [], [], set()
     root = os.path.realpath(folder)
@@ -58,7 +58,10 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
         for name in filenames:
             if not name.startswith(".") and name not in OS_METADATA:
                 path = Path(dirpath) / name
-                (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
+                # a named pipe or device called x.png would block the reader: not an image (a broken
+                # link stays one, and is named as unreadable)
+                special = os.path.exists(path) and not os.path.isfile(path)
+                (images if path.suffix.lower() in IMAGE_EXTENSIONS and not special else others).append(path)
 
     def key(p: Path) -> str:
         return p.relative_to(folder).as_posix()

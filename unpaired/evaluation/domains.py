@@ -71,8 +71,10 @@ def score_domains(recipe: ResolvedRecipe, nets: dict, device: torch.device, data
         num_images: test images per domain (default the recipe's ``eval.num_images``, else all).
 
     Raises:
-        RecipeError: no multi-domain entry, a dataset without named domains, or a domain name the
-            classifier does not have.
+        RecipeError: no multi-domain entry, or a dataset without named domains.
+
+    A domain whose name is a class of the judge's classifier is scored with it (target accuracy);
+    the others without (the result's ``skipped`` says why).
     """
     entries = multi_domain_entries(recipe)
     data = data if data is not None else build_dataset(recipe)
@@ -86,7 +88,10 @@ def score_domains(recipe: ResolvedRecipe, nets: dict, device: torch.device, data
     n = num_images or ev.num_images
     split = [data.domain(k, ev.split) for k in range(len(names))]
     tests = [torch.stack([d[i][0] for i in range(min(len(d), n or len(d)))]) for d in split]
-    classes = [scorer._class_index(name, name) for name in names]
+    # a domain the classifier has a class of is judged by it (Fashion-MNIST's classes); another
+    # (a folder named cat) has no target class: the metrics that need one say so, the rest score
+    known = list(getattr(scorer.classifier, "classes", None) or [])
+    classes = [known.index(name) if name in known else None for name in names]
     translators = {e: Translator.from_networks(recipe, nets, e, device) for e in entries}
     reference = next((e for e in entries if translators[e].reference_value), None)
     g = torch.Generator().manual_seed(0)

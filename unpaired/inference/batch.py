@@ -177,12 +177,15 @@ def translate_folder(translator: Translator, src: str | Path, dst: str | Path, b
     (a warning as they come, then in the summary) and the others are translated.
 
     Raises:
-        DataError: the input is missing or holds no image, ``dst`` is the input folder, or
-            ``flatten`` would give two inputs one output name.
+        DataError: the input is missing or holds no image, ``dst`` is the input folder or inside
+            it, or ``flatten`` would give two inputs one output name.
     """
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise DataError(f"{src}: not found.", key=str(src), code="not-found")
+    if src.is_dir() and dst.resolve() != src.resolve() and dst.resolve().is_relative_to(src.resolve()):
+        raise DataError(f"{dst}: the output folder is inside the input folder {src}; another run would translate "
+                        "the translations too. Choose an --out outside it.", key=str(dst), code="output-in-input")
     root = src.parent if src.is_file() else src
     files, others = ([src], []) if src.is_file() else list_images(src)
     if not files:
@@ -197,7 +200,8 @@ def translate_folder(translator: Translator, src: str | Path, dst: str | Path, b
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"{src}: two inputs would both be written as {dup}; translate without --flatten.",
                         key=str(src), code="name-clash")
-    summary = TranslateSummary(dst, skipped=[(p, f"not an image ({p.suffix or 'no suffix'})") for p in others])
+    summary = TranslateSummary(dst, skipped=[(p, "not a regular file (a pipe, socket or device)" if p.exists() and not p.is_file()
+                                               else f"not an image ({p.suffix or 'no suffix'})") for p in others])
     return _translate_all(translator, _Files(files, names, translator.in_channels), dst, summary, batch_size, workers)
 
 

@@ -208,6 +208,17 @@ class Translator:
             return value
         return domain_channels(value, domain) if domain in ("A", "B") else 3
 
+    @property
+    def draws(self) -> bool:
+        """Whether the output depends on the seed: the direction's image needs a random value or
+        an op that draws noise (a latent-guided style code, UNSB's sampling). A generator, and a
+        reference-guided entry, translate the same for every seed."""
+        if self.image is None:
+            return False
+        given = {self.source, *self.domain_values, self.reference_value}
+        nodes = [self.graph.nodes[n] for n in self.graph.order([self.image]) if n not in given]
+        return any(node.random is not None or node.op for node in nodes)
+
     def condition(self, to=None, seed: int = 0, reference=None) -> None:
         """Set what a multi-domain, multimodal entry translates to: the target domain ``to`` (name
         or label), the ``seed`` of its random style codes, the ``reference`` image (a tensor

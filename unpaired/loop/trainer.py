@@ -43,6 +43,7 @@ from unpaired.loop.resume import edited_recipe, fixed_changes
 from unpaired.loop.timing import STEP, LoopTimer
 from unpaired.plugin.diagnostics import collecting
 from unpaired.plugin.registry import Registry, Spec
+from unpaired.recipe.plan import idle_networks_warning
 from unpaired.recipe.load import apply_overrides
 from unpaired.recipe.resolved import ResolvedRecipe, resolve, spec
 from unpaired.runs import checkpoint
@@ -211,9 +212,9 @@ class Trainer:
         tr = self.recipe.train
         if self.recipe.init_from is not None and self.iteration == 0:  # a resumed run has its own weights
             self.load_init_weights()
-        mismatch = schedule_warning(self.recipe) if self.is_main else None
-        if mismatch:
-            warn(mismatch)
+        for line in (schedule_warning(self.recipe), idle_networks_warning(self.recipe)) if self.is_main else ():
+            if line:
+                warn(line)
         self._refuse_out_dir()  # before the lock, which creates the folder
         self._hold_lock()
         try:

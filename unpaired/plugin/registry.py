@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import pluggy
 
-from unpaired.errors import RecipeError, UnpairedError, warn
+from unpaired.errors import Problem, RecipeError, UnpairedError, warn
 from unpaired.plugin import hookspecs
 
 ENTRY_POINT_GROUP = "unpaired"
@@ -317,22 +317,26 @@ def _import_failed(module: str, file: Path | None, err: Exception) -> RecipeErro
 
 def check_args(factory: Callable, args: dict, where: str) -> None:
     """Fail with the key path when ``args`` has a name ``factory`` does not accept, or a value
-    of the wrong kind where the default is a number or a flag."""
+    of the wrong kind where the default is a number or a flag; every such argument at once (its
+    ``problems``), so that a recipe switched to another plugin type is mended in one go."""
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    problems = []
     for key, value in args.items():
         if key not in accepted:
-            raise RecipeError(
-                f"{where}.{key}: unknown argument.{closest(key, accepted)} "
-                f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)",
-                key=f"{where}.{key}", code="unknown-argument"
-            )
+            problems.append(Problem(
+                f"{where}.{key}", "unknown-argument", f"unknown argument.{closest(key, accepted)} "
+                f"Accepted: {', '.join(accepted) or '(none)'}. (If a base recipe set it for another type, drop it with {where}.{key}=null.)"))
+            continue
         expected = _type_problem(params[key].default, value, params[key].annotation)
         if expected:
-            raise RecipeError(f"{where}.{key}: expected {expected}, got {value!r}.", key=f"{where}.{key}",
-                              code="wrong-type")
+            problems.append(Problem(f"{where}.{key}", "wrong-type", f"expected {expected}, got {value!r}."))
+    if len(problems) == 1:
+        raise RecipeError(str(problems[0]), key=problems[0].key, code=problems[0].code, problems=problems)
+    if problems:
+        raise RecipeError.listing(problems)
 
 
 def _type_problem(default, value, annotation=None) -> str:

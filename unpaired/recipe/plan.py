@@ -210,3 +210,19 @@ def _keep_graph(plans: list[StepPlan], i: int, graph: ImageGraph) -> frozenset[s
             if graph.networks(name) & set(later.networks):
                 break
     return frozenset(keep)
+
+
+def idle_networks_warning(recipe) -> str | None:
+    """One line naming the networks that no step updates (a step deleted with ``steps.X=null``, a
+    network left out of every step's ``networks``), else None: they keep their initial or
+    ``init_from`` weights. A warning, not a problem: a frozen, pretrained network may be meant.
+
+    Args:
+        recipe: a :class:`~unpaired.recipe.resolved.ResolvedRecipe`.
+    """
+    stepped = {name for step in recipe.steps for name in step.networks}
+    idle = [name for name in recipe.networks if name not in stepped]
+    if not idle:
+        return None
+    return (f"networks {', '.join(idle)} are in no step's networks: no optimizer updates them, they keep their "
+            "initial (or init_from) weights; add them to a step, or remove them if that is not meant.")

@@ -30,8 +30,12 @@ class Problems(list):
         self.append(Problem(key, code, text))
 
     def add_error(self, err: RecipeError, key: str = "", code: str = "invalid") -> None:
-        """An error raised by a check (the registry's), as a problem with its own key and code."""
-        self.append(Problem.of(err, key, code))
+        """An error raised by a check (the registry's), as its problems, or as a problem with its
+        own key and code."""
+        if getattr(err, "problems", None):
+            self.extend(err.problems)
+        else:
+            self.append(Problem.of(err, key, code))
 
 
 # -- the structure, decided once ---------------------------------------------------------------------
@@ -604,9 +608,15 @@ def _check_numbers(recipe: DictConfig, problems: Problems) -> None:
         if tr[key] is not None:
             positive[f"train.{key}"] = tr[key]
     positive["eval.batch_size"] = recipe.eval.batch_size
+    if recipe.eval.split not in ("train", "test"):
+        problems.add("eval.split", "bad-value", f"the split evaluated is train or test, got {recipe.eval.split!r}.")
     if recipe.eval.num_images is not None and recipe.eval.num_images < 2:
         problems.add("eval.num_images", "too-small", f"must be at least 2 (FID, KID and diversity compare image sets), "
                                                      f"got {recipe.eval.num_images}.")
+    for name, net in recipe.networks.items():
+        if not net.init_gain >= 0:  # NaN too
+            problems.add(f"networks.{name}.init_gain", "negative", f"the init's standard deviation (or gain) must be "
+                                                                     f"0 or more, got {net.init_gain}.")
     for sname, step in recipe.steps.items():
         positive[f"steps.{sname}.every"] = step.every
         positive[f"steps.{sname}.repeat"] = step.repeat

@@ -175,7 +175,8 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         kept; the same call resumes it).
 
     Raises:
-        RecipeError: a bad variant, a base without eval metrics, or ``out`` holding another ablation.
+        RecipeError: a bad variant, a base without eval metrics, ``images`` below 1, a ``metrics``
+            key that no metric of the recipe ranks, or ``out`` holding another ablation.
     """
     out = Path(out)
     variants = [resolve_variant(v) for v in variants]
@@ -184,13 +185,16 @@ def run_ablation(base: str, variants=PAPER_VARIANTS, out: str | Path = "runs/abl
         raise RecipeError(f"variants must have distinct names, got {list(variants)}.",
                           key="--variants", code="duplicate")
     require_metrics(next(iter(recipes.values())), str(base))
+    if images < 1:
+        raise RecipeError(f"--images: the test inputs per direction in the figure, 1 or more; got {images}.",
+                          key="--images", code="bad-value")
+    keys = table_keys(list(recipes.values()), metrics, registry)  # the table's columns
     config = {"base": str(base), "variants": list(variants), "overrides": list(overrides)}
     if seeds is not None:
         if not seeds or len(set(seeds)) != len(seeds):
             raise RecipeError(f"--seeds: distinct seeds, at least one; got {seeds}.", key="--seeds", code="duplicate")
         config["seeds"] = [int(k) for k in seeds]
     check_same_folder(out, "ablation.yaml", config)
-    keys = metrics or headline_keys(next(iter(recipes.values())), registry)  # the table's columns
     cells = [(name, k) for name in recipes for k in (seeds if seeds is not None else [None])]
     runs = {(name, k): out / name / f"seed{k}" if k is not None else out / name for name, k in cells}
     scores: dict[tuple, EvalResult | None] = dict.fromkeys(cells)
@@ -226,6 +230,29 @@ def headline_keys(recipe: DictConfig, registry: Registry | None = None) -> list[
         if better:
             keys.append(better[0])
     return keys
+
+
+def table_keys(recipes: list[DictConfig], metrics: list[str] | None, registry: Registry | None = None) -> list[str]:
+    """The output keys a table shows: ``metrics`` when each is ranked by a metric of one of the
+    ``recipes`` (a metric plugin's ``better``), else each recipe's :func:`headline_keys`.
+
+    Raises:
+        RecipeError: a key that none of the recipes' metrics ranks (code ``unknown-metric``): its
+            column would stay empty after all the training.
+    """
+    if not metrics:
+        return list(dict.fromkeys(k for r in recipes for k in headline_keys(r, registry)))
+    known: dict[str, None] = {}
+    for recipe in recipes:
+        reg = (registry or default_registry()).for_recipe(recipe)
+        for name, spec in recipe.eval.metrics.items():
+            known.update(dict.fromkeys(getattr(reg.create("metric", spec.type or name, f"eval.metrics.{name}",
+                                                          **plugin_args(spec.args)), "better", {})))
+    for key in metrics:
+        if key not in known:
+            raise RecipeError(f"--metrics: no metric of the recipe ranks '{key}'.{closest(key, known)} The recipe's "
+                              f"metrics rank {', '.join(known)}.", key="--metrics", code="unknown-metric")
+    return list(metrics)
 
 
 def _write_table(out: Path, results: dict[str, EvalResult | list[EvalResult] | None], keys: list[str] | None,

@@ -41,7 +41,7 @@ from unpaired.recipe.resolved import resolve
 from unpaired.runs import checkpoint
 from unpaired.runs.checkpoint import atomic_write_text
 from unpaired.runs.rundir import RunDir
-from unpaired.tools.ablation import final_scores, headline_keys, run_status, train_or_resume
+from unpaired.tools.ablation import final_scores, headline_keys, run_status, table_keys, train_or_resume
 from unpaired.tools.benchmark_plot import plot_curves
 
 __all__ = ["BenchmarkResult", "Cell", "run_benchmark"]
@@ -276,7 +276,8 @@ def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchm
         (its checkpoint is kept; the same call resumes it).
 
     Raises:
-        RecipeError: no recipes or seeds, a recipe twice, a recipe without eval metrics, ``out``
+        RecipeError: no recipes or seeds, a recipe twice, a recipe without eval metrics, a
+            ``metrics`` key that no recipe's metric ranks, ``out``
             holding another benchmark, jobs below 1, or a ``registry`` with jobs above 1.
     """
     out, overrides, seeds = Path(out), list(overrides), [int(s) for s in seeds]
@@ -291,6 +292,8 @@ def run_benchmark(recipes: list[str], seeds=(0,), out: str | Path = "runs/benchm
     loaded = {n: load_recipe(r, overrides) for n, r in zip(names, recipes)}
     for name, recipe in loaded.items():
         require_metrics(recipe, name)
+    if metrics:  # a key no recipe's metric ranks would leave an empty column after all the training
+        table_keys(list(loaded.values()), metrics, registry)
     _check_same_benchmark(out, {"recipes": list(recipes), "seeds": seeds, "overrides": overrides})
     keys = {n: metrics or headline_keys(r, registry) for n, r in loaded.items()}
     cells: dict[str, dict[int, Cell | None]] = {n: dict.fromkeys(seeds) for n in names}

@@ -29,7 +29,7 @@ from unpaired.engine.executor import Executor
 from unpaired.engine.schedule import schedule_warning
 from unpaired.errors import Problem, RecipeError, UnpairedError, warn
 from unpaired.plugin.registry import Registry, default_registry
-from unpaired.recipe.plan import StepPlan, Term
+from unpaired.recipe.plan import StepPlan, Term, idle_networks_warning
 from unpaired.recipe.resolved import ResolvedRecipe, resolve
 from unpaired.recipe.validate import validate
 from unpaired.runs.init_from import init_weights
@@ -138,9 +138,9 @@ def check_all(recipe: DictConfig, registry: Registry | None = None) -> list[Prob
         resolved = resolve(recipe, reg)
     except RecipeError as err:  # init_from names no checkpoint, or another SHA-256
         return err.problems or [Problem.of(err, "init_from")]
-    mismatch = schedule_warning(resolved)  # a warning, not a problem: the recipe can train
-    if mismatch:
-        warn(mismatch)
+    for line in (schedule_warning(resolved), idle_networks_warning(resolved)):  # warnings: the recipe can train
+        if line:
+            warn(line)
     batch = None
     try:  # the data: folders exist and hold images, sizes fit
         data = build_dataset(resolved)
