@@ -508,6 +508,8 @@ def test_fashion_limit_and_labels():
             FashionMNIST(class_B=bad)
     with pytest.raises(ValueError):
         FashionMNIST(channels=3)
+    with pytest.raises(ValueError, match="both 7"):
+        FashionMNIST(class_A=7, class_B=7)  # one class on both sides translated it into itself
     with raises(DataError, "not-embedded", key="data.args.class_A"):
         FashionMNIST(class_A=0).domain("A", "train")  # not in the embedded subset
 

@@ -106,6 +106,14 @@ def test_a_missing_gpu_is_refused_in_one_line(run, capsys):
                              f"cuda:{torch.cuda.device_count() - 1}; use one of them, or auto.")
 
 
+def test_an_option_given_twice_is_refused(capsys, tmp_path):
+    """argparse keeps the last: demo.sh --out X trained into X while the script went on with its own
+    folder, and failed there after the training."""
+    code = main(["train", "cyclegan-fashion", "--out", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert code == 2 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert "--out is given twice" in capsys.readouterr().err
+
+
 def test_ablate_checks_its_device_before_training(capsys):
     assert main(["ablate", "cyclegan-fashion", "--device", "gpu"]) == 2
     assert one_line_error(capsys) == "error: --device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N."

@@ -225,9 +225,13 @@ def test_fastcut_recipe_is_cut_with_fastcuts_defaults():
     assert (full.n_epochs, full.n_epochs_decay) == (150, 50)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name", ["fastcut-fashion", "dclgan-fashion", "simdcl-fashion"])
-def test_method_recipes_check_and_run_an_iteration(name, tmp_path):
-    recipe = load_recipe(name, ["data.args.limit=8", "data.batch_size=2", "device=cpu", f"out_dir={tmp_path}"])
+def test_method_recipes_check_and_run_an_iteration(name, precision, tmp_path):
+    """bf16 too (every recipe's precision is auto): DCLGAN's encoders ran with autocast off on the
+    step's bf16 images and raised a dtype error."""
+    recipe = load_recipe(name, ["data.args.limit=8", "data.batch_size=2", "device=cpu", f"out_dir={tmp_path}",
+                                f"train.precision={precision}"])
     assert check_all(recipe) == []
     ex = Executor(recipe, device="cpu")
     g = torch.Generator().manual_seed(0)

@@ -93,6 +93,7 @@ def test_base_loop_is_reported(tmp_path):
         ("data.dataset=fashion", "data.dataset: unknown dataset 'fashion'. Did you mean 'fashion_mnist'?"),
         ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16, auto."),
         ("eval.split=val", "eval.split: the split evaluated is train or test, got 'val'."),
+        ("name=../escape", "name: a run's default folder is runs/<name>: a plain folder name, got '../escape'; to train elsewhere, give --out (or out_dir)."),
         ("networks.G_AB.init_gain=-1", "networks.G_AB.init_gain: the init's standard deviation (or gain) must be 0 or more, got -1.0."),
         ("steps.discriminators.losses.D_A.real=null", "steps.discriminators.losses.D_A.real: this step trains 'D_A', so the term needs a real image."),
         ("steps.generators.losses.cycle_A.adversarial=lsgan", "set exactly one of 'adversarial' (a GAN loss), 'consistency'"),

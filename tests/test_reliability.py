@@ -341,6 +341,35 @@ def test_a_damaged_latest_checkpoint_names_an_earlier_one_to_fork_from(tiny_reci
 
 
 @pytest.mark.slow
+def test_weights_changed_after_their_checkpoint_was_written_are_refused(tiny_recipe, tmp_path):
+    """Zeroed bytes inside the tensors leave a file that loads: resume trained on from the damaged
+    weights. Each checkpoint now lists its files' SHA-256 (SHA256SUMS, as sha256sum writes it)."""
+    import hashlib
+    import subprocess
+
+    from unpaired.inference.translator import Translator
+
+    run = tmp_path / "run"
+    Trainer(tiny_recipe("train.max_iterations=4", "train.checkpoint_every=2", f"out_dir={run}")).fit()
+    ckpt = run / "checkpoints" / "iter_00000004"
+    sums = dict(line.split("  ")[::-1] for line in (ckpt / "SHA256SUMS").read_text().splitlines())
+    assert sorted(sums) == sorted(["state.pt", "weights.safetensors"])
+    assert sums["weights.safetensors"] == hashlib.sha256((ckpt / "weights.safetensors").read_bytes()).hexdigest()
+    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=ckpt, capture_output=True).returncode == 0
+    weights = ckpt / checkpoint.WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-3000:] = bytes(3000)
+    weights.write_bytes(bytes(data))
+    earlier = run / "checkpoints" / "iter_00000002"
+    with raises(CheckpointError, "checksum-mismatch", key=str(weights), says=(f"--resume {earlier} --out NEW_RUN",)):
+        Trainer.resume(run, ["train.max_iterations=6"])
+    with raises(CheckpointError, "checksum-mismatch", key=str(weights)):
+        Translator(run, "AtoB", "cpu")
+    (ckpt / "SHA256SUMS").unlink()  # a checkpoint written before the sums: loaded as it is
+    assert Translator(run, "AtoB", "cpu").nets
+
+
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_is_trained_again(tiny_recipe, tmp_path, capsys):
     import shutil
 

@@ -171,6 +171,18 @@ def test_extending_a_finished_schedule_applies_from_the_first_resumed_epoch(tmp_
             in capsys.readouterr().err)
 
 
+def test_a_checkpoint_file_a_missing_weight_set_and_an_out_under_a_file_are_named(source, tmp_path, capsys):
+    ckpt = checkpoint.latest(source)
+    assert checkpoint.latest(ckpt / checkpoint.WEIGHTS) == ckpt  # the file stands for its checkpoint
+    with raises(CheckpointError, "not-a-checkpoint", key=str(ckpt / checkpoint.STATE), says=(str(ckpt),)):
+        checkpoint.latest(ckpt / checkpoint.STATE)
+    with raises(CheckpointError, "no-weight-set", says=("it holds: raw", "ema: section")):
+        checkpoint.load_weights(source, "bogus")
+    (tmp_path / "F").write_text("")
+    assert main(["export", str(source), "--format", "torchscript", "--out", str(tmp_path / "F" / "AtoB.pt")]) != 0
+    assert f"{tmp_path / 'F'} is a file, not a folder" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_fork_leaves_the_old_run_unchanged_and_continues_in_the_new_one(source, tmp_path, capsys):
     before = file_hashes(source)

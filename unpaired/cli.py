@@ -412,6 +412,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     p = parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    flags = [a.split("=", 1)[0] for a in argv if a.startswith("--") and a != "--"]
+    twice = next((f for f in flags if flags.count(f) > 1), None)
+    if twice:  # argparse would keep the last one without a word (demo.sh --out X ran in X, went on in its own)
+        print(f"error: {twice} is given twice; give it once.", file=sys.stderr)
+        return 2
     args, extra = p.parse_known_args(argv)
     # key=value overrides may also come after options such as --out
     listed = "overrides" if hasattr(args, "overrides") else "items" if hasattr(args, "items") else None

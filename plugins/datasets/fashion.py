@@ -120,6 +120,8 @@ class FashionMNIST:
         for label in (class_A, class_B):
             if not 0 <= label < len(CLASSES):
                 raise ValueError(f"class labels are 0..9, got {label}")
+        if class_A == class_B:
+            raise ValueError(f"class_A and class_B are both {class_A}: domains A and B need two different classes")
         self.source, self.labels, self.channels = source, {"A": class_A, "B": class_B}, channels
         if limit < 0:
             raise ValueError(f"limit: 0 (every image) or a positive count of images per domain, got {limit}")

@@ -172,14 +172,16 @@ class DualPatchNCELoss(nn.Module):
         g_a, g_b = (networks[n] for n in self.names)
         n = input.shape[0]
         sim = self.similarity > 0
-        with _no_autocast(input.device.type):
-            with torch.set_grad_enabled(sim and torch.is_grad_enabled()):  # the keys carry gradients only to Sim
-                real_a_feats = extract_features(g_a, target, self.layers)
-                real_b_feats = extract_features(g_b, real_b, self.layers)
+        keys_grad = sim and torch.is_grad_enabled()  # the keys carry gradients only to Sim
+        with torch.set_grad_enabled(keys_grad):  # the encoders under the step's autocast, as PatchNCE's
+            real_a_feats = extract_features(g_a, target, self.layers)
+            real_b_feats = extract_features(g_b, real_b, self.layers)
+        fake_b_feats = extract_features(g_b, input, self.layers)
+        fake_a_feats = extract_features(g_a, fake_a, self.layers)
+        with _no_autocast(input.device.type):  # sampling, heads and logits in float32 (see _embed)
+            with torch.set_grad_enabled(keys_grad):
                 k1, ids1 = self._embed(real_a_feats, self.f1, None)
                 k2, ids2 = self._embed(real_b_feats, self.f2, None)
-            fake_b_feats = extract_features(g_b, input, self.layers)
-            fake_a_feats = extract_features(g_a, fake_a, self.layers)
             q1, _ = self._embed(fake_b_feats, self.f2, ids1)
             q2, _ = self._embed(fake_a_feats, self.f1, ids2)
             nce1, nce2 = self._nce(q1, k1, n), self._nce(q2, k2, n)

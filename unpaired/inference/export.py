@@ -205,7 +205,11 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         expected = {label: module(x) for label, x in inputs.items()}
     metadata = _metadata(translator, Path(run), out_channels)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:  # a file where a folder of --out should be
+        raise UnpairedError(f"{path}: cannot write there, {err.filename} is a file, not a folder; choose another "
+                            "--out.", key=str(path), code="bad-out") from err
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write, load = (_write_onnx, _load_onnx) if format == "onnx" else (_write_torchscript, _load_torchscript)

@@ -9,6 +9,7 @@ networks are discriminators (:func:`network_kind`), which side an adversarial te
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -608,6 +609,9 @@ def _check_numbers(recipe: DictConfig, problems: Problems) -> None:
         if tr[key] is not None:
             positive[f"train.{key}"] = tr[key]
     positive["eval.batch_size"] = recipe.eval.batch_size
+    if not recipe.name or Path(recipe.name).name != recipe.name or recipe.name in (".", ".."):
+        problems.add("name", "bad-value", f"a run's default folder is runs/<name>: a plain folder name, got "
+                                          f"{recipe.name!r}; to train elsewhere, give --out (or out_dir).")
     if recipe.eval.split not in ("train", "test"):
         problems.add("eval.split", "bad-value", f"the split evaluated is train or test, got {recipe.eval.split!r}.")
     if recipe.eval.num_images is not None and recipe.eval.num_images < 2:

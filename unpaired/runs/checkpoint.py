@@ -9,6 +9,8 @@ whole layout)::
         weights.<set>.safetensors    a weight set a handler keeps, e.g. weights.ema.safetensors
         state.pt                     optimizers, schedules, image pools, counters, RNG states, the
                                      handlers' states
+        SHA256SUMS                   each file's SHA-256 (``sha256sum -c SHA256SUMS``), checked
+                                     when a file is loaded
     best/                            the same, for the best evaluation (eval.json beside)
     imported/                        an imported model (unpaired import-reference): weights and
         source.json                  the files they came from; no state.pt
@@ -41,6 +43,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from unpaired.errors import CheckpointError
 
 WEIGHTS, STATE, LATEST = "weights.safetensors", "state.pt", "latest"
+SUMS = "SHA256SUMS"  # each file's SHA-256, as ``sha256sum`` writes them (``sha256sum -c SHA256SUMS`` checks)
 SOURCE = "source.json"  # an imported checkpoint's origin (unpaired import-reference); such a checkpoint has no state.pt
 #: The layout written now (in the weights' metadata).
 FORMAT = "unpaired/2"
@@ -59,6 +62,25 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def verify(file: Path) -> None:
+    """Check ``file`` against the SHA-256 its checkpoint's ``SHA256SUMS`` lists for it; a file it
+    does not list (or a checkpoint written before the sums) passes.
+
+    Raises:
+        CheckpointError: the file's SHA-256 differs from the one written with it (code
+            ``checksum-mismatch``): it changed after the checkpoint was complete.
+    """
+    sums = Path(file).parent / SUMS
+    if not sums.is_file():
+        return
+    listed = dict(reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if "  " in line)
+    expected = listed.get(Path(file).name)
+    if expected is not None and file_sha256(file) != expected:
+        raise CheckpointError(f"{file}: its SHA-256 is not the one written with the checkpoint ({sums}): the file "
+                              "changed after it was complete (a disk or copy error, or an edit), and would load "
+                              "damaged weights or state.", key=str(file), code="checksum-mismatch")
 
 
 def iteration_name(iteration: int) -> str:
@@ -158,6 +180,9 @@ def write(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe
             files.append(fname)
         for f in files:
             _fsync(tmp / f)
+        # what was written, to tell later damage (a disk, a copy, an edit) from a checkpoint that loads
+        (tmp / SUMS).write_text("".join(f"{file_sha256(tmp / f)}  {f}\n" for f in files))
+        _fsync(tmp / SUMS)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(ckpt_root)
@@ -180,12 +205,18 @@ def write(ckpt_root: Path, name: str, networks: dict, state: dict | None, recipe
 
 
 def latest(path: Path, missing_ok: bool = False) -> Path | None:
-    """The newest complete checkpoint of a run directory, or ``path`` itself if it is a checkpoint.
+    """The newest complete checkpoint of a run directory, or ``path`` itself if it is a checkpoint
+    (or the checkpoint of ``path``, its ``weights.safetensors``).
 
     Raises:
-        CheckpointError: none found (unless ``missing_ok``).
+        CheckpointError: none found (unless ``missing_ok``), or another file given.
     """
     path = Path(path)
+    if path.is_file():  # a checkpoint's file given for its checkpoint
+        if path.name != WEIGHTS:
+            raise CheckpointError(f"{path}: a file; give its checkpoint folder ({path.parent}) or the run directory.",
+                                  key=str(path), code="not-a-checkpoint")
+        path = path.parent
     if (path / WEIGHTS).is_file():
         return path
     root = path / "checkpoints"
@@ -222,6 +253,7 @@ def _read(file: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).", key=str(file),
                               code="unreadable") from err
+    verify(file)
     nets: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         net, rest = key.split(".", 1)
@@ -255,8 +287,9 @@ def load_weights(path: Path, weights: str | None = None) -> tuple[str, dict[str,
         file = ckpt / weights_file(weights)
         if not file.is_file():
             sets = ", ".join(["raw", *weight_sets(ckpt)])
-            raise CheckpointError(f"{ckpt}: no weight set '{weights}' (it holds: {sets}); a recipe keeps one with a "
-                                  f"handler such as handlers.{weights}.", key=str(ckpt), code="no-weight-set")
+            raise CheckpointError(f"{ckpt}: no weight set '{weights}' (it holds: {sets}). A run keeps an 'ema' set when "
+                                  "its recipe has an ema: section (or a handler keeps one).", key=str(ckpt),
+                                  code="no-weight-set")
         nets.update(_read(file)[1])
     return recipe, nets
 
@@ -298,7 +331,7 @@ def load_state(ckpt: Path) -> dict:
     """
     file = Path(ckpt) / STATE
     try:
-        return upgrade_state(torch.load(file, map_location="cpu", weights_only=True))
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         if (Path(ckpt) / SOURCE).is_file():
             run = Path(ckpt).parent.parent
@@ -317,3 +350,5 @@ def load_state(ckpt: Path) -> dict:
     except (RuntimeError, EOFError) as err:  # a truncated or overwritten file
         raise CheckpointError(f"{file}: damaged, it cannot be read ({str(err).split('.')[0]}).", key=str(file),
                               code="damaged") from err
+    verify(file)
+    return upgrade_state(state)

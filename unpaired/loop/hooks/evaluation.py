@@ -58,7 +58,7 @@ class Evaluation:
         result = self.evaluator(trainer.inference_nets(), about)
         self.last = trainer.iteration, result
         flat = result.flat()
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:4])
+        shown = ", ".join(f"{k} {flat[k]:.4g}" for k in _headline(flat))
         if self.best_name is not None:
             try:
                 value = result.value(self.best_name)
@@ -83,3 +83,12 @@ class Evaluation:
             scores, name = self.last[1], checkpoint.iteration_name(trainer.iteration)
             scores.protocol["checkpoint"] = str(trainer.run.checkpoints / name)
             scores.write(trainer.run.evaluation(name))
+
+
+def _headline(flat: dict, per_direction: int = 2, most: int = 8) -> list[str]:
+    """The keys the console line shows: the first ``per_direction`` scores of each direction (both
+    ways of a two-domain run, not only the first), ``most`` in all."""
+    by_direction: dict[str, list[str]] = {}
+    for key in flat:
+        by_direction.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    return [k for keys in by_direction.values() for k in keys[:per_direction]][:most]
