@@ -58,15 +58,24 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
         for name in filenames:
             if not name.startswith(".") and name not in OS_METADATA:
                 path = Path(dirpath) / name
-                # a named pipe or device called x.png would block the reader: not an image (a broken
-                # link stays one, and is named as unreadable)
-                special = os.path.exists(path) and not os.path.isfile(path)
-                (images if path.suffix.lower() in IMAGE_EXTENSIONS and not special else others).append(path)
+                (images if path.suffix.lower() in IMAGE_EXTENSIONS and not _special(path) else others).append(path)
 
     def key(p: Path) -> str:
         return p.relative_to(folder).as_posix()
 
     return sorted(images, key=key), sorted(others, key=key)
+
+
+def _special(path: Path) -> bool:
+    # a named pipe or device called x.png would block the reader: not an image (a broken link
+    # stays one, and is named as unreadable)
+    return os.path.exists(path) and not os.path.isfile(path)
+
+
+def why_not_image(path: Path) -> str:
+    """Why :func:`list_images` put ``path`` among the other files: a pipe, socket or device, or
+    a suffix not in :data:`IMAGE_EXTENSIONS`."""
+    return "not a regular file (a pipe, socket or device)" if _special(path) else f"not an image ({path.suffix or 'no suffix'})"
 
 
 def skipped_note(folder: Path, others: list[Path]) -> str:

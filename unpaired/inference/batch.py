@@ -21,7 +21,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
 from unpaired.data.build import build_dataset
-from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float
+from unpaired.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_float, why_not_image
 from unpaired.errors import DataError, RecipeError, warn
 from unpaired.inference.translator import Translator, write_image
 from unpaired.runtime.terminal import interactive
@@ -200,8 +200,7 @@ def translate_folder(translator: Translator, src: str | Path, dst: str | Path, b
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"{src}: two inputs would both be written as {dup}; translate without --flatten.",
                         key=str(src), code="name-clash")
-    summary = TranslateSummary(dst, skipped=[(p, "not a regular file (a pipe, socket or device)" if p.exists() and not p.is_file()
-                                               else f"not an image ({p.suffix or 'no suffix'})") for p in others])
+    summary = TranslateSummary(dst, skipped=[(p, why_not_image(p)) for p in others])
     return _translate_all(translator, _Files(files, names, translator.in_channels), dst, summary, batch_size, workers)
 
 

@@ -29,6 +29,7 @@ executor held them).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load, safe_open, save_file
 
 from unpaired.errors import CheckpointError
 
@@ -64,9 +65,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(file: Path) -> None:
-    """Check ``file`` against the SHA-256 its checkpoint's ``SHA256SUMS`` lists for it; a file it
-    does not list (or a checkpoint written before the sums) passes.
+def verify(file: Path, data: bytes) -> None:
+    """Check ``data``, the bytes just read from ``file`` (hashed as loaded: one read of the file),
+    against the SHA-256 its checkpoint's ``SHA256SUMS`` lists for it; a file it does not list (or a
+    checkpoint written before the sums) passes.
 
     Raises:
         CheckpointError: the file's SHA-256 differs from the one written with it (code
@@ -77,7 +79,7 @@ def verify(file: Path) -> None:
         return
     listed = dict(reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if "  " in line)
     expected = listed.get(Path(file).name)
-    if expected is not None and file_sha256(file) != expected:
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{file}: its SHA-256 is not the one written with the checkpoint ({sums}): the file "
                               "changed after it was complete (a disk or copy error, or an edit), and would load "
                               "damaged weights or state.", key=str(file), code="checksum-mismatch")
@@ -247,13 +249,14 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _read(file: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     """A weights file's metadata and per-network state dicts (on the CPU)."""
     try:
-        with safe_open(str(file), framework="pt") as f:
+        data = Path(file).read_bytes()
+        with safe_open(str(file), framework="pt") as f:  # reads only the header
             metadata = f.metadata() or {}
-        flat = load_file(str(file), device="cpu")
+        flat = load(data)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).", key=str(file),
                               code="unreadable") from err
-    verify(file)
+    verify(file, data)
     nets: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         net, rest = key.split(".", 1)
@@ -331,7 +334,8 @@ def load_state(ckpt: Path) -> dict:
     """
     file = Path(ckpt) / STATE
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        data = file.read_bytes()
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         if (Path(ckpt) / SOURCE).is_file():
             run = Path(ckpt).parent.parent
@@ -350,5 +354,5 @@ def load_state(ckpt: Path) -> dict:
     except (RuntimeError, EOFError) as err:  # a truncated or overwritten file
         raise CheckpointError(f"{file}: damaged, it cannot be read ({str(err).split('.')[0]}).", key=str(file),
                               code="damaged") from err
-    verify(file)
+    verify(file, data)
     return upgrade_state(state)
