@@ -169,6 +169,10 @@ def test_a_file_that_differs_is_refused(run, tmp_path, capsys, monkeypatch):
                               "Known: AtoB, BtoA, AtoA."),
     (["--tolerance", "0"], "--tolerance must be a positive number; got 0.0."),
     (["--out", "/tmp"], "/tmp: a folder; --out names the file to write, e.g. /tmp/AtoB.onnx."),
+    (["--format", "torchscript", "--out", "/tmp/g.onnx"],
+     "/tmp/g.onnx: a file name for --format onnx; name it g.pt for --format torchscript, or pass --format onnx."),
+    (["--out", "/tmp/g.PT"], "/tmp/g.PT: a file name for --format torchscript; name it g.onnx for --format onnx, or "
+                             "pass --format torchscript."),
 ])
 def test_errors(run, capsys, args, message):
     assert main(["export", str(run), *args]) == 2

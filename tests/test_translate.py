@@ -137,6 +137,8 @@ def test_bf16_inference_is_close_to_fp32(run):
     fp32 = Translator(run, "AtoB", "cpu")(x)
     bf16 = Translator(run, "AtoB", "cpu", precision="bf16")(x)
     assert bf16.dtype == torch.float32 and 0 < (bf16 - fp32).abs().max() < 0.05
+    with raises(RecipeError, "needs-gpu", key="precision", says=("use bf16",)):  # as train.precision=fp16
+        Translator(run, "AtoB", "cpu", precision="fp16")
 
 
 # ---------------------------------------------------------------------------------------------

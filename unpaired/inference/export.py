@@ -162,8 +162,8 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
         The :class:`ExportResult`: path, metadata as read back from the file, checks.
 
     Raises:
-        UnpairedError: unknown format, a tolerance that is not positive, a missing ONNX package,
-            an exporter failure, or a file that fails to run or differs from PyTorch by more
+        UnpairedError: unknown format, an ``out`` with the other format's suffix, a tolerance that
+            is not positive, a missing ONNX package, an exporter failure, or a file that fails to run or differs from PyTorch by more
             than ``tolerance`` (then nothing is written).
         CheckpointError: no usable checkpoint in ``run``.
         RecipeError: unknown direction, or a network plugin that is not installed.
@@ -180,6 +180,10 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
     if path.is_dir():
         raise UnpairedError(f"{path}: a folder; --out names the file to write, e.g. {path / (direction + FORMATS[format])}.",
                             key=str(path), code="is-a-folder")
+    other = next((f for f, suffix in FORMATS.items() if f != format and path.suffix.lower() == suffix), None)
+    if other:  # a TorchScript archive named .onnx would fail (or replace an ONNX export) where it is used
+        raise UnpairedError(f"{path}: a file name for --format {other}; name it {path.stem}{FORMATS[format]} for "
+                            f"--format {format}, or pass --format {other}.", key=str(path), code="wrong-suffix")
     translator = Translator(run, direction, "cpu", registry, weights=weights, to=to, seed=seed, reference=reference)
     samplers = [n for n in translator.graph.order([translator.image]) if translator.graph.nodes[n].op] \
         if translator.image else []

@@ -105,7 +105,8 @@ class Translator:
     Raises:
         CheckpointError: no usable checkpoint, or weights that do not fit.
         RecipeError: unknown direction (lists the known ones; for an imported model without that
-            direction's generator, says why), or a network plugin that is not installed.
+            direction's generator, says why), a network plugin that is not installed, or fp16 on
+            the CPU.
     """
 
     def __init__(self, run: str | Path, direction: str = "AtoB", device: str = "auto", registry: Registry | None = None,
@@ -194,6 +195,9 @@ class Translator:
             raise RecipeError(f"tile {self.tile}: {self.net_name} needs tiles of at least {2 * self.size_divisor} "
                               f"pixels (its feature maps shrink {self.size_divisor}x).", key="tile", code="too-small")
         self.precision = resolve_precision(self.precision, self.device)
+        if self.precision == "fp16" and self.device.type == "cpu":  # as train.precision: emulated, slower than fp32
+            raise RecipeError("precision fp16 needs a GPU; on the CPU use bf16 or auto (bf16 where native) or fp32.",
+                              key="precision", code="needs-gpu")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     def _in_channels(self, domain) -> int:
