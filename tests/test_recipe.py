@@ -38,6 +38,17 @@ def test_base_inheritance_and_overrides():
     assert from_yaml(to_yaml(r)) == r
 
 
+def test_recipe_show_changed_keeps_what_differs_from_the_schema(capsys):
+    assert main(["recipe", "show", "cyclegan-fashion", "train.epochs=3"]) == 0
+    full = capsys.readouterr().out
+    assert main(["recipe", "show", "--changed", "cyclegan-fashion", "train.epochs=3"]) == 0
+    short = capsys.readouterr().out
+    assert "init_gain" in full and "init_gain" not in short and "spectral_norm" not in short  # defaults
+    assert "  epochs: 3\n" in short and "    type: resnet_6blocks\n" in short and "weight: 10.0" in short
+    assert len(short.splitlines()) < len(full.splitlines()) / 2
+    assert from_yaml(short) == from_yaml(full)  # the same recipe once the schema fills in its defaults
+
+
 def test_recipe_names_resolve_to_files(tmp_path):
     assert find_recipe("cyclegan").name == "cyclegan.yaml"
     with raises(RecipeError, "no-recipe", key="cyclegn", says=("'cyclegan'",)):

@@ -256,12 +256,14 @@ def _plugins(args) -> int:
 
 
 def _recipe(args) -> int:
-    from unpaired.recipe.load import load_recipe, to_yaml
+    from omegaconf import OmegaConf
+
+    from unpaired.recipe.load import load_recipe, set_keys, to_yaml
     from unpaired.tools.check import check_all
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.action == "show":
-        print(to_yaml(recipe), end="")
+        print(OmegaConf.to_yaml(set_keys(recipe)) if args.changed else to_yaml(recipe), end="")
         return 0
     problems = check_all(recipe)
     for p in problems:
@@ -406,6 +408,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("action", choices=["check", "show"])
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*")
+    r.add_argument("--changed", action="store_true",
+                   help="show: only the keys that differ from the schema's defaults (what the recipe sets)")
     r.set_defaults(func=_recipe)
     return p
 

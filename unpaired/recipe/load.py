@@ -8,8 +8,10 @@ Loading: ``base:`` chains are merged first (the base's keys, then the child's), 
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -294,6 +296,19 @@ def from_yaml(text: str) -> DictConfig:
 def to_yaml(recipe: DictConfig) -> str:
     """The fully resolved recipe as YAML (what each run and checkpoint stores)."""
     return OmegaConf.to_yaml(recipe, resolve=True)
+
+
+def set_keys(recipe: DictConfig) -> dict:
+    """The resolved recipe without the keys that hold their schema default (:mod:`unpaired.recipe.schema`):
+    what the recipe and its bases set (``unpaired recipe show --changed``). A key of a network, image,
+    step or loss term is kept where it differs from that entry's default."""
+    def walk(node: Any, plain: Any) -> Any:
+        kind = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if not isinstance(plain, dict) or not is_dataclass(kind):
+            return plain if not isinstance(plain, dict) else {k: walk(node[k], v) for k, v in plain.items()}
+        default = OmegaConf.to_container(OmegaConf.structured(kind))
+        return {k: walk(node[k], v) for k, v in plain.items() if k not in default or default[k] != v}
+    return walk(recipe, OmegaConf.to_container(recipe, resolve=True))
 
 
 def plugin_args(args: DictConfig | dict) -> dict:
