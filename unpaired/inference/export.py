@@ -163,8 +163,8 @@ def export(run: str | Path, direction: str = "AtoB", format: str = "onnx", out: 
 
     Raises:
         UnpairedError: unknown format, an ``out`` with the other format's suffix, a tolerance that
-            is not positive, a missing ONNX package, an exporter failure, or a file that fails to run or differs from PyTorch by more
-            than ``tolerance`` (then nothing is written).
+            is not positive, a missing ONNX package, an exporter failure, or a file that fails to
+            run or differs from PyTorch by more than ``tolerance`` (then nothing is written).
         CheckpointError: no usable checkpoint in ``run``.
         RecipeError: unknown direction, or a network plugin that is not installed.
     """
