@@ -251,8 +251,9 @@ def _read(file: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     try:
         data = Path(file).read_bytes()
         with safe_open(str(file), framework="pt") as f:  # reads only the header
-            metadata = f.metadata() or {}
-        flat = load(data)
+            metadata, order = f.metadata() or {}, list(f.keys())
+        tensors = load(data)
+        flat = {k: tensors[k] for k in order}  # load() gives the data's order; keep the header's, as load_file
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{file}: not a readable safetensors checkpoint ({err}).", key=str(file),
                               code="unreadable") from err
