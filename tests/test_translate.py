@@ -56,6 +56,7 @@ def test_every_path_keeps_the_input_size(run, tmp_path):
     assert cli.main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "f"), "--device", "cpu"]) == 0
     assert {p.relative_to(tmp_path / "f").as_posix(): Image.open(p).size for p in (tmp_path / "f").rglob("*.*")} == {
         "a.png": (45, 23), "sub/b.jpg": (19, 50)}
+    assert Image.open(tmp_path / "f" / "sub" / "b.jpg").mode == "L"  # the 1-channel generator's JPEG stays grey
     assert cli.main(["translate", str(run), "--input", str(src / "a.png"), "--out", str(tmp_path / "one")]) == 0
     assert len(translate_folder(translator, str(src), str(tmp_path / "py"), workers=0).translated) == 2  # str paths
     assert Image.open(tmp_path / "one" / "a.png").size == (45, 23)

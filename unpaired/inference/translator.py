@@ -412,7 +412,8 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def write_image(image: Tensor, dst: Path) -> Path:
-    """Write an image (C, H, W) in [-1, 1] as JPEG (quality 95) for .jpg/.jpeg names, else PNG.
+    """Write an image (C, H, W) in [-1, 1] as JPEG (quality 95) for .jpg/.jpeg names, else PNG;
+    one channel gives a greyscale file, three an RGB one.
 
     The file is encoded in memory, written to a temporary file beside ``dst``, flushed to disk and
     renamed: a write that fails (a full disk, an I/O error) leaves no partial file behind.
@@ -425,7 +426,7 @@ def write_image(image: Tensor, dst: Path) -> Path:
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.suffix.lower() in (".jpg", ".jpeg"):
-            data = encode_jpeg(u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8, quality=95)
+            data = encode_jpeg(u8, quality=95)
         else:
             data = encode_png(u8)
         with open(tmp, "wb") as f:
