@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import tifffile
 import torch
@@ -23,6 +24,7 @@ from unpaired import CheckpointError, DataError, RecipeError, hookimpl
 from unpaired.cli import main
 from unpaired.data.check import probe
 from unpaired.data.io import read_image
+from unpaired.inference.batch import stretch
 from unpaired.inference.translator import Translator
 from unpaired.loop.trainer import Trainer
 from unpaired.recipe.load import load_recipe
@@ -286,9 +288,12 @@ def test_translate_resizes_to_the_training_scale_and_back(tiny_recipe, tmp_path,
 
     src = tmp_path / "in"
     write_images(src, 1, channels=1, size=128)
+    assert stretch((100, 1000), (286, 286)) == pytest.approx(0.286) and stretch((20, 20), (10, 10)) == 0.5
+    PIL.Image.new("L", (40, 10)).save(src / "wide.png")  # its area grows only x1.6, its height x3.2
+    PIL.Image.new("L", (30, 26)).save(src / "near.png")  # x1.07 to x1.23: no note
     capsys.readouterr()
     assert main(["translate", str(run), "--input", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 0
-    assert "note: 1 image(s) translated at the training scale (resize_and_crop: 32x32), resized by x0.25 to x0.25" \
+    assert "note: 2 image(s) translated at the training scale (resize_and_crop: 32x32), resized by x0.25 to x3.20" \
            in capsys.readouterr().out
     assert read_image(tmp_path / "o" / "img_000.png", 1).shape == (1, 128, 128)
 

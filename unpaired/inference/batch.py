@@ -11,6 +11,7 @@ ends with a :class:`TranslateSummary`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,8 @@ class TranslateSummary:
         skipped: ``(path, reason)`` of inputs that are not images (hidden and OS metadata files
             such as ``.DS_Store`` are ignored without a word).
         failed: ``(path, reason)`` of images that could not be read or written.
-        resized: how much each translated image was resized to the training scale (the square
-            root of the area ratio: 2.0 doubles each side), in order.
+        resized: how much each translated image was resized to the training scale, in order: the
+            factor of the side resized most (2.0 doubles it, 0.5 halves it; see :func:`stretch`).
         scale: what the training scale is (``resize_and_crop: 286x286``), or None (its own size).
     """
 
@@ -61,6 +62,13 @@ class TranslateSummary:
         lines += [f"  ... and {len(self.skipped) - 10} more skipped"] if len(self.skipped) > 10 else []
         lines += [f"  FAILED {p}: {why}" for p, why in self.failed]
         return "\n".join(lines) + "\n"
+
+
+def stretch(size: tuple[int, int], new: tuple[int, int]) -> float:
+    """The resize factor of the side resized most from ``size`` (H, W) to ``new``: of 100x1000
+    to 286x286, 0.286 (the width shrinks 3.5x; the height grows only 2.86x). An area ratio would
+    call that image barely resized (x0.9)."""
+    return max((n / s for s, n in zip(size, new)), key=lambda f: abs(math.log(f)))
 
 
 def _header_size(path: Path) -> tuple[int, int]:
@@ -148,7 +156,7 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
             for (_, name, _), y in zip(batch, out):
                 try:
                     summary.translated.append(write_image(y, dst / name))
-                    summary.resized.append((h2 * w2 / (h * w)) ** 0.5)
+                    summary.resized.append(stretch((h, w), (h2, w2)))
                 except DataError as err:
                     summary.failed.append((name, str(err)))
         batch.clear()
