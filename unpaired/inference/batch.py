@@ -151,12 +151,12 @@ def _translate_all(translator: Translator, items: Dataset, dst: Path, summary: T
                 summary.failed.append((source, str(err)))
                 warn(f"skipping {source}: {err}")
         else:
-            h, w = batch[0][2].shape[-2:]
-            h2, w2 = translator.size_for(h, w)
+            size = tuple(batch[0][2].shape[-2:])  # one size per batch: one factor
+            factor = stretch(size, translator.size_for(*size))
             for (_, name, _), y in zip(batch, out):
                 try:
                     summary.translated.append(write_image(y, dst / name))
-                    summary.resized.append(stretch((h, w), (h2, w2)))
+                    summary.resized.append(factor)
                 except DataError as err:
                     summary.failed.append((name, str(err)))
         batch.clear()
